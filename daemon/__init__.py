@@ -1,0 +1,1 @@
+"""The tunelog daemon: API, writer, scheduler, plugin manager. Never imports torch."""

@@ -1,0 +1,126 @@
+"""Event base class, registry, envelope and schema upcasting.
+
+Every event type is a frozen msgspec Struct with an explicit, stable tag (`"job-queued"`,
+never a module path). The tag is stored in the log's `type` column and inside the payload, so
+a payload decodes on its own through one tagged union.
+
+A changed shape gets a new `schema_version` and an upcaster from the previous version; rows
+already stored are never rewritten, they are upgraded on read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import msgspec
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+_registry: dict[str, type[Event]] = {}
+_upcasters: dict[tuple[str, int], Upcaster] = {}
+_decoder: msgspec.json.Decoder[Any] | None = None
+_encoder = msgspec.json.Encoder()
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of all events. Subclasses pass `tag="..."` and document every field."""
+
+    schema_version: ClassVar[int] = 1
+
+    @property
+    def tag(self) -> str:
+        """The stable type name stored in the log."""
+        return str(self.__struct_config__.tag)
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored event and where it sits in the log."""
+
+    position: int
+    """Global sequence number, 1-based, gap-free in commit order."""
+    stream: str
+    """The stream (aggregate) the event belongs to, e.g. `job-01J...`."""
+    version: int
+    """Position of the event within its stream, 1-based."""
+    type: str
+    """The event's tag."""
+    schema_version: int
+    """Schema version the payload was written with (before upcasting)."""
+    time: float
+    """Unix time of the append, seconds."""
+    event: Event
+    """The decoded (and upcast) event."""
+    command_id: str | None = None
+    """The client-chosen id of the command that appended it (idempotency key)."""
+    causation_id: str | None = None
+    """Id of the command or event that caused this one."""
+    correlation_id: str | None = None
+    """Id shared by everything that belongs to one user action (a workflow run, say)."""
+
+
+def event_types() -> dict[str, type[Event]]:
+    """Every event type by tag (all subclasses of Event in the imported modules)."""
+    _import_all()
+    found: dict[str, type[Event]] = {}
+    todo = list(Event.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        tag = cls.__struct_config__.tag
+        if not isinstance(tag, str) or tag == cls.__name__:
+            raise TypeError(f"event {cls.__name__} needs an explicit string tag, e.g. tag='job-queued'")
+        if tag in found and found[tag] is not cls:
+            raise TypeError(f"event tag {tag!r} is used by both {found[tag].__name__} and {cls.__name__}")
+        found[tag] = cls
+    if len(found) != len(_registry):
+        global _decoder
+        _registry.clear()
+        _registry.update(found)
+        _decoder = None
+    return dict(_registry)
+
+
+def upcaster(tag: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register a function that turns a payload of `from_version` into `from_version + 1`."""
+
+    def register(fn: Upcaster) -> Upcaster:
+        _upcasters[(tag, from_version)] = fn
+        return fn
+
+    return register
+
+
+def encode_payload(event: Event) -> bytes:
+    """The payload bytes stored in the log (JSON, tag included)."""
+    return _encoder.encode(event)
+
+
+def decode_payload(tag: str, schema_version: int, payload: bytes | str) -> Event:
+    """Decode a stored payload, upcasting it first when it was written with an older schema."""
+    global _decoder
+    cls = _registry.get(tag) or event_types().get(tag)
+    if cls is None:
+        raise KeyError(f"unknown event type {tag!r}")
+    if schema_version == cls.schema_version:
+        if _decoder is None:
+            _decoder = msgspec.json.Decoder(type=_union(tuple(event_types().values())))
+        return _decoder.decode(payload)  # type: ignore[no-any-return]
+    data = msgspec.json.decode(payload)
+    for v in range(schema_version, cls.schema_version):
+        step = _upcasters.get((tag, v))
+        if step is None:
+            raise KeyError(f"no upcaster for {tag!r} from schema version {v}")
+        data = step(data)
+    return msgspec.convert(data, cls)
+
+
+def _union(types: tuple[type[Event], ...]) -> Any:
+    from typing import Union
+
+    return Union[types]  # noqa: UP007 - a runtime-built union needs the subscript form
+
+
+def _import_all() -> None:
+    """Import the modules that define event types so the registry is complete."""
+    from tunelog.events import domain  # noqa: F401

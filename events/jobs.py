@@ -1,0 +1,165 @@
+"""Events of a job: one plugin operation run in its own worker process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunelog.events.base import Event
+
+
+class JobQueued(Event, frozen=True, tag="job-queued"):
+    """A job was accepted and waits for a slot."""
+
+    job_id: str
+    """Job id (also the stream id suffix)."""
+    plugin: str
+    """Plugin name."""
+    operation: str
+    """Operation name within the plugin."""
+    params: dict[str, Any]
+    """Fully resolved parameters (defaults applied)."""
+    code_hash: str
+    """Code hash of the plugin version the job will run."""
+    plugin_version: str
+    """Manifest version of that plugin."""
+    inputs: dict[str, Any] = {}
+    """Input port values: artifact sha256 references or plain values."""
+    resource: str = "cpu"
+    """Slot kind it needs: `cpu` or `gpu`."""
+    resume_of: str | None = None
+    """Job id this job resumes from (its latest checkpoint), if any."""
+    run_id: str | None = None
+    """The run this job belongs to, if it is part of one."""
+
+
+class JobStarted(Event, frozen=True, tag="job-started"):
+    """A worker process was started for the job."""
+
+    job_id: str
+    """Job id."""
+    pid: int
+    """Worker process id (also its process group id)."""
+    slot: str
+    """Resource slot it occupies, e.g. `cpu0` or `gpu1`."""
+    log_path: str
+    """File that receives the worker's stdout and stderr."""
+
+
+class JobProgress(Event, frozen=True, tag="job-progress"):
+    """Where a job stands; sent by the worker, appended in batches."""
+
+    job_id: str
+    """Job id."""
+    step: int
+    """Steps done."""
+    total: int | None = None
+    """Steps in all, when known."""
+    message: str = ""
+    """Short human note, e.g. `loading model`."""
+
+
+class JobMetrics(Event, frozen=True, tag="job-metrics"):
+    """A batch of metric points (loss, lr, tokens/s...) from a worker."""
+
+    job_id: str
+    """Job id."""
+    points: list[dict[str, Any]]
+    """Each point has `step` and named values, in step order."""
+
+
+class JobLog(Event, frozen=True, tag="job-log"):
+    """Lines a worker logged through its context (batched)."""
+
+    job_id: str
+    """Job id."""
+    lines: list[str]
+    """The lines, oldest first."""
+
+
+class JobArtifact(Event, frozen=True, tag="job-artifact"):
+    """A job stored a file or folder in the content-addressed artifact store."""
+
+    job_id: str
+    """Job id."""
+    name: str
+    """Output name, e.g. `adapter`."""
+    sha256: str
+    """Content hash (the artifact's address)."""
+    size: int
+    """Bytes stored."""
+    kind: str = "file"
+    """`file` or `dir`."""
+
+
+class JobCheckpointed(Event, frozen=True, tag="job-checkpointed"):
+    """A worker saved a checkpoint it can be resumed from."""
+
+    job_id: str
+    """Job id."""
+    step: int
+    """Optimizer step the checkpoint was taken after."""
+    sha256: str
+    """Artifact holding the checkpoint folder."""
+    size: int
+    """Bytes stored."""
+
+
+class JobCancelRequested(Event, frozen=True, tag="job-cancel-requested"):
+    """Someone asked to cancel the job."""
+
+    job_id: str
+    """Job id."""
+    reason: str = "cancelled by user"
+    """Why."""
+
+
+class JobSucceeded(Event, frozen=True, tag="job-succeeded"):
+    """Terminal: the operation returned normally."""
+
+    job_id: str
+    """Job id."""
+    outputs: dict[str, Any]
+    """Output port values (artifact references or plain values)."""
+    duration_s: float
+    """Wall time from start to end."""
+
+
+class JobFailed(Event, frozen=True, tag="job-failed"):
+    """Terminal: the operation raised, the worker died, or it could not start."""
+
+    job_id: str
+    """Job id."""
+    error: str
+    """One line a user can act on."""
+    cause: str
+    """`exception`, `signal`, `exit`, `oom`, `lost` or `start`."""
+    exit_code: int | None = None
+    """Worker exit status, if it exited."""
+    signal: str | None = None
+    """Name of the signal that ended the worker, if any."""
+    traceback: str = ""
+    """Python traceback, when the operation raised."""
+    last_lines: list[str] = []
+    """Last lines of the worker's log."""
+
+
+class JobCancelled(Event, frozen=True, tag="job-cancelled"):
+    """Terminal: the job was cancelled."""
+
+    job_id: str
+    """Job id."""
+    forced: bool = False
+    """True when the worker ignored SIGTERM and was killed after the grace period."""
+
+
+class JobInterrupted(Event, frozen=True, tag="job-interrupted"):
+    """Terminal for this attempt: the daemon stopped or crashed while the job was running or queued."""
+
+    job_id: str
+    """Job id."""
+    reason: str
+    """Why, e.g. `daemon restarted`."""
+
+
+TERMINAL = frozenset({"job-succeeded", "job-failed", "job-cancelled", "job-interrupted"})
+"""Tags after which a job's worker never runs again."""

@@ -1,0 +1,197 @@
+"""Derived state as pure folds: `evolve(row, envelope) -> row`.
+
+No clock, no I/O, no randomness: timestamps come from the envelope. The store keeps one table
+per projection, updates it in the same transaction as each append, and can rebuild it from the
+log with the same functions, so live and rebuilt state cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from tunelog.events import jobs as J
+from tunelog.events import plugins as P
+from tunelog.events import system as S
+from tunelog.events.base import Envelope
+
+replace = msgspec.structs.replace
+
+
+class DaemonRow(msgspec.Struct, kw_only=True):
+    """The daemon's own record (one row, key `daemon`)."""
+
+    key: str = "daemon"
+    pid: int = 0
+    version: str = ""
+    socket: str = ""
+    data_dir: str = ""
+    running: bool = False
+    starts: int = 0
+    started_at: float = 0.0
+    stopped_at: float | None = None
+
+
+class PluginRow(msgspec.Struct, kw_only=True):
+    """A plugin and the code version jobs get when they ask for it."""
+
+    key: str
+    name: str
+    status: str
+    """`loaded`, `failed` (last change broke; `code_hash` still serves) or `removed`."""
+    path: str
+    source: str = "user"
+    version: str = ""
+    code_hash: str = ""
+    """Hash of the last good code; empty if it never loaded."""
+    failed_hash: str = ""
+    error: str = ""
+    traceback: str = ""
+    problems: list[dict[str, Any]] = []
+    manifest: dict[str, Any] = {}
+    loads: int = 0
+    updated_at: float = 0.0
+
+
+class JobRow(msgspec.Struct, kw_only=True):
+    """A job and where it stands."""
+
+    key: str
+    job_id: str
+    plugin: str
+    operation: str
+    params: dict[str, Any]
+    inputs: dict[str, Any]
+    code_hash: str
+    plugin_version: str
+    resource: str
+    state: str
+    """`queued`, `running`, `succeeded`, `failed`, `cancelled` or `interrupted`."""
+    queued_position: int
+    """Log position of the JobQueued event: the queue is FIFO by it."""
+    queued_at: float
+    resume_of: str | None = None
+    run_id: str | None = None
+    cancel_requested: bool = False
+    pid: int | None = None
+    slot: str | None = None
+    log_path: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    step: int = 0
+    total: int | None = None
+    message: str = ""
+    metrics: dict[str, Any] = {}
+    """The latest value of each metric."""
+    checkpoint_step: int | None = None
+    checkpoint_sha256: str | None = None
+    artifacts: dict[str, str] = {}
+    """Output name -> sha256 of artifacts stored so far."""
+    outputs: dict[str, Any] = {}
+    error: str = ""
+    cause: str = ""
+    traceback: str = ""
+    last_lines: list[str] = []
+
+
+Row = DaemonRow | PluginRow | JobRow
+
+
+def evolve_daemon(row: DaemonRow | None, env: Envelope) -> DaemonRow | None:
+    """Fold daemon events."""
+    row = row or DaemonRow()
+    e = env.event
+    if isinstance(e, S.DaemonStarted):
+        return replace(row, pid=e.pid, version=e.version, socket=e.socket, data_dir=e.data_dir,
+                       running=True, starts=row.starts + 1, started_at=env.time, stopped_at=None)
+    if isinstance(e, S.DaemonStopped):
+        return replace(row, running=False, stopped_at=env.time)
+    return row
+
+
+def evolve_plugin(row: PluginRow | None, env: Envelope) -> PluginRow | None:
+    """Fold plugin events."""
+    e = env.event
+    if isinstance(e, P.PluginLoaded | P.PluginReloaded):
+        return PluginRow(key=e.name, name=e.name, status="loaded", path=e.path, source=e.source,
+                         version=e.version, code_hash=e.code_hash, manifest=e.manifest,
+                         loads=(row.loads if row else 0) + 1, updated_at=env.time)
+    if isinstance(e, P.PluginFailed):
+        base = row or PluginRow(key=e.name, name=e.name, status="failed", path=e.path)
+        return replace(base, status="failed", path=e.path, failed_hash=e.code_hash, error=e.error,
+                       traceback=e.traceback, problems=e.problems, updated_at=env.time)
+    if isinstance(e, P.PluginRemoved) and row is not None:
+        return replace(row, status="removed", updated_at=env.time)
+    return row
+
+
+def evolve_job(row: JobRow | None, env: Envelope) -> JobRow | None:
+    """Fold job events."""
+    e = env.event
+    if isinstance(e, J.JobQueued):
+        return JobRow(key=e.job_id, job_id=e.job_id, plugin=e.plugin, operation=e.operation, params=e.params,
+                      inputs=e.inputs, code_hash=e.code_hash, plugin_version=e.plugin_version,
+                      resource=e.resource, state="queued", queued_position=env.position, queued_at=env.time,
+                      resume_of=e.resume_of, run_id=e.run_id)
+    if row is None:
+        return None
+    if isinstance(e, J.JobStarted):
+        return replace(row, state="running", pid=e.pid, slot=e.slot, log_path=e.log_path, started_at=env.time)
+    if isinstance(e, J.JobProgress):
+        return replace(row, step=e.step, total=e.total if e.total is not None else row.total,
+                       message=e.message or row.message)
+    if isinstance(e, J.JobMetrics):
+        if not e.points:
+            return row
+        metrics = dict(row.metrics)
+        for p in e.points:
+            metrics.update(p)
+        return replace(row, metrics=metrics, step=max(row.step, int(metrics.get("step", row.step))))
+    if isinstance(e, J.JobArtifact):
+        return replace(row, artifacts={**row.artifacts, e.name: e.sha256})
+    if isinstance(e, J.JobCheckpointed):
+        return replace(row, checkpoint_step=e.step, checkpoint_sha256=e.sha256)
+    if isinstance(e, J.JobCancelRequested):
+        return replace(row, cancel_requested=True)
+    if isinstance(e, J.JobSucceeded):
+        return replace(row, state="succeeded", outputs=e.outputs, ended_at=env.time)
+    if isinstance(e, J.JobFailed):
+        return replace(row, state="failed", error=e.error, cause=e.cause, traceback=e.traceback,
+                       last_lines=e.last_lines, ended_at=env.time)
+    if isinstance(e, J.JobCancelled):
+        return replace(row, state="cancelled", ended_at=env.time)
+    if isinstance(e, J.JobInterrupted):
+        return replace(row, state="interrupted", error=e.reason, ended_at=env.time)
+    return row
+
+
+class Fold(msgspec.Struct, frozen=True):
+    """One projection: which events it reads, which row each touches, and how it changes."""
+
+    table: str
+    row_type: type[Any]
+    tags: frozenset[str]
+    key: Callable[[Envelope], str | None]
+    evolve: Callable[[Any, Envelope], Any]
+
+
+def _tags(*classes: type) -> frozenset[str]:
+    return frozenset(str(c.__struct_config__.tag) for c in classes)  # type: ignore[attr-defined]
+
+
+CORE_FOLDS: tuple[Fold, ...] = (
+    Fold("daemon", DaemonRow, _tags(S.DaemonStarted, S.DaemonStopped), lambda env: "daemon", evolve_daemon),
+    Fold("plugins", PluginRow, _tags(P.PluginLoaded, P.PluginReloaded, P.PluginFailed, P.PluginRemoved),
+         lambda env: env.event.name, evolve_plugin),  # type: ignore[attr-defined]
+    Fold("jobs", JobRow, _tags(J.JobQueued, J.JobStarted, J.JobProgress, J.JobMetrics, J.JobArtifact,
+                               J.JobCheckpointed, J.JobCancelRequested, J.JobSucceeded, J.JobFailed,
+                               J.JobCancelled, J.JobInterrupted),
+         lambda env: env.event.job_id, evolve_job),  # type: ignore[attr-defined]
+)
+
+
+def all_folds() -> tuple[Fold, ...]:
+    """Every projection, in the order they are applied."""
+    return CORE_FOLDS

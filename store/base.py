@@ -1,0 +1,65 @@
+"""The store contract shared by the SQLite and in-memory implementations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from tunelog.events.base import Envelope, Event
+
+
+class EventStore(Protocol):
+    """An append-only event log with projections kept in step with it.
+
+    Contract (tests/store/test_contract.py runs it against every implementation):
+    - positions are 1-based, gap-free, in commit order; stream versions likewise per stream;
+    - one `append` is atomic: all of its events or none;
+    - `expected_version` other than None must equal the stream's current version, else
+      ConflictError and nothing is written (0 means "the stream must not exist yet");
+    - an `append` whose `command_id` is already in the log returns the stored envelopes and
+      writes nothing;
+    - projections reflect exactly the events up to `head()`.
+    """
+
+    def append(self, stream: str, events: Sequence[Event], *, expected_version: int | None = None,
+               command_id: str | None = None, causation_id: str | None = None,
+               correlation_id: str | None = None) -> list[Envelope]:
+        """Append events to one stream atomically and return their envelopes."""
+        ...
+
+    def read(self, *, after: int = 0, limit: int | None = None, stream: str | None = None,
+             types: Iterable[str] | None = None) -> list[Envelope]:
+        """Events with position > `after`, oldest first, optionally filtered."""
+        ...
+
+    def head(self) -> int:
+        """Position of the newest event (0 when empty)."""
+        ...
+
+    def stream_version(self, stream: str) -> int:
+        """Current version of a stream (0 when it has no events)."""
+        ...
+
+    def get(self, table: str, key: str) -> Any | None:
+        """One projection row, or None."""
+        ...
+
+    def rows(self, table: str) -> list[Any]:
+        """Every row of a projection, ordered by key."""
+        ...
+
+    def projection_position(self, table: str) -> int:
+        """The log position a projection has applied up to."""
+        ...
+
+    def rebuild(self) -> int:
+        """Recreate every projection from the log; returns the number of events folded."""
+        ...
+
+    def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        """Call `callback(head)` after each commit; returns a function that unsubscribes."""
+        ...
+
+    def close(self) -> None:
+        """Release resources."""
+        ...

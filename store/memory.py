@@ -1,0 +1,112 @@
+"""In-memory event store with the same contract as the SQLite one, for fast tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from tunelog.events.base import Envelope, Event, decode_payload, encode_payload
+from tunelog.events.errors import ConflictError
+from tunelog.events.state import Fold, all_folds
+
+
+class MemoryStore:
+    """Lists and dicts behind the EventStore contract; projections are the same folds."""
+
+    def __init__(self, *, folds: tuple[Fold, ...] | None = None, clock: Callable[[], float] = time.time):
+        self._log: list[Envelope] = []
+        self._versions: dict[str, int] = {}
+        self._by_command: dict[str, list[Envelope]] = {}
+        self._folds = folds if folds is not None else all_folds()
+        self._tables: dict[str, dict[str, Any]] = {f.table: {} for f in self._folds}
+        self._positions = {f.table: 0 for f in self._folds}
+        self._clock = clock
+        self._subscribers: list[Callable[[int], None]] = []
+
+    def append(self, stream: str, events: Sequence[Event], *, expected_version: int | None = None,
+               command_id: str | None = None, causation_id: str | None = None,
+               correlation_id: str | None = None) -> list[Envelope]:
+        if command_id is not None and command_id in self._by_command:
+            return list(self._by_command[command_id])
+        current = self._versions.get(stream, 0)
+        if expected_version is not None and expected_version != current:
+            raise ConflictError(f"stream {stream!r} is at version {current}, not {expected_version}",
+                                hint="re-read the stream and retry the command")
+        now = self._clock()
+        out = []
+        for i, ev in enumerate(events):
+            # Round-trip through the stored encoding so both stores hand out equal envelopes.
+            decoded = decode_payload(ev.tag, type(ev).schema_version, encode_payload(ev))
+            out.append(Envelope(position=len(self._log) + i + 1, stream=stream, version=current + i + 1,
+                                type=ev.tag, schema_version=type(ev).schema_version, time=now, event=decoded,
+                                command_id=command_id, causation_id=causation_id,
+                                correlation_id=correlation_id))
+        if not out:
+            return []
+        self._log.extend(out)
+        self._versions[stream] = current + len(out)
+        if command_id is not None:
+            self._by_command[command_id] = out
+        for env in out:
+            self._apply(env, self._tables)
+        for f in self._folds:
+            self._positions[f.table] = len(self._log)
+        for cb in list(self._subscribers):
+            cb(len(self._log))
+        return out
+
+    def _apply(self, env: Envelope, tables: dict[str, dict[str, Any]]) -> None:
+        for f in self._folds:
+            if env.type in f.tags:
+                key = f.key(env)
+                if key is None:
+                    continue
+                new = f.evolve(tables[f.table].get(key), env)
+                if new is None:
+                    tables[f.table].pop(key, None)
+                else:
+                    tables[f.table][key] = new
+
+    def read(self, *, after: int = 0, limit: int | None = None, stream: str | None = None,
+             types: Iterable[str] | None = None) -> list[Envelope]:
+        wanted = set(types) if types else None
+        out = []
+        for env in self._log[after:]:
+            if stream is not None and env.stream != stream:
+                continue
+            if wanted is not None and env.type not in wanted:
+                continue
+            out.append(env)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def head(self) -> int:
+        return len(self._log)
+
+    def stream_version(self, stream: str) -> int:
+        return self._versions.get(stream, 0)
+
+    def get(self, table: str, key: str) -> Any | None:
+        return self._tables[table].get(key)
+
+    def rows(self, table: str) -> list[Any]:
+        return [v for _, v in sorted(self._tables[table].items())]
+
+    def projection_position(self, table: str) -> int:
+        return self._positions[table]
+
+    def rebuild(self) -> int:
+        tables: dict[str, dict[str, Any]] = {f.table: {} for f in self._folds}
+        for env in self._log:
+            self._apply(env, tables)
+        self._tables = tables
+        return len(self._log)
+
+    def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def close(self) -> None:
+        self._subscribers.clear()

@@ -1,0 +1,239 @@
+"""The SQLite event log: WAL mode, one writer, projections updated in the append's transaction."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import sqlite_utils
+
+from tunelog.events.base import Envelope, Event, decode_payload, encode_payload
+from tunelog.events.errors import ConflictError, TunelogError
+from tunelog.events.state import Fold, all_folds
+from tunelog.store.schema import migrate
+
+_COLUMNS = "position, stream, version, type, schema_version, time, payload, command_id, causation_id, correlation_id"
+_INSERT = (f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+@contextlib.contextmanager
+def sqlite_errors(what: str) -> Iterator[None]:
+    """Map sqlite3 errors to tunelog errors: the one place that knows sqlite3's exceptions."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise ConflictError(f"{what}: {exc}", hint="re-read the stream and retry") from exc
+    except sqlite3.OperationalError as exc:
+        hint = "is another tunelog daemon using this data directory?" if "locked" in str(exc) else None
+        raise TunelogError(f"{what}: {exc}", hint=hint) from exc
+    except sqlite3.DatabaseError as exc:
+        raise TunelogError(f"{what}: the database is damaged ({exc})",
+                           hint="restore a backup of the data directory") from exc
+
+
+class SqliteStore:
+    """Event log in one SQLite file. Only one process may write (the daemon holds a lock)."""
+
+    def __init__(self, path: str | Path, *, folds: tuple[Fold, ...] | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.path = Path(path)
+        self._folds = folds if folds is not None else all_folds()
+        self._by_tag: dict[str, list[Fold]] = {}
+        for f in self._folds:
+            for tag in f.tags:
+                self._by_tag.setdefault(tag, []).append(f)
+        self._row_decoders = {f.table: msgspec.json.Decoder(f.row_type) for f in self._folds}
+        self._encoder = msgspec.json.Encoder()
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._subscribers: list[Callable[[int], None]] = []
+        with sqlite_errors(f"opening {self.path}"):
+            self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA busy_timeout=5000")
+            migrate(sqlite_utils.Database(self.conn), self._folds)
+        self._head = self._query_head()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(self, stream: str, events: Sequence[Event], *, expected_version: int | None = None,
+               command_id: str | None = None, causation_id: str | None = None,
+               correlation_id: str | None = None) -> list[Envelope]:
+        with self._lock, sqlite_errors(f"appending to {stream!r}"):
+            if command_id is not None:
+                done = self._read_where("command_id = ?", (command_id,))
+                if done:
+                    return done
+            if not events:
+                return []
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT max(version) FROM events WHERE stream = ?", (stream,)).fetchone()
+                current = row[0] or 0
+                if expected_version is not None and expected_version != current:
+                    raise ConflictError(f"stream {stream!r} is at version {current}, not {expected_version}",
+                                        hint="re-read the stream and retry the command")
+                now = self._clock()
+                head = self._head
+                rows, out = [], []
+                for i, ev in enumerate(events):
+                    payload = encode_payload(ev)
+                    tag, sv = ev.tag, type(ev).schema_version
+                    rows.append((head + i + 1, stream, current + i + 1, tag, sv, now, payload.decode(),
+                                 command_id, causation_id, correlation_id))
+                    out.append(Envelope(position=head + i + 1, stream=stream, version=current + i + 1, type=tag,
+                                        schema_version=sv, time=now, event=decode_payload(tag, sv, payload),
+                                        command_id=command_id, causation_id=causation_id,
+                                        correlation_id=correlation_id))
+                conn.executemany(_INSERT, rows)
+                self._apply(out, out[-1].position)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._head = out[-1].position
+        for cb in list(self._subscribers):
+            cb(self._head)
+        return out
+
+    def _apply(self, envs: Sequence[Envelope], position: int, *, fresh: bool = False) -> None:
+        """Fold envelopes into the projection tables (inside the caller's transaction)."""
+        cache: dict[tuple[str, str], Any] = {}
+        touched: set[str] = set()
+        for env in envs:
+            for f in self._by_tag.get(env.type, ()):
+                key = f.key(env)
+                if key is None:
+                    continue
+                ck = (f.table, key)
+                if ck not in cache:
+                    cache[ck] = None if fresh else self._load_row(f.table, key)
+                cache[ck] = f.evolve(cache[ck], env)
+                touched.add(f.table)
+        encode = self._encoder.encode
+        for (table, key), row in cache.items():
+            if row is None:
+                self.conn.execute(f"DELETE FROM [{table}] WHERE key = ?", (key,))
+            else:
+                self.conn.execute(f"INSERT OR REPLACE INTO [{table}] (key, data) VALUES (?, ?)",
+                                  (key, encode(row).decode()))
+        self.conn.executemany("UPDATE projection_positions SET position = ? WHERE name = ?",
+                              [(position, f.table) for f in self._folds])
+
+    def _load_row(self, table: str, key: str) -> Any | None:
+        got = self.conn.execute(f"SELECT data FROM [{table}] WHERE key = ?", (key,)).fetchone()
+        return None if got is None else self._row_decoders[table].decode(got[0])
+
+    def rebuild(self) -> int:
+        """Recreate every projection from the log in one transaction; returns events folded."""
+        with self._lock, sqlite_errors("rebuilding projections"):
+            tables: dict[str, dict[str, Any]] = {f.table: {} for f in self._folds}
+            tags = sorted(self._by_tag)
+            marks = ",".join("?" * len(tags))
+            cur = self.conn.execute(f"SELECT {_COLUMNS} FROM events WHERE type IN ({marks}) ORDER BY position",
+                                    tags)
+            count = 0
+            by_tag = self._by_tag
+            while batch := cur.fetchmany(10_000):
+                for r in batch:
+                    env = _envelope(r)
+                    for f in by_tag[env.type]:
+                        key = f.key(env)
+                        if key is not None:
+                            t = tables[f.table]
+                            new = f.evolve(t.get(key), env)
+                            if new is None:
+                                t.pop(key, None)
+                            else:
+                                t[key] = new
+                count += len(batch)
+            encode = self._encoder.encode
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for f in self._folds:
+                    self.conn.execute(f"DELETE FROM [{f.table}]")
+                    self.conn.executemany(f"INSERT INTO [{f.table}] (key, data) VALUES (?, ?)",
+                                          [(k, encode(v).decode()) for k, v in tables[f.table].items()])
+                self.conn.executemany("UPDATE projection_positions SET position = ? WHERE name = ?",
+                                      [(self._head, f.table) for f in self._folds])
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            return count
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def read(self, *, after: int = 0, limit: int | None = None, stream: str | None = None,
+             types: Iterable[str] | None = None) -> list[Envelope]:
+        where, args = ["position > ?"], [after]
+        if stream is not None:
+            where.append("stream = ?")
+            args.append(stream)  # type: ignore[arg-type]
+        if types:
+            tl = list(types)
+            where.append(f"type IN ({','.join('?' * len(tl))})")
+            args.extend(tl)  # type: ignore[arg-type]
+        sql = " AND ".join(where) + " ORDER BY position"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock, sqlite_errors("reading events"):
+            return self._read_where(sql, args)
+
+    def _read_where(self, where: str, args: Sequence[Any]) -> list[Envelope]:
+        if " ORDER BY " not in where:
+            where += " ORDER BY position"
+        return [_envelope(r) for r in self.conn.execute(f"SELECT {_COLUMNS} FROM events WHERE {where}", args)]
+
+    def head(self) -> int:
+        return self._head
+
+    def _query_head(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
+
+    def stream_version(self, stream: str) -> int:
+        with self._lock:
+            row = self.conn.execute("SELECT max(version) FROM events WHERE stream = ?", (stream,)).fetchone()
+        return int(row[0] or 0)
+
+    def get(self, table: str, key: str) -> Any | None:
+        with self._lock, sqlite_errors(f"reading {table}"):
+            return self._load_row(table, key)
+
+    def rows(self, table: str) -> list[Any]:
+        dec = self._row_decoders[table]
+        with self._lock, sqlite_errors(f"reading {table}"):
+            return [dec.decode(d) for (d,) in self.conn.execute(f"SELECT data FROM [{table}] ORDER BY key")]
+
+    def projection_position(self, table: str) -> int:
+        with self._lock:
+            row = self.conn.execute("SELECT position FROM projection_positions WHERE name = ?", (table,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def integrity_check(self) -> str:
+        """`ok`, or SQLite's description of the damage."""
+        with self._lock:
+            return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        self._subscribers.clear()
+        with self._lock:
+            self.conn.close()
+
+
+def _envelope(r: tuple[Any, ...]) -> Envelope:
+    return Envelope(position=r[0], stream=r[1], version=r[2], type=r[3], schema_version=r[4], time=r[5],
+                    event=decode_payload(r[3], r[4], r[6]), command_id=r[7], causation_id=r[8],
+                    correlation_id=r[9])
