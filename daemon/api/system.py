@@ -1,0 +1,69 @@
+"""Status, projection rebuild, and stop."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tunelog.daemon.api.errors import read_body
+from tunelog.daemon.services import Services
+
+
+class Command(msgspec.Struct, forbid_unknown_fields=True):
+    """A command body carrying only its idempotency key."""
+
+    command_id: str | None = None
+
+
+async def status(request: Request) -> Response:
+    s: Services = request.app.state.services
+    jobs = Counter(r.state for r in s.store.rows("jobs"))
+    plugins = Counter(r.status for r in s.store.rows("plugins"))
+    return JSONResponse({
+        "version": s.version,
+        "pid": os.getpid(),
+        "uptime_s": round(time.time() - s.started_at, 3),
+        "data_dir": str(s.paths.home),
+        "socket": str(s.paths.socket),
+        "log_file": str(s.paths.log_file),
+        "head": s.store.head(),
+        "projections": {t: s.store.projection_position(t) for t in ("daemon", "plugins", "jobs")},
+        "jobs": dict(jobs),
+        "plugins": dict(plugins),
+        "slots": s.jobs.slots_status(),
+    })
+
+
+async def rebuild(request: Request) -> Response:
+    """Recreate every projection from the log and report whether the result equals the live one."""
+    s: Services = request.app.state.services
+    await read_body(request, Command)
+    tables = ("daemon", "plugins", "jobs")
+    before = {t: [msgspec.to_builtins(r) for r in s.store.rows(t)] for t in tables}
+    started = time.perf_counter()
+    folded = s.store.rebuild()
+    seconds = time.perf_counter() - started
+    after = {t: [msgspec.to_builtins(r) for r in s.store.rows(t)] for t in tables}
+    return JSONResponse({"events_folded": folded, "seconds": round(seconds, 4),
+                         "identical": before == after,
+                         "differs": [t for t in tables if before[t] != after[t]]})
+
+
+async def stop(request: Request) -> Response:
+    s: Services = request.app.state.services
+    await read_body(request, Command)
+    s.request_stop("stop requested over the API")
+    return JSONResponse({"stopping": True, "pid": os.getpid()}, status_code=202)
+
+
+routes = [
+    Route("/v1/status", status, methods=["GET"]),
+    Route("/v1/admin/rebuild", rebuild, methods=["POST"]),
+    Route("/v1/daemon/stop", stop, methods=["POST"]),
+]

@@ -1,0 +1,49 @@
+"""The parts the API routes work with, created once at daemon start (the composition root's list)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import anyio
+
+from tunelog.daemon.paths import Paths
+from tunelog.store.artifacts import ArtifactStore
+from tunelog.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from tunelog.daemon.jobs import JobRunner
+    from tunelog.daemon.plugins import PluginManager
+
+
+class Notifier:
+    """Wakes followers after each commit. Lives on the event loop; the store calls `notify`."""
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def notify(self, head: int) -> None:
+        self._event.set()
+        self._event = anyio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        """Return after the next commit or after `timeout` seconds, whichever comes first."""
+        with anyio.move_on_after(timeout):
+            await self._event.wait()
+
+
+@dataclass
+class Services:
+    """Dependencies of the API: one of each, no behaviour of its own."""
+
+    paths: Paths
+    store: SqliteStore
+    artifacts: ArtifactStore
+    plugins: PluginManager
+    jobs: JobRunner
+    version: str
+    notifier: Notifier = field(default_factory=Notifier)
+    started_at: float = field(default_factory=time.time)
+    request_stop: Callable[[str], None] = lambda reason: None
