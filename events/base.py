@@ -34,7 +34,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
         return str(self.__struct_config__.tag)
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+class Envelope(msgspec.Struct, frozen=True):
     """One stored event and where it sits in the log."""
 
     position: int
@@ -78,6 +78,9 @@ def event_types() -> dict[str, type[Event]]:
         _registry.clear()
         _registry.update(found)
         _decoder = None
+        global _list_decoder
+        _list_decoder = None
+        _current_versions.clear()
     return dict(_registry)
 
 
@@ -113,6 +116,22 @@ def decode_payload(tag: str, schema_version: int, payload: bytes | str) -> Event
             raise KeyError(f"no upcaster for {tag!r} from schema version {v}")
         data = step(data)
     return msgspec.convert(data, cls)
+
+
+def decode_payloads(items: list[tuple[str, int, str]]) -> list[Event]:
+    """Decode many (tag, schema_version, payload) rows at once: one decoder call when none needs upcasting."""
+    global _list_decoder
+    current = {tag: cls.schema_version for tag, cls in event_types().items()} if _list_decoder is None else None
+    if _list_decoder is None:
+        _list_decoder = msgspec.json.Decoder(type=list[_union(tuple(event_types().values()))])  # type: ignore[misc]
+        _current_versions.update(current or {})
+    if all(_current_versions.get(tag) == sv for tag, sv, _ in items):
+        return _list_decoder.decode("[" + ",".join(p for _, _, p in items) + "]")  # type: ignore[no-any-return]
+    return [decode_payload(tag, sv, p) for tag, sv, p in items]
+
+
+_list_decoder: msgspec.json.Decoder[Any] | None = None
+_current_versions: dict[str, int] = {}
 
 
 def _union(types: tuple[type[Event], ...]) -> Any:

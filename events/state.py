@@ -127,44 +127,48 @@ def evolve_plugin(row: PluginRow | None, env: Envelope) -> PluginRow | None:
     return row
 
 
+def _queued(row: JobRow | None, e: J.JobQueued, env: Envelope) -> JobRow:
+    return JobRow(key=e.job_id, job_id=e.job_id, plugin=e.plugin, operation=e.operation, params=e.params,
+                  inputs=e.inputs, code_hash=e.code_hash, plugin_version=e.plugin_version, resource=e.resource,
+                  state="queued", queued_position=env.position, queued_at=env.time, resume_of=e.resume_of,
+                  run_id=e.run_id)
+
+
+def _metrics(row: JobRow, e: J.JobMetrics, env: Envelope) -> JobRow:
+    if not e.points:
+        return row
+    metrics = row.metrics
+    for p in e.points:
+        metrics = metrics | p
+    return replace(row, metrics=metrics, step=max(row.step, int(metrics.get("step", row.step))))
+
+
+_JOB_STEPS: dict[type, Callable[[Any, Any, Envelope], JobRow]] = {
+    J.JobStarted: lambda row, e, env: replace(row, state="running", pid=e.pid, slot=e.slot, log_path=e.log_path,
+                                              started_at=env.time),
+    J.JobProgress: lambda row, e, env: replace(row, step=e.step, total=e.total if e.total is not None else row.total,
+                                               message=e.message or row.message),
+    J.JobMetrics: _metrics,
+    J.JobArtifact: lambda row, e, env: replace(row, artifacts={**row.artifacts, e.name: e.sha256}),
+    J.JobCheckpointed: lambda row, e, env: replace(row, checkpoint_step=e.step, checkpoint_sha256=e.sha256),
+    J.JobCancelRequested: lambda row, e, env: replace(row, cancel_requested=True),
+    J.JobSucceeded: lambda row, e, env: replace(row, state="succeeded", outputs=e.outputs, ended_at=env.time),
+    J.JobFailed: lambda row, e, env: replace(row, state="failed", error=e.error, cause=e.cause,
+                                             traceback=e.traceback, last_lines=e.last_lines, ended_at=env.time),
+    J.JobCancelled: lambda row, e, env: replace(row, state="cancelled", ended_at=env.time),
+    J.JobInterrupted: lambda row, e, env: replace(row, state="interrupted", error=e.reason, ended_at=env.time),
+}
+
+
 def evolve_job(row: JobRow | None, env: Envelope) -> JobRow | None:
-    """Fold job events."""
+    """Fold job events (a table of small steps: rebuilds fold millions of these)."""
     e = env.event
-    if isinstance(e, J.JobQueued):
-        return JobRow(key=e.job_id, job_id=e.job_id, plugin=e.plugin, operation=e.operation, params=e.params,
-                      inputs=e.inputs, code_hash=e.code_hash, plugin_version=e.plugin_version,
-                      resource=e.resource, state="queued", queued_position=env.position, queued_at=env.time,
-                      resume_of=e.resume_of, run_id=e.run_id)
+    if type(e) is J.JobQueued:
+        return _queued(row, e, env)
     if row is None:
         return None
-    if isinstance(e, J.JobStarted):
-        return replace(row, state="running", pid=e.pid, slot=e.slot, log_path=e.log_path, started_at=env.time)
-    if isinstance(e, J.JobProgress):
-        return replace(row, step=e.step, total=e.total if e.total is not None else row.total,
-                       message=e.message or row.message)
-    if isinstance(e, J.JobMetrics):
-        if not e.points:
-            return row
-        metrics = dict(row.metrics)
-        for p in e.points:
-            metrics.update(p)
-        return replace(row, metrics=metrics, step=max(row.step, int(metrics.get("step", row.step))))
-    if isinstance(e, J.JobArtifact):
-        return replace(row, artifacts={**row.artifacts, e.name: e.sha256})
-    if isinstance(e, J.JobCheckpointed):
-        return replace(row, checkpoint_step=e.step, checkpoint_sha256=e.sha256)
-    if isinstance(e, J.JobCancelRequested):
-        return replace(row, cancel_requested=True)
-    if isinstance(e, J.JobSucceeded):
-        return replace(row, state="succeeded", outputs=e.outputs, ended_at=env.time)
-    if isinstance(e, J.JobFailed):
-        return replace(row, state="failed", error=e.error, cause=e.cause, traceback=e.traceback,
-                       last_lines=e.last_lines, ended_at=env.time)
-    if isinstance(e, J.JobCancelled):
-        return replace(row, state="cancelled", ended_at=env.time)
-    if isinstance(e, J.JobInterrupted):
-        return replace(row, state="interrupted", error=e.reason, ended_at=env.time)
-    return row
+    step = _JOB_STEPS.get(type(e))
+    return row if step is None else step(row, e, env)
 
 
 class Fold(msgspec.Struct, frozen=True):
