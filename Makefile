@@ -1,0 +1,37 @@
+# Set-up and the two commands of the README. Everything goes into .venv; torch is installed
+# first as the pinned CPU build so no other requirement can pull a multi-GB CUDA build.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint wheel-smoke bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[train,test]'
+	touch $@
+
+demo: setup
+	$(BIN)/python -m tunelog.frontends.cli.main demo
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check daemon events store plugins frontends tests bench
+	$(BIN)/mypy daemon events store
+
+wheel-smoke: setup
+	bash .ci/wheel_smoke.sh
+
+bench: setup
+	$(BIN)/python bench/store_bench.py
+	$(BIN)/python bench/cli_status.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info
