@@ -23,7 +23,9 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
 
 async def status(request: Request) -> Response:
     s: Services = request.app.state.services
-    jobs = Counter(r.state for r in s.store.rows("jobs"))
+    rows = s.store.rows("jobs")
+    jobs = Counter(r.state for r in rows)
+    running = [r for r in rows if r.state == "running"]
     plugins = Counter(r.status for r in s.store.rows("plugins"))
     return JSONResponse({
         "version": s.version,
@@ -36,7 +38,7 @@ async def status(request: Request) -> Response:
         "projections": {t: s.store.projection_position(t) for t in ("daemon", "plugins", "jobs")},
         "jobs": dict(jobs),
         "plugins": dict(plugins),
-        "slots": s.jobs.slots_status(),
+        "slots": {slot: next((r.job_id for r in running if r.slot == slot), None) for slot in s.jobs.slots},
     })
 
 
