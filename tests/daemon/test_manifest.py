@@ -1,0 +1,191 @@
+"""Manifest validation and parameter/input validation: every problem at once, each naming its field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import yaml
+
+from tunelog.daemon.manifest import check_manifest, declared_name, read_manifest
+from tunelog.daemon.params import validate_inputs, validate_params
+from tunelog.events.errors import ValidationError
+from tunelog.plugins.api import OperationSpec
+
+GOOD: dict[str, Any] = {
+    "name": "toy",
+    "version": "1.0",
+    "description": "A toy plugin.",
+    "operations": {
+        "train": {
+            "description": "Train.",
+            "resource": "cpu",
+            "inputs": {"data": {"type": "dataset", "description": "Training data."},
+                       "base": {"type": "model", "description": "Base model.", "required": False}},
+            "outputs": {"adapter": {"type": "adapter", "description": "The adapter."}},
+            "params": {
+                "lr": {"type": "number", "description": "Learning rate.", "default": 0.001, "minimum": 0, "maximum": 1},
+                "epochs": {"type": "integer", "description": "Epochs.", "default": 1, "minimum": 1},
+                "method": {"type": "string", "description": "Method.", "default": "lora", "choices": ["lora", "dora"]},
+                "modules": {"type": "list", "items": "string", "description": "Target modules.", "default": ["q"]},
+                "seed": {"type": "integer", "description": "Seed (required)."},
+                "max_steps": {"type": "integer", "description": "Optional cap.", "default": None},
+            },
+        },
+    },
+}
+
+
+def plugin_dir(tmp_path: Path, manifest: Any, *, backend: bool = True) -> Path:
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / "manifest.yaml").write_text(yaml.safe_dump(manifest) if not isinstance(manifest, str) else manifest)
+    if backend:
+        (folder / "backend.py").write_text("def train(ctx, params, inputs):\n    return {}\n")
+    return folder
+
+
+def wheres(problems: list[tuple[str, str]]) -> set[str]:
+    return {w for w, _ in problems}
+
+
+def test_a_good_manifest_decodes(tmp_path: Path) -> None:
+    result = read_manifest(plugin_dir(tmp_path, GOOD))
+    assert result.problems == []
+    assert result.manifest is not None and result.name == "toy"
+    assert result.manifest.operations["train"].params["lr"].default == 0.001
+    assert msgspec.to_builtins(result.manifest)["operations"]["train"]["params"]["max_steps"] == {
+        "type": "integer", "description": "Optional cap.", "default": None}
+
+
+def test_every_problem_is_reported_at_once_naming_its_field(tmp_path: Path) -> None:
+    bad = {
+        "name": "Bad Name",
+        "version": 1.0,
+        "descripton": "typo",
+        "ui_component": "ui_missing.py",
+        "operations": {
+            "train": {
+                "description": "Train.",
+                "resource": "tpu",
+                "inputs": {"data": {"type": "tensor", "description": "x"}},
+                "outputs": {"out": {"description": "no type"}},
+                "params": {
+                    "lr": {"type": "strin", "description": "x"},
+                    "epochs": {"type": "integer", "description": "x", "default": "3"},
+                    "warmup": {"type": "number", "description": "x", "default": 5, "minimum": 0, "maximum": 1},
+                    "method": {"type": "string", "description": "x", "default": "qlora", "choices": ["lora", "dora"]},
+                    "flag": {"type": "boolean", "description": "x", "extra": 1},
+                    "tags": {"type": "list", "items": "integer", "description": "x", "default": [1, "a"]},
+                },
+            },
+            "_private": {"description": "hidden"},
+        },
+    }
+    result = check_manifest(bad, folder=plugin_dir(tmp_path, bad, backend=False))
+    assert result.manifest is None and result.name is None
+    got = wheres(result.problems)
+    assert got >= {
+        "name", "version", "descripton", "description", "ui_component", "backend.py",
+        "operations.train.resource",
+        "operations.train.inputs.data.type",
+        "operations.train.outputs.out.type",
+        "operations.train.params.lr.type",
+        "operations.train.params.epochs.default",
+        "operations.train.params.warmup.default",
+        "operations.train.params.method.default",
+        "operations.train.params.flag.extra",
+        "operations.train.params.tags.default[1]",
+        "operations._private",
+    }
+    messages = dict(result.problems)
+    assert "quote it" in messages["version"]
+    assert "above the maximum 1" in messages["operations.train.params.warmup.default"]
+    assert "not one of the choices" in messages["operations.train.params.method.default"]
+    assert "unknown port type 'tensor'" in messages["operations.train.inputs.data.type"]
+    assert "required field is missing" == messages["description"]
+
+
+def test_parameter_schema_rules(tmp_path: Path) -> None:
+    bad = {**GOOD, "operations": {"train": {"description": "x", "params": {
+        "a": {"type": "string", "description": "x", "minimum": 1},
+        "b": {"type": "integer", "description": "x", "minimum": 5, "maximum": 1},
+        "c": {"type": "integer", "description": "x", "items": "string"},
+        "d": {"type": "integer", "description": "x", "choices": [1, "two"]},
+        "e": {"type": "string", "description": "x", "choices": []},
+    }}}}
+    got = wheres(check_manifest(bad, folder=plugin_dir(tmp_path, bad)).problems)
+    assert got == {"operations.train.params.a.minimum", "operations.train.params.b.minimum",
+                   "operations.train.params.c.items", "operations.train.params.d.choices[1]",
+                   "operations.train.params.e.choices"}
+
+
+def test_unreadable_manifests(tmp_path: Path) -> None:
+    folder = plugin_dir(tmp_path, "name: toy\noperations: [unclosed\n")
+    result = read_manifest(folder)
+    assert result.manifest is None
+    assert result.problems[0][0] == "manifest.yaml" and "line 3" in result.problems[0][1]
+    assert check_manifest(["a list"], folder=folder).problems[0][0] == "manifest.yaml"
+    assert wheres(check_manifest({**GOOD, "operations": {}}, folder=folder).problems) == {"operations"}
+
+
+def test_declared_name_is_read_even_from_an_invalid_manifest() -> None:
+    assert declared_name(b"name: toy\nversion: 1\n") == "toy"
+    assert declared_name(b"name: Not A Slug\n") is None
+    assert declared_name(b"name: [broken\n") is None
+    assert declared_name(None) is None
+
+
+# -- parameters and inputs ------------------------------------------------------------------
+
+OP = msgspec.convert(GOOD["operations"]["train"], OperationSpec)
+
+
+def test_params_defaults_applied_and_ints_coerced_to_float() -> None:
+    got = validate_params(OP, {"seed": 7, "lr": 1})
+    assert got == {"lr": 1.0, "epochs": 1, "method": "lora", "modules": ["q"], "seed": 7, "max_steps": None}
+    assert isinstance(got["lr"], float)
+    got["modules"].append("k")  # defaults are copied, never shared between calls
+    assert validate_params(OP, {"seed": 1})["modules"] == ["q"]
+
+
+def test_every_param_problem_in_one_error() -> None:
+    with pytest.raises(ValidationError) as info:
+        validate_params(OP, {"lr": 2.0, "epochs": "3", "method": "qlora", "modules": ["q", 5], "bogus": 1,
+                             "max_steps": True})
+    problems = {p["where"]: p["message"] for p in info.value.problems}
+    assert set(problems) == {"params.lr", "params.epochs", "params.method", "params.modules[1]", "params.bogus",
+                             "params.seed", "params.max_steps"}
+    assert "above the maximum 1" in problems["params.lr"]
+    assert problems["params.epochs"] == "expected integer, got string"
+    assert "not one of the choices" in problems["params.method"]
+    assert "unknown parameter" in problems["params.bogus"] and "lr" in problems["params.bogus"]
+    assert "required integer parameter is missing" in problems["params.seed"]
+    assert problems["params.max_steps"] == "expected integer, got boolean"
+    assert info.value.message == "invalid params: 7 problems"
+
+
+def test_param_edge_cases() -> None:
+    assert validate_params(OP, {"seed": 1, "max_steps": None})["max_steps"] is None
+    with pytest.raises(ValidationError) as info:
+        validate_params(OP, {"seed": 1.5, "epochs": 0}, where="nodes.t.params")
+    assert {p["where"] for p in info.value.problems} == {"nodes.t.params.seed", "nodes.t.params.epochs"}
+    with pytest.raises(ValidationError):
+        validate_params(OP, ["not", "a", "dict"])
+
+
+def test_inputs_required_unknown_and_types() -> None:
+    sha = "a" * 64
+    assert validate_inputs(OP, {"data": sha}) == {"data": sha}
+    assert validate_inputs(OP, {"data": sha, "base": "HuggingFaceTB/SmolLM2-135M"})["base"].endswith("135M")
+    assert validate_inputs(OP, {"data": sha, "base": None}) == {"data": sha}
+    with pytest.raises(ValidationError) as info:
+        validate_inputs(OP, {"extra": 1, "base": 3})
+    problems = {p["where"]: p["message"] for p in info.value.problems}
+    assert set(problems) == {"inputs.extra", "inputs.data", "inputs.base"}
+    assert "required dataset input is missing" in problems["inputs.data"]
+    with pytest.raises(ValidationError) as info:
+        validate_inputs(OP, {"data": "not-a-sha"})
+    assert "sha256" in info.value.problems[0]["message"]
