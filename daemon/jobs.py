@@ -1,0 +1,297 @@
+"""The job runner: a durable FIFO queue on resource slots, one worker process per job.
+
+The queue is the `jobs` projection itself (rows in state `queued`, in the order of their
+JobQueued events): nothing lives only in memory, so a crash loses no job. On start the runner
+reconciles: every job the previous daemon left queued or running becomes interrupted, and a new
+job with `resume_of` can continue it from its last checkpoint.
+
+Commands (`submit`, `cancel`, `find`) are plain functions callable from any thread; `run` is the
+scheduler task. Nothing here imports torch: workers do (see `daemon/worker.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+import anyio
+import anyio.abc
+import anyio.from_thread
+import anyio.lowlevel
+
+from tunelog.daemon.job_process import Attempt
+from tunelog.daemon.paths import Paths
+from tunelog.daemon.processes import kill_leftover
+from tunelog.events import jobs as J
+from tunelog.events.base import Event
+from tunelog.events.errors import ConflictError, JobError, NotFoundError, ValidationError
+from tunelog.events.state import JobRow
+from tunelog.store.artifacts import ArtifactStore
+from tunelog.store.base import EventStore
+
+RESOURCES = ("cpu", "gpu", "any")
+_ACTIVE = ("queued", "running")
+
+
+def detect_slots(env: Mapping[str, str] = os.environ) -> list[str]:
+    """One slot per GPU (`gpu<id>`), or a single `cpu0` slot when there is none.
+
+    GPUs come from `TUNELOG_GPUS` (a count such as `2`, or ids such as `0,3`), else from
+    `CUDA_VISIBLE_DEVICES`, else from `nvidia-smi -L`: never from importing torch.
+    """
+    given = env.get("TUNELOG_GPUS", "").strip()
+    if given.isdigit():
+        ids = [str(i) for i in range(int(given))]
+    elif given:
+        ids = [g.strip() for g in given.split(",") if g.strip()]
+    elif env.get("CUDA_VISIBLE_DEVICES", "").strip():
+        ids = [g.strip() for g in env["CUDA_VISIBLE_DEVICES"].split(",") if g.strip() and g.strip() != "-1"]
+    else:
+        ids = [str(i) for i in range(_nvidia_smi_count())]
+    return [f"gpu{i}" for i in ids] or ["cpu0"]
+
+
+def _nvidia_smi_count() -> int:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return 0
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+_last_ms = 0
+_id_lock = threading.Lock()
+
+
+def new_job_id() -> str:
+    """A job id that sorts by creation: milliseconds in hex (strictly increasing here), then randomness."""
+    global _last_ms
+    with _id_lock:
+        _last_ms = max(int(time.time() * 1000), _last_ms + 1)
+        return f"{_last_ms:011x}{secrets.token_hex(4)}"
+
+
+class JobRunner:
+    """Schedules queued jobs on slots and supervises their worker processes."""
+
+    def __init__(self, store: EventStore, paths: Paths, artifacts: ArtifactStore, *,
+                 slots: list[str] | None = None, grace_s: float = 10.0, flush_s: float = 0.2,
+                 python: str = sys.executable):
+        self.store, self.paths, self.artifacts = store, paths, artifacts
+        self.slots = list(slots) if slots is not None else detect_slots()
+        if not self.slots:
+            raise ValidationError.collect("the job runner needs slots", [("slots", "give at least one, e.g. cpu0")])
+        self.grace_s, self.flush_s, self.python = grace_s, flush_s, python
+        self._boot_head = store.head()  # jobs queued after this are ours, not a dead daemon's
+        self._lock = threading.Lock()  # guards the claim of a queued job against a concurrent cancel
+        self._attempts: dict[str, Attempt] = {}
+        self._busy: dict[str, str] = {}  # slot -> job id
+        self._stopping = False
+        self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._thread: int | None = None
+        self._wake: anyio.Event | None = None
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def submit(self, *, plugin: str, operation: str, params: dict[str, object], inputs: dict[str, object],
+               code_hash: str, plugin_version: str, resource: str, command_id: str | None = None,
+               run_id: str | None = None, resume_of: str | None = None) -> JobRow:
+        """Queue a job (JobQueued) and wake the scheduler; a retried `command_id` returns the same job."""
+        done = self._answered(command_id)
+        if done is not None:
+            return done
+        if self._stopping:
+            raise JobError("the daemon is stopping and takes no new jobs", hint="submit again after it restarts")
+        self._check_submit(resource=resource, resume_of=resume_of)
+        job_id = new_job_id()
+        self.store.append(f"job-{job_id}", [J.JobQueued(
+            job_id=job_id, plugin=plugin, operation=operation, params=params, inputs=inputs, code_hash=code_hash,
+            plugin_version=plugin_version, resource=resource, resume_of=resume_of, run_id=run_id,
+        )], expected_version=0, command_id=command_id)
+        self._in_loop(self._wake_up)
+        return self._row(job_id)
+
+    def _check_submit(self, *, resource: str, resume_of: str | None) -> None:
+        if resource not in RESOURCES:
+            raise ValidationError.collect("cannot queue the job", [("resource", f"{resource!r} is not one of "
+                                                                                f"{', '.join(RESOURCES)}")])
+        if resource == "gpu" and not any(s.startswith("gpu") for s in self.slots):
+            raise JobError("the job needs a GPU and this machine has none",
+                           hint="set TUNELOG_GPUS if nvidia-smi cannot see your GPUs")
+        if resume_of is not None:
+            prev = self.store.get("jobs", resume_of)
+            if prev is None:
+                raise NotFoundError(f"no job {resume_of} to resume")
+            if not prev.checkpoint_sha256:
+                raise JobError(f"job {resume_of} saved no checkpoint, so it cannot be resumed",
+                               hint="run it again from the start")
+
+    def cancel(self, job_id: str, *, command_id: str | None = None, reason: str = "cancelled by user") -> JobRow:
+        """Cancel a job: a queued one at once, a running one by SIGTERM, then SIGKILL after the grace period."""
+        done = self._answered(command_id)
+        if done is not None:
+            return done
+        job_id = self.find(job_id).job_id
+        for _ in range(100):  # the job's own events may land between our read and our append
+            try:
+                attempt = self._append_cancel(job_id, reason=reason, command_id=command_id)
+                break
+            except ConflictError:
+                continue
+        else:
+            raise JobError(f"job {job_id} changed too often to cancel it", hint="retry the cancel")
+        if attempt is not None:
+            self._in_loop(lambda: attempt.request_stop("cancel"))
+        return self._row(job_id)
+
+    def _append_cancel(self, job_id: str, *, reason: str, command_id: str | None) -> Attempt | None:
+        """Record the cancel request (and, for a job no worker has claimed, the cancel itself)."""
+        stream = f"job-{job_id}"
+        with self._lock:
+            version = self.store.stream_version(stream)
+            row, attempt = self._row(job_id), self._attempts.get(job_id)
+            if row.state not in _ACTIVE:
+                raise JobError(f"job {job_id} has already ended ({row.state})")
+            if attempt is None and row.state == "running":
+                raise JobError(f"job {job_id} is not supervised by this daemon yet", hint="retry in a moment")
+            events: list[Event] = [J.JobCancelRequested(job_id=job_id, reason=reason)]
+            if attempt is None:
+                events.append(J.JobCancelled(job_id=job_id, forced=False))
+            self.store.append(stream, events, expected_version=version, command_id=command_id)
+            return attempt
+
+    def find(self, prefix: str) -> JobRow:
+        """A job by id or unique id prefix."""
+        if not prefix:
+            raise ValidationError.collect("no job id given", [("job", "give a job id or a prefix of one")])
+        row = self.store.get("jobs", prefix)
+        if row is not None:
+            return row
+        matches = [r for r in self.store.rows("jobs") if r.job_id.startswith(prefix)]
+        if not matches:
+            raise NotFoundError(f"no job matches {prefix!r}", hint="list jobs with `tunectl jobs`")
+        if len(matches) > 1:
+            raise ValidationError.collect(f"{prefix!r} matches {len(matches)} jobs",
+                                          [("job", r.job_id) for r in matches[:10]], hint="give more of the id")
+        return matches[0]
+
+    def _answered(self, command_id: str | None) -> JobRow | None:
+        """The job a command with this id already acted on, if it ran before (idempotent retry)."""
+        if command_id is None:
+            return None
+        done = self.store.append("job-", [], command_id=command_id)  # an empty append only looks the id up
+        if not done:
+            return None
+        job_id = getattr(done[0].event, "job_id", None)
+        if not done[0].stream.startswith("job-") or job_id is None:
+            raise ConflictError(f"command id {command_id!r} was already used for another command")
+        return self._row(job_id)
+
+    def _row(self, job_id: str) -> JobRow:
+        row = self.store.get("jobs", job_id)
+        if row is None:
+            raise NotFoundError(f"no job {job_id}")
+        return row
+
+    # -- the scheduler -----------------------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Reconcile, then start queued jobs on free slots until cancelled."""
+        self._token, self._thread = anyio.lowlevel.current_token(), threading.get_ident()
+        self._wake = wake = anyio.Event()
+        try:
+            self.reconcile()
+            async with anyio.create_task_group() as tg:
+                task_status.started()
+                while True:
+                    self._start_ready(tg)
+                    await wake.wait()
+                    self._wake = wake = anyio.Event()
+        finally:
+            self._token = self._thread = None
+
+    def reconcile(self) -> list[str]:
+        """Mark every job a previous daemon left queued or running as interrupted; returns their ids."""
+        found = []
+        for row in self.store.rows("jobs"):
+            if row.state in _ACTIVE and row.queued_position <= self._boot_head and row.job_id not in self._attempts:
+                if row.pid:
+                    kill_leftover(row.pid, row.job_id)
+                self.store.append(f"job-{row.job_id}", [J.JobInterrupted(job_id=row.job_id,
+                                                                         reason="daemon restarted")])
+                found.append(row.job_id)
+        return found
+
+    def _start_ready(self, tg: anyio.abc.TaskGroup) -> None:
+        """Claim queued jobs, oldest first, for the free slots that can run them."""
+        with self._lock:
+            free = [s for s in self.slots if s not in self._busy]
+            if self._stopping or not free:
+                return
+            queued = sorted((r for r in self.store.rows("jobs") if r.state == "queued"
+                             and r.job_id not in self._attempts), key=lambda r: r.queued_position)
+            for row in queued:
+                slot = _pick_slot(row.resource, free)
+                if slot is None:
+                    continue
+                free.remove(slot)
+                attempt = Attempt(row, slot, store=self.store, paths=self.paths, python=self.python,
+                                  grace_s=self.grace_s, flush_s=self.flush_s)
+                self._attempts[row.job_id], self._busy[slot] = attempt, row.job_id
+                tg.start_soon(self._supervise, attempt, name=f"job {row.job_id}")
+                if not free:
+                    break
+
+    async def _supervise(self, attempt: Attempt) -> None:
+        try:
+            await attempt.run()
+        finally:
+            with self._lock:
+                self._attempts.pop(attempt.row.job_id, None)
+                self._busy.pop(attempt.slot, None)
+            self._wake_up()
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _in_loop(self, fn: Callable[[], None]) -> None:
+        """Run `fn` in the scheduler's event loop thread (now, if this is that thread)."""
+        token = self._token
+        if token is None:
+            return  # not running: `run` looks at the queue when it starts
+        if threading.get_ident() == self._thread:
+            fn()
+        else:
+            anyio.from_thread.run_sync(fn, token=token)
+
+    async def shutdown(self) -> None:
+        """Stop starting jobs; stop running workers (SIGTERM, grace, SIGKILL) and mark them interrupted."""
+        with self._lock:
+            self._stopping = True
+            attempts = list(self._attempts.values())
+        for attempt in attempts:
+            attempt.request_stop("shutdown")
+        with anyio.move_on_after(self.grace_s + 5):
+            while self._attempts:
+                await anyio.sleep(0.02)
+
+
+def _pick_slot(resource: str, free: list[str]) -> str | None:
+    """A free slot for the resource: GPU jobs need a GPU slot; CPU jobs prefer a CPU slot."""
+    gpus = [s for s in free if s.startswith("gpu")]
+    if resource == "gpu":
+        return gpus[0] if gpus else None
+    if resource == "cpu":
+        cpus = [s for s in free if not s.startswith("gpu")]
+        return next(iter(cpus + gpus), None)
+    return next(iter(gpus + free), None)

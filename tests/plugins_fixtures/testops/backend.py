@@ -1,0 +1,102 @@
+"""Operations that exercise the job runner. Each is as small as the behaviour it provokes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .helpers import sleep_until_stopped
+
+
+def sleep(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    ctx.progress(0, message="sleeping")
+    slept, stopped = sleep_until_stopped(ctx, float(params["seconds"]))
+    return {"slept": slept, "stopped": stopped}
+
+
+def progress(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    n = int(params["n"])
+    print("a print() goes to worker.log, not into the message channel")
+    for i in range(n):
+        ctx.progress(i + 1, n)
+        ctx.metrics(i, loss=1.0 / (i + 1), lr=0.001)
+        if i % 50 == 0:
+            ctx.log(f"point {i}")
+    return {"count": n}
+
+
+def fail(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    print("about to fail", file=sys.stderr)
+    raise ValueError("boom")
+
+
+def crash(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    print("about to crash")
+    if params["how"] == "abort":
+        os.abort()
+    os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(10)
+    return {}
+
+
+def hang(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ctx.progress(0, message="hanging")
+    time.sleep(float(params["seconds"]))
+    return {}
+
+
+def exit(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    os._exit(int(params["code"]))
+
+
+def outputs(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    text = str(params["text"])
+    if inputs.get("data"):
+        text += "\n" + ctx.artifact_path(inputs["data"]).read_text()
+    path = Path(ctx.workdir) / "report.txt"
+    path.write_text(text)
+    return {"report": ctx.store_artifact("report", path), "text": text}
+
+
+def checkpointing(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    start = 0
+    if ctx.resume_from is not None:
+        start = json.loads((Path(ctx.resume_from) / "state.json").read_text())["step"]
+    step = start
+    while step < int(params["steps"]):
+        if ctx.should_stop():
+            folder = Path(ctx.workdir) / f"checkpoint-{step}"
+            folder.mkdir(parents=True)
+            (folder / "state.json").write_text(json.dumps({"step": step}))
+            ctx.checkpoint(step, folder)
+            break
+        time.sleep(float(params["step_s"]))
+        step += 1
+        ctx.progress(step, int(params["steps"]))
+    return {"step": step, "resumed_from": start}
+
+
+def emit(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    # Run events are not written yet; any non-job event shows the plumbing. PluginRemoved of a
+    # plugin that never existed changes no projection.
+    from tunelog.events.jobs import JobSucceeded
+    from tunelog.events.plugins import PluginRemoved
+
+    note = PluginRemoved(name="testops-emitted", path=str(ctx.workdir))
+    ctx.emit({"stream": params["stream"], "event": note})
+    ctx.emit({"stream": "daemon", "event": note})
+    ctx.emit(JobSucceeded(job_id=ctx.job_id, outputs={}, duration_s=0.0))
+    ctx.emit(note)
+    return {}
+
+
+def env(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"seen": {"cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "cwd": os.getcwd(),
+                     "job_id": os.environ.get("TUNELOG_JOB_ID"), "no_bytecode": sys.dont_write_bytecode,
+                     "pgid_is_pid": os.getpgid(0) == os.getpid(), "package": __package__}}
