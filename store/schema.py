@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from tunelog.events.state import Fold
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -25,9 +28,19 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
 """Applied in order; the database's user_version counts how many have run. Append only."""
 
 
-def migrate(db: sqlite_utils.Database, folds: tuple[Fold, ...]) -> None:
-    """Bring the schema up to date and make sure every projection has its table."""
-    current = db.execute("PRAGMA user_version").fetchone()[0]
+def migrate(conn: sqlite3.Connection, folds: tuple[Fold, ...]) -> None:
+    """Bring the schema up to date and make sure every projection has its table.
+
+    sqlite-utils is imported only when there is something to do: it pulls in pandas, which the
+    daemon and the workers should not carry for a schema that is already current.
+    """
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if current == len(MIGRATIONS) and all(f.table in tables for f in folds):
+        return
+    import sqlite_utils
+
+    db = sqlite_utils.Database(conn)
     for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
         with db.conn:
             step(db)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import sqlite_utils
 
 from tunelog.events.base import Envelope, Event, decode_payload, decode_payloads, encode_payload
 from tunelog.events.errors import ConflictError, TunelogError
@@ -59,7 +58,7 @@ class SqliteStore:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA busy_timeout=5000")
-            migrate(sqlite_utils.Database(self.conn), self._folds)
+            migrate(self.conn, self._folds)
         self._head = self._query_head()
 
     # -- writing -----------------------------------------------------------------------------
