@@ -1,0 +1,1 @@
+"""The built-in `evaluate` plugin: loss/perplexity and sample generations, base vs adapters."""

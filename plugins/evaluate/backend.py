@@ -1,0 +1,118 @@
+"""Operations of the `evaluate` plugin: loss/perplexity and sample generations, base vs adapters.
+
+Requests are checked first (adapter names and configs are plain JSON); torch, the model and the
+adapters load afterwards, in `.inference`, imported lazily so importing this module is fast.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tunelog.events.errors import ValidationError
+from tunelog.plugins.api import JobContext
+from tunelog.plugins.common.adapters import (
+    is_sha,
+    model_folder,
+    parse_named,
+    read_adapter_config,
+    reload_problems,
+)
+
+
+def loss(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Token-weighted validation loss and perplexity of the base and of each adapter."""
+    named = _named_adapters(ctx, inputs, include_base=bool(params.get("include_base", True)))
+    dataset_sha = inputs.get("dataset")
+    if not is_sha(dataset_sha):
+        raise ValidationError(f"inputs.dataset: expected a dataset artifact hash, got {str(dataset_sha)[:80]!r}")
+    from tunelog.plugins.common.data import encode_dataset, read_dataset
+    from tunelog.plugins.common.models import load_tokenizer
+
+    records = read_dataset(ctx.artifact_path(dataset_sha), params.get("split", "validation"))
+    base_dir = model_folder(ctx, inputs.get("model"))
+    tokenizer = load_tokenizer(base_dir)
+    features = encode_dataset(tokenizer, records, max_length=int(params.get("max_length", 512)),
+                              train_on_prompt=bool(params.get("train_on_prompt", False)))
+    if not features:
+        raise ValidationError(f"the {params.get('split')} split has no example with a target token to score")
+
+    from . import inference
+
+    model = inference.load(base_dir, named, dtype=params.get("dtype", "float32"), quantization=_quantization(params))
+    size = int(params.get("batch_size", 8))
+    batches = [features[i: i + size] for i in range(0, len(features), size)]
+    batches = batches[: int(params.get("max_batches", 0)) or None]
+    variants = _variants(named, include_base=bool(params.get("include_base", True)))
+    results: dict[str, Any] = {}
+    for done, name in enumerate(variants):
+        ctx.progress(done, len(variants), f"scoring {name}")
+        total, tokens = inference.score(model, name, batches, pad_id=tokenizer.pad_token_id, stop=ctx.should_stop)
+        if not tokens:  # stopped before the first batch
+            break
+        results[name] = {"loss": total / tokens, "perplexity": math.exp(min(total / tokens, 700.0)), "tokens": tokens}
+        ctx.metrics(done, **{f"{name}/loss": total / tokens})
+        if ctx.should_stop():
+            break
+    ctx.progress(len(variants), len(variants), "done")
+    return {"report": {"split": params.get("split", "validation"), "examples": sum(len(b) for b in batches),
+                       "batches": len(batches), "stopped": ctx.should_stop(), "results": results}}
+
+
+def generate(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Answers to each prompt from the base (under `base`) and from each adapter (under its name)."""
+    prompts = params.get("prompts")
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
+        raise ValidationError("params.prompts: expected a non-empty list of non-empty strings")
+    named = _named_adapters(ctx, inputs, include_base=bool(params.get("include_base", True)))
+    base_dir = model_folder(ctx, inputs.get("model"))
+    from tunelog.plugins.common.models import load_tokenizer
+
+    tokenizer = load_tokenizer(base_dir)
+
+    from . import inference
+
+    model = inference.load(base_dir, named, dtype=params.get("dtype", "float32"), quantization=_quantization(params))
+    chat = bool(params.get("chat", True))
+    if chat and not getattr(tokenizer, "chat_template", None):
+        ctx.log("the tokenizer has no chat template: prompts are used as plain text")
+        chat = False
+    settings = {k: params[k] for k in ("max_new_tokens", "greedy", "temperature", "top_p", "seed") if k in params}
+    variants = _variants(named, include_base=bool(params.get("include_base", True)))
+    report: dict[str, dict[str, str]] = {}
+    for i, prompt in enumerate(prompts):
+        if ctx.should_stop():
+            break
+        ctx.progress(i, len(prompts), "generating")
+        ids = inference.prompt_ids(tokenizer, prompt, chat=chat)
+        report[prompt] = {name: inference.generate(model, tokenizer, name, ids, **settings) for name in variants}
+    ctx.progress(len(report), len(prompts), "done")
+    return {"report": report}
+
+
+def _named_adapters(ctx: JobContext, inputs: dict[str, Any], *, include_base: bool) -> list[tuple[str, Any]]:
+    """(name, folder) of every adapter input, checked: `adapter` is named `adapter`."""
+    named = parse_named(inputs.get("adapters"), where="inputs.adapters")
+    if inputs.get("adapter") is not None:
+        if any(n == "adapter" for n, _ in named):
+            raise ValidationError("inputs.adapters: the name 'adapter' is taken by inputs.adapter")
+        named = parse_named([{"name": "adapter", "sha256": inputs["adapter"]}], where="inputs.adapter") + named
+    if not named and not include_base:
+        raise ValidationError("nothing to evaluate: no adapters and include_base is false")
+    out, problems = [], []
+    for name, sha in named:
+        folder = ctx.artifact_path(sha)
+        problems += [(f"adapter {name}", m) for m in reload_problems(read_adapter_config(folder, where=name))]
+        out.append((name, folder))
+    if problems:
+        raise ValidationError.collect("these adapters cannot be evaluated", problems)
+    return out
+
+
+def _variants(named: list[tuple[str, Any]], *, include_base: bool) -> list[str]:
+    return (["base"] if include_base else []) + [n for n, _ in named]
+
+
+def _quantization(params: dict[str, Any]) -> str | None:
+    q = params.get("quantization", "none")
+    return None if q in (None, "none") else str(q)
