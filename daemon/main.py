@@ -72,7 +72,8 @@ async def _serve(paths: Paths) -> None:
     slots = [s for s in os.environ.get("TUNELOG_SLOTS", "").split(",") if s] or None
     services = Services(
         paths=paths, store=store, artifacts=artifacts, version=tunelog_version(),
-        plugins=PluginManager(store, paths, extra_dirs=[Path(p) for p in _env_list("TUNELOG_PLUGIN_DIRS")]),
+        plugins=PluginManager(store, paths, extra_dirs=[Path(p) for p in _env_list("TUNELOG_PLUGIN_DIRS")],
+                              builtin_dir=Path(os.devnull) if os.environ.get("TUNELOG_NO_BUILTINS") else None),
         jobs=JobRunner(store, paths, artifacts, slots=slots,
                        grace_s=float(os.environ.get("TUNELOG_GRACE_S", "10"))),
     )
