@@ -1,0 +1,74 @@
+"""kill -9 of the daemon while clients send commands: nothing acknowledged is lost or doubled."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.daemon.daemon_proc import Daemon
+
+ROUNDS = 20
+
+
+def send_until_stopped(d: Daemon, stop: threading.Event, acked: list[str], sent: list[str]) -> None:
+    """Submit jobs as fast as the daemon answers; remember what it acknowledged."""
+    with d.client(timeout=5) as c:
+        while not stop.is_set():
+            cid = uuid.uuid4().hex
+            sent.append(cid)
+            try:
+                r = c.post("/v1/jobs", json={"plugin": "testops", "operation": "sleep",
+                                             "params": {"seconds": 30}, "command_id": cid})
+            except httpx.TransportError:
+                return
+            if r.status_code == 201:
+                acked.append(cid)
+
+
+@pytest.mark.slow
+def test_kill9_loses_no_acknowledged_command_and_doubles_none(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    rng = random.Random(7)
+    acked: list[str] = []
+    sent: list[str] = []
+    for _ in range(ROUNDS):
+        d = Daemon(home).start()
+        stop = threading.Event()
+        clients = [threading.Thread(target=send_until_stopped, args=(d, stop, acked, sent)) for _ in range(2)]
+        for t in clients:
+            t.start()
+        time.sleep(rng.uniform(0.2, 0.8))
+        d.stop(signal.SIGKILL)
+        stop.set()
+        for t in clients:
+            t.join(10)
+    # A client that got no answer retries with the same command id; the log answers it.
+    with_restart = Daemon(home).start()
+    try:
+        jobs = with_restart.get("/v1/jobs").json()["jobs"]
+        assert jobs and all(j["state"] in ("interrupted", "cancelled", "failed") for j in jobs), \
+            Counter(j["state"] for j in jobs)
+        unanswered = [cid for cid in sent if cid not in set(acked)]
+        for cid in unanswered[:50]:
+            r = with_restart.post("/v1/jobs", json={"plugin": "testops", "operation": "sleep",
+                                                    "params": {"seconds": 0}, "command_id": cid})
+            assert r.status_code in (201, 409), r.text
+    finally:
+        with_restart.stop()
+    conn = sqlite3.connect(home / "log.sqlite")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    counts = Counter(cid for (cid,) in conn.execute(
+        "SELECT command_id FROM events WHERE type = 'job-queued' AND command_id IS NOT NULL"))
+    conn.close()
+    assert acked, "no command was acknowledged: the test did not exercise anything"
+    assert all(counts[cid] == 1 for cid in acked), [cid for cid in acked if counts[cid] != 1]
+    assert all(n == 1 for n in counts.values())
