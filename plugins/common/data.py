@@ -1,0 +1,243 @@
+"""Dataset artifacts to model features: the tokenization every built-in plugin shares.
+
+A dataset artifact (written by the `datasets` plugin's `prepare`) is a folder:
+
+    train.jsonl          normalised records, one JSON object a line
+    validation.jsonl     only when a validation split was asked for
+    meta.json            format, kind, counts, source and content sha256, seed, split
+
+Records are one of three kinds:
+
+    chat        {"messages": [{"role": "system|user|assistant|tool", "content": str}, ...], "tools": [...]?}
+    text        {"text": str}
+    preference  {"prompt": [messages], "chosen": str, "rejected": str}
+
+A feature is `{"input_ids": [int], "labels": [int]}` (labels are -100 where no loss is taken;
+transformers shifts them inside the model), plus `position_ids` once packed. Everything here is a
+pure function of its inputs and the tokenizer passed in; torch loads only in `collate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from array import array
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from tunelog.events.errors import NotFoundError, ValidationError
+
+from .packing import IGNORE_INDEX, collate, pack
+
+__all__ = ["IGNORE_INDEX", "assistant_spans", "collate", "encode_chat", "encode_dataset", "encode_text",
+           "features_hash", "pack", "read_dataset", "read_meta", "record_kind", "splits"]
+
+Truncation = Literal["right", "left", "drop"]
+_SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_MAX_PROBLEMS = 50
+
+
+def read_dataset(folder: Path, split: str = "train") -> list[dict[str, Any]]:
+    """The normalised records of one split of a dataset artifact folder."""
+    if not _SPLIT_NAME.match(split):
+        raise ValidationError(f"not a split name: {split!r}", hint="splits are named like train or validation")
+    path = Path(folder) / f"{split}.jsonl"
+    if not path.is_file():
+        raise NotFoundError(f"dataset {Path(folder).name[:12]} has no {split} split",
+                            hint=f"its splits: {', '.join(splits(folder)) or 'none'}")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """meta.json of a dataset artifact (format, kind, counts, hashes, split)."""
+    path = Path(folder) / "meta.json"
+    if not path.is_file():
+        raise NotFoundError(f"{folder} is not a dataset artifact: it has no meta.json")
+    meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return meta
+
+
+def splits(folder: Path) -> list[str]:
+    """Names of the splits a dataset artifact holds, e.g. ["train", "validation"]."""
+    return sorted(p.stem for p in Path(folder).glob("*.jsonl"))
+
+
+def record_kind(record: dict[str, Any]) -> str:
+    """`chat`, `text` or `preference`."""
+    if "messages" in record:
+        return "chat"
+    if "text" in record:
+        return "text"
+    if {"prompt", "chosen", "rejected"} <= record.keys():
+        return "preference"
+    raise ValidationError(f"not a normalised record (keys: {', '.join(record)})",
+                          hint="read records of a dataset artifact made by the datasets plugin")
+
+
+def assistant_spans(tokenizer: Any, messages: list[dict[str, str]], *, tools: list[dict[str, Any]] | None = None
+                    ) -> tuple[str, list[tuple[int, int]]]:
+    """The conversation rendered by the tokenizer's chat template, and the character spans the
+    assistant turns occupy in it (content plus the template's end-of-turn text).
+
+    Found by rendering incrementally, which works for any template: the text up to each assistant
+    turn with the generation prompt (`before`) must prefix the text including that turn (`upto`),
+    which must prefix the whole conversation; the turn is `upto[len(before):]` minus trailing
+    whitespace. Templates that render earlier turns differently (e.g. dropping reasoning) fall back
+    to finding the turn's content in the full text, followed by the eos token when it is there.
+    """
+    full = _render(tokenizer, messages, tools=tools, generation_prompt=False)
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = _render(tokenizer, messages[:i], tools=tools, generation_prompt=True, empty_ok=True)
+        upto = _render(tokenizer, messages[: i + 1], tools=tools, generation_prompt=False)
+        if upto.startswith(before) and full.startswith(upto) and len(before) >= cursor:
+            start, end = len(before), max(len(before), len(upto.rstrip()))
+        else:
+            start, end = _find_turn(tokenizer, full, message["content"], cursor)
+        spans.append((start, end))
+        cursor = end
+    return full, spans
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], *, tools: list[dict[str, Any]] | None,
+            generation_prompt: bool, empty_ok: bool = False) -> str:
+    if not messages and empty_ok:
+        try:
+            return _render(tokenizer, messages, tools=tools, generation_prompt=generation_prompt)
+        except ValidationError:  # some templates refuse an empty conversation: nothing precedes the turn
+            return ""
+    kwargs = {"tools": tools} if tools else {}
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt,
+                                             **kwargs)
+    except Exception as e:  # jinja raises its own types (and templates raise on purpose) for unsupported input
+        raise ValidationError(f"the chat template cannot render this conversation: {e}",
+                              hint="check the roles and their order against the model's chat template") from e
+    if not isinstance(text, str):
+        raise ValidationError("the tokenizer's chat template did not return text")
+    return text
+
+
+def _find_turn(tokenizer: Any, full: str, content: str, cursor: int) -> tuple[int, int]:
+    start = full.find(content, cursor) if content else -1
+    if start < 0:
+        raise ValidationError("cannot locate an assistant turn in the rendered conversation",
+                              hint="the chat template changes assistant text; use train_on_prompt or another template")
+    end = start + len(content)
+    eos = getattr(tokenizer, "eos_token", None)
+    if isinstance(eos, str) and eos:
+        gap = len(full[end:]) - len(full[end:].lstrip())
+        if full.startswith(eos, end + gap):
+            end += gap + len(eos)
+    return start, end
+
+
+def encode_chat(tokenizer: Any, record: dict[str, Any], *, max_length: int, train_on_prompt: bool = False,
+                truncation: Truncation = "right") -> dict[str, list[int]] | None:
+    """Tokenize one chat record with the tokenizer's chat template.
+
+    Labels equal input_ids on assistant turns (including their end-of-turn token) and -100
+    elsewhere; with `train_on_prompt` every token is a target. Longer than `max_length`: `right`
+    keeps the start, `left` keeps the end, `drop` returns None.
+    """
+    if truncation not in ("right", "left", "drop"):
+        raise ValidationError(f"unknown truncation {truncation!r}", hint="use right, left or drop")
+    if record_kind(record) != "chat":
+        raise ValidationError(f"encode_chat needs a chat record, got a {record_kind(record)} record")
+    full, spans = assistant_spans(tokenizer, record["messages"], tools=record.get("tools"))
+    ids, in_turn = _tokenize_marked(tokenizer, full, spans)
+    labels = [t if (train_on_prompt or marked) else IGNORE_INDEX for t, marked in zip(ids, in_turn, strict=True)]
+    if len(ids) > max_length:
+        if truncation == "drop":
+            return None
+        cut = slice(-max_length, None) if truncation == "left" else slice(0, max_length)
+        ids, labels = ids[cut], labels[cut]
+    return {"input_ids": ids, "labels": labels}
+
+
+def _tokenize_marked(tokenizer: Any, text: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[bool]]:
+    """Token ids of `text` (special tokens come from the template, none are added) and, per token,
+    whether it overlaps an assistant span."""
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [_overlaps(a, b, spans) for a, b in enc["offset_mapping"]]
+    ids: list[int] = []
+    marks: list[bool] = []
+    edges = sorted({0, len(text), *(p for span in spans for p in span)})
+    for a, b in zip(edges, edges[1:], strict=False):  # slow tokenizers have no offsets: tokenize piecewise
+        piece = tokenizer(text[a:b], add_special_tokens=False)["input_ids"]
+        ids += piece
+        marks += [_overlaps(a, b, spans)] * len(piece)
+    return ids, marks
+
+
+def _overlaps(a: int, b: int, spans: list[tuple[int, int]]) -> bool:
+    return any(a < end and max(b, a + 1) > start for start, end in spans)
+
+
+def encode_text(tokenizer: Any, records: Iterable[dict[str, Any]], *, max_length: int) -> list[dict[str, list[int]]]:
+    """Raw text for continued pretraining: each text tokenized (with the tokenizer's own special
+    tokens) and ended by eos, all concatenated and cut into chunks of `max_length`; labels =
+    input_ids. A chunk may span two texts, as in standard causal-LM pretraining."""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    stream: list[int] = []
+    texts = [record["text"] for record in records]
+    for ids in tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else []:
+        ids = list(ids)
+        if eos is not None and (not ids or ids[-1] != eos):
+            ids.append(eos)
+        stream += ids
+    chunks = [stream[i: i + max_length] for i in range(0, len(stream), max_length)]
+    return [{"input_ids": c, "labels": list(c)} for c in chunks if len(c) > 1]
+
+
+def encode_dataset(tokenizer: Any, records: Sequence[dict[str, Any]], *, max_length: int,
+                   train_on_prompt: bool = False, truncation: Truncation = "right") -> list[dict[str, list[int]]]:
+    """Features for a whole split. Chat records that are dropped, or keep no target token after
+    truncation, are left out (compare lengths to count them); text records are chunked."""
+    kinds = {record_kind(r) for r in records}
+    if len(kinds) > 1:
+        raise ValidationError(f"records of several kinds in one split: {', '.join(sorted(kinds))}")
+    if kinds == {"text"}:
+        return encode_text(tokenizer, records, max_length=max_length)
+    if kinds == {"preference"}:
+        raise ValidationError("preference records need a preference trainer (e.g. DPO), not supervised encoding",
+                              hint="prepare the data in a chat format for supervised fine-tuning")
+    out, problems = [], []
+    for number, record in enumerate(records, start=1):
+        try:
+            feature = encode_chat(tokenizer, record, max_length=max_length, train_on_prompt=train_on_prompt,
+                                  truncation=truncation)
+        except ValidationError as e:
+            problems.append((f"record {number}", e.message))
+            continue
+        if feature is not None and any(label != IGNORE_INDEX for label in feature["labels"]):
+            out.append(feature)
+    if problems:
+        raise ValidationError.collect(f"{len(problems)} records cannot be encoded", problems[:_MAX_PROBLEMS])
+    return out
+
+
+def features_hash(features: Iterable[dict[str, Any]]) -> str:
+    """sha256 of tokenized features (keys and int values in order): equal iff the tokens are equal."""
+    h = hashlib.sha256(b"tunelog-features-v1\n")
+    count = 0
+    for feature in features:
+        for key in sorted(feature):
+            values = feature[key]
+            arr = array("q", values.tolist() if hasattr(values, "tolist") else values)
+            if sys.byteorder == "big":
+                arr.byteswap()
+            h.update(f"{key}\0{len(arr)}\0".encode())
+            h.update(arr.tobytes())
+        h.update(b"\n")
+        count += 1
+    h.update(f"{count}".encode())
+    return h.hexdigest()

@@ -1,0 +1,172 @@
+"""Operations of the `datasets` plugin. Importing this module stays cheap: pyarrow and datasets load
+only when a Parquet file, a saved dataset or a hub id is read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tunelog.events.errors import JobError, ValidationError
+from tunelog.plugins.api import JobContext
+
+from .formats import CANONICAL, FIELDS, FORMATS, KIND, Row, detect, normalise
+from .problems import Problems
+from .readers import Source, Table, load_source
+
+SCHEMA = 1
+"""Version of the artifact layout and record shapes (see `tunelog.plugins.common.data`)."""
+
+
+def prepare(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Read `inputs["source"]`, normalise and check every row, split, and store the dataset artifact."""
+    source, opts = _check_request(params, inputs)
+    problems = Problems()
+    ctx.progress(0, 3, "reading source")
+    src = load_source(source, split=opts["split"], problems=problems)
+    tables = _first_rows(src.tables, opts["max_rows"])
+    fmt, mapping, why = _choose_format(tables, opts["format"], opts["columns"])
+    ctx.log(f"format {fmt}" + (f" (detected from {why})" if why else " (as asked)"))
+    _stop_point(ctx)
+    ctx.progress(1, 3, "checking rows")
+    records = _normalise_all(tables, fmt, mapping, problems)
+    problems.raise_if_any(f"{src.name} cannot be prepared as {fmt}")
+    train, validation = split_records(records, val_fraction=opts["val_fraction"], seed=opts["seed"])
+    _stop_point(ctx)
+    ctx.progress(2, 3, "writing dataset")
+    meta = {"schema": SCHEMA, "format": fmt, "kind": KIND[fmt], "detected_from": why or None, "columns": mapping,
+            "counts": {"rows": len(records), "train": len(train), "validation": len(validation)},
+            "source": _source_meta(src, opts["split"]), "seed": opts["seed"], "max_rows": opts["max_rows"],
+            "split": {"val_fraction": opts["val_fraction"], "seed": opts["seed"],
+                      "method": "random.Random(seed).shuffle(row indices); the first round(n * val_fraction) "
+                                "rows are held out; both files keep source order"}}
+    folder = write_dataset(ctx.workdir / "dataset", train, validation, meta)
+    sha = ctx.store_artifact("dataset", folder)
+    ctx.log(f"{len(train)} train / {len(validation)} validation {KIND[fmt]} records from {src.name} -> {sha[:12]}")
+    ctx.progress(3, 3, "done")
+    return {"dataset": sha}
+
+
+def _check_request(params: dict[str, Any], inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Every problem with the parameters at once (the daemon checks types; this checks meaning)."""
+    opts = {"format": params.get("format", "auto"), "val_fraction": params.get("val_fraction", 0.0),
+            "seed": params.get("seed", 0), "max_rows": params.get("max_rows"),
+            "columns": params.get("columns") or {}, "split": params.get("split", "train")}
+    bad: list[tuple[str, str]] = []
+    source = inputs.get("source")
+    if not isinstance(source, str) or not source.strip():
+        bad.append(("input source", "give a local file or folder path, or a hub dataset id"))
+    if opts["format"] not in ("auto", *FORMATS):
+        bad.append(("param format", f"unknown format {opts['format']!r}; choose auto, {', '.join(FORMATS)}"))
+    if not isinstance(opts["val_fraction"], int | float) or not 0 <= opts["val_fraction"] < 1:
+        bad.append(("param val_fraction", "must be a number from 0 up to (not including) 1"))
+    if opts["max_rows"] is not None and (not isinstance(opts["max_rows"], int) or opts["max_rows"] < 1):
+        bad.append(("param max_rows", "must be a positive whole number, or empty for all rows"))
+    if not isinstance(opts["columns"], dict):
+        bad.append(("param columns", "must map canonical field names to column names"))
+    else:
+        for key, value in opts["columns"].items():
+            if key not in CANONICAL:
+                bad.append((f"param columns.{key}", f"unknown field; known: {', '.join(CANONICAL)}"))
+            elif not isinstance(value, str) or not value:
+                bad.append((f"param columns.{key}", "must name a column"))
+    if bad:
+        raise ValidationError.collect("the prepare request is invalid", bad)
+    return str(source).strip(), opts
+
+
+def _first_rows(tables: list[Table], max_rows: int | None) -> list[Table]:
+    if max_rows is None:
+        return tables
+    out, left = [], max_rows
+    for table in tables:
+        if left <= 0:
+            break
+        out.append(Table(table.name, table.rows[:left]))
+        left -= len(out[-1].rows)
+    return out
+
+
+def _choose_format(tables: list[Table], asked: str, mapping: dict[str, str]) -> tuple[str, dict[str, str], str]:
+    """(format, column mapping, why it was detected or "" when asked for)."""
+    if asked != "auto":
+        return asked, dict(mapping), ""
+    columns = list(dict.fromkeys(c for t in tables for c in t.columns()))
+    first = next((row for t in tables for _, row in t.rows), {})
+    fmt, mapping, why = detect(columns, first, mapping)
+    if fmt is None:
+        expected = "; ".join(f"{f}: {', '.join(req)}" for f, (req, _) in FIELDS.items())
+        raise ValidationError(f"cannot tell the format of {tables[0].name if tables else 'the source'} from its "
+                              f"columns ({', '.join(columns) or 'none'})",
+                              hint=f"expected columns by format: {expected}. Set `format`, and map your column "
+                                   "names with `columns`, e.g. {\"output\": \"answer\"}")
+    return fmt, mapping, why
+
+
+def _normalise_all(tables: list[Table], fmt: str, mapping: dict[str, str], problems: Problems) -> list[dict[str, Any]]:
+    required, optional = FIELDS[fmt]
+    records = []
+    for table in tables:
+        columns = table.columns()
+        absent = [mapping.get(f, f) for f in required if mapping.get(f, f) not in columns]
+        absent += [mapping[f] for f in optional if f in mapping and mapping[f] not in columns]
+        for name in absent:
+            problems.add(table.name, f"column '{name}' is missing (columns: {', '.join(columns) or 'none'})")
+        if absent:
+            continue
+        for number, raw in table.rows:
+            row = Row(raw, mapping)
+            record = normalise(fmt, row)
+            for error in row.errors:
+                problems.add(f"{table.name} row {number}", error)
+            if record is not None:
+                records.append(record)
+    return records
+
+
+def split_records(records: list[dict[str, Any]], *, val_fraction: float, seed: int
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Seeded, deterministic train/validation split; both parts keep the source order."""
+    n = len(records)
+    if val_fraction <= 0:
+        return list(records), []
+    if n < 2:
+        raise ValidationError(f"val_fraction {val_fraction} needs at least 2 rows, the source has {n}")
+    held = max(1, min(n - 1, round(n * val_fraction)))
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    validation = set(order[:held])
+    return ([r for i, r in enumerate(records) if i not in validation],
+            [r for i, r in enumerate(records) if i in validation])
+
+
+def write_dataset(folder: Path, train: list[dict[str, Any]], validation: list[dict[str, Any]],
+                  meta: dict[str, Any]) -> Path:
+    """Write the artifact folder; `meta` gains `content_sha256` over the normalised records."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    content = hashlib.sha256(b"tunelog-dataset-content-v1\n")
+    for split, records in (("train", train), ("validation", validation)):
+        if split == "train" or records:
+            data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+            (folder / f"{split}.jsonl").write_bytes(data)
+            content.update(f"{split}\0{len(data)}\0".encode() + data)
+    meta = {**meta, "content_sha256": content.hexdigest()}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    return folder
+
+
+def _source_meta(src: Source, split: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": src.name, "kind": src.kind, "sha256": src.sha256, "files": src.files}
+    if src.kind in ("save_to_disk", "hub"):
+        out["split"] = split
+    return out
+
+
+def _stop_point(ctx: JobContext) -> None:
+    if ctx.should_stop():
+        raise JobError("prepare was cancelled before it finished; nothing was stored")
