@@ -19,6 +19,7 @@ import anyio
 import uvicorn
 
 from tunelog.daemon.app import create_app
+from tunelog.daemon.executor import RunExecutor
 from tunelog.daemon.jobs import JobRunner
 from tunelog.daemon.lock import InstanceLock
 from tunelog.daemon.paths import Paths
@@ -70,14 +71,15 @@ async def _serve(paths: Paths) -> None:
     store = SqliteStore(paths.db)
     artifacts = ArtifactStore(paths.artifacts)
     slots = [s for s in os.environ.get("TUNELOG_SLOTS", "").split(",") if s] or None
+    plugins = PluginManager(store, paths, extra_dirs=[Path(p) for p in _env_list("TUNELOG_PLUGIN_DIRS")],
+                            builtin_dir=Path(os.devnull) if os.environ.get("TUNELOG_NO_BUILTINS") else None)
+    jobs = JobRunner(store, paths, artifacts, slots=slots, grace_s=float(os.environ.get("TUNELOG_GRACE_S", "10")))
     services = Services(
         paths=paths, store=store, artifacts=artifacts, version=tunelog_version(),
-        plugins=PluginManager(store, paths, extra_dirs=[Path(p) for p in _env_list("TUNELOG_PLUGIN_DIRS")],
-                              builtin_dir=Path(os.devnull) if os.environ.get("TUNELOG_NO_BUILTINS") else None),
-        jobs=JobRunner(store, paths, artifacts, slots=slots,
-                       grace_s=float(os.environ.get("TUNELOG_GRACE_S", "10"))),
+        plugins=plugins, jobs=jobs, runs=RunExecutor(store, plugins, jobs),
     )
     store.subscribe(services.notifier.notify)
+    store.subscribe(lambda head: services.runs.wake())
     stop = anyio.Event()
     reason = ["unknown"]
 
@@ -99,6 +101,7 @@ async def _serve(paths: Paths) -> None:
             await tg.start(services.jobs.run)
             await services.plugins.scan()
             await tg.start(services.plugins.watch)
+            await tg.start(services.runs.run)
             served = anyio.Event()
 
             async def serve() -> None:

@@ -120,7 +120,7 @@ def validate_inputs(op: OperationSpec, inputs: Any, *, where: str = "inputs") ->
             if port.required:
                 problems.append((at, f"required {port.type} input is missing ({port.description})"))
             continue
-        problem = _port_problem(port.type, value)
+        problem = port_problem(port.type, value)
         if problem:
             problems.append((at, problem))
         else:
@@ -130,7 +130,8 @@ def validate_inputs(op: OperationSpec, inputs: Any, *, where: str = "inputs") ->
     return out
 
 
-def _port_problem(kind: str, value: Any) -> str | None:
+def port_problem(kind: str, value: Any) -> str | None:
+    """Why `value` cannot be given to an input port of type `kind`, or None when it can."""
     if kind in _ARTIFACT_PORTS and not (isinstance(value, str) and _SHA256.match(value)):
         return f"a {kind} input is the sha256 of a stored artifact (64 hex digits), got {value!r}"
     if kind in _STRING_PORTS and not (isinstance(value, str) and value):

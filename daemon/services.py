@@ -14,6 +14,7 @@ from tunelog.store.artifacts import ArtifactStore
 from tunelog.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
+    from tunelog.daemon.executor import RunExecutor
     from tunelog.daemon.jobs import JobRunner
     from tunelog.daemon.plugins import PluginManager
 
@@ -43,6 +44,7 @@ class Services:
     artifacts: ArtifactStore
     plugins: PluginManager
     jobs: JobRunner
+    runs: RunExecutor
     version: str
     notifier: Notifier = field(default_factory=Notifier)
     started_at: float = field(default_factory=time.time)

@@ -198,4 +198,19 @@ CORE_FOLDS: tuple[Fold, ...] = (
 
 def all_folds() -> tuple[Fold, ...]:
     """Every projection, in the order they are applied."""
-    return CORE_FOLDS
+    from tunelog.events import merges as M
+    from tunelog.events import run_state as RS
+    from tunelog.events import runs as R
+
+    run_tags = _tags(R.RunSubmitted, R.NodeQueued, R.NodeCached, R.NodeCompleted, R.NodeFailed, R.NodeSkipped,
+                     R.RunCancelRequested, R.RunResumed, R.RunFinished, R.TrainingStarted)
+    return (*CORE_FOLDS,
+            Fold("workflows", RS.WorkflowRow, _tags(R.WorkflowSaved), lambda env: env.event.name,
+                 RS.evolve_workflow),  # type: ignore[attr-defined]
+            Fold("runs", RS.RunRow, run_tags, lambda env: env.event.run_id, RS.evolve_run),  # type: ignore[attr-defined]
+            Fold("cache", RS.CacheRow, _tags(R.NodeCompleted), lambda env: env.event.cache_key,
+                 RS.evolve_cache),  # type: ignore[attr-defined]
+            Fold("adapters", RS.AdapterRow, _tags(R.NodeCompleted, M.AdapterMerged), RS._adapter_key,
+                 RS.evolve_adapter),
+            Fold("models", RS.ModelRow, _tags(R.ModelAdded, R.ModelRemoved), lambda env: env.event.name,
+                 RS.evolve_model))  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from tunelog.daemon.api.errors import read_body
 from tunelog.daemon.services import Services
+from tunelog.events.state import all_folds
 
 
 class Command(msgspec.Struct, forbid_unknown_fields=True):
@@ -35,7 +36,7 @@ async def status(request: Request) -> Response:
         "socket": str(s.paths.socket),
         "log_file": str(s.paths.log_file),
         "head": s.store.head(),
-        "projections": {t: s.store.projection_position(t) for t in ("daemon", "plugins", "jobs")},
+        "projections": {f.table: s.store.projection_position(f.table) for f in all_folds()},
         "jobs": dict(jobs),
         "plugins": dict(plugins),
         "slots": {slot: next((r.job_id for r in running if r.slot == slot), None) for slot in s.jobs.slots},
@@ -46,7 +47,7 @@ async def rebuild(request: Request) -> Response:
     """Recreate every projection from the log and report whether the result equals the live one."""
     s: Services = request.app.state.services
     await read_body(request, Command)
-    tables = ("daemon", "plugins", "jobs")
+    tables = [f.table for f in all_folds()]
     before = {t: [msgspec.to_builtins(r) for r in s.store.rows(t)] for t in tables}
     started = time.perf_counter()
     folded = s.store.rebuild()

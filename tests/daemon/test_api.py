@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from tests.daemon.daemon_proc import FIXTURES
 from tunelog.daemon.app import create_app
+from tunelog.daemon.executor import RunExecutor
 from tunelog.daemon.jobs import JobRunner
 from tunelog.daemon.paths import Paths
 from tunelog.daemon.peer import peer_allowed
@@ -31,9 +32,10 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
     paths.ensure()
     store = SqliteStore(paths.db)
     artifacts = ArtifactStore(paths.artifacts)
-    services = Services(paths=paths, store=store, artifacts=artifacts, version="test",
-                        plugins=PluginManager(store, paths, builtin_dir=Path("/nonexistent"), extra_dirs=[FIXTURES]),
-                        jobs=JobRunner(store, paths, artifacts, slots=["cpu0"]))
+    plugins = PluginManager(store, paths, builtin_dir=Path("/nonexistent"), extra_dirs=[FIXTURES])
+    jobs = JobRunner(store, paths, artifacts, slots=["cpu0"])
+    services = Services(paths=paths, store=store, artifacts=artifacts, version="test", plugins=plugins, jobs=jobs,
+                        runs=RunExecutor(store, plugins, jobs))
     anyio.run(services.plugins.scan)
     with TestClient(create_app(services), raise_server_exceptions=False) as client:
         yield client, services
@@ -86,7 +88,8 @@ bodies = st.one_of(
                           optional={"params": json_values, "inputs": json_values, "command_id": json_values,
                                     "extra": json_values}),
 )
-endpoints = st.sampled_from(["/v1/jobs", "/v1/jobs/0/cancel", "/v1/plugins/reload", "/v1/admin/rebuild"])
+endpoints = st.sampled_from(["/v1/jobs", "/v1/jobs/0/cancel", "/v1/plugins/reload", "/v1/admin/rebuild", "/v1/runs",
+                             "/v1/workflows", "/v1/workflows/validate", "/v1/models", "/v1/runs/r0/cancel"])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,0 +1,217 @@
+"""Runs (executions of graphs), saved workflows, and the things runs produce: adapters, models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tunelog.daemon.api.errors import read_body
+from tunelog.daemon.graph import parse_graph
+from tunelog.daemon.services import Services
+from tunelog.events import runs as R
+from tunelog.events.errors import NotFoundError, ValidationError
+
+_json = msgspec.json.Encoder()
+
+
+def json(body: Any, status: int = 200) -> Response:
+    return Response(_json.encode(body), status_code=status, media_type="application/json")
+
+
+class SubmitRun(msgspec.Struct, forbid_unknown_fields=True):
+    """Run a graph given inline, or a saved workflow (`name` or `name@version`)."""
+
+    graph: dict[str, Any] | None = None
+    workflow: str | None = None
+    no_cache: bool = False
+    force: list[str] = []
+    label: str = ""
+    command_id: str | None = None
+
+
+class RunCommand(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str = "cancelled by user"
+    command_id: str | None = None
+
+
+class SaveWorkflow(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    graph: dict[str, Any]
+    command_id: str | None = None
+
+
+class ValidateGraph(msgspec.Struct, forbid_unknown_fields=True):
+    graph: dict[str, Any]
+
+
+class AddModel(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    ref: str
+    note: str = ""
+    command_id: str | None = None
+
+
+def workflow_graph(s: Services, ref: str) -> tuple[str, int, dict[str, Any]]:
+    """(name, version, graph) of `name` (latest) or `name@version`."""
+    name, _, version = ref.partition("@")
+    row = s.store.get("workflows", name)
+    if row is None:
+        raise NotFoundError(f"no workflow named {name!r}", hint="`tunectl workflow list` shows them")
+    if not version:
+        return name, row.version, row.graph
+    if not version.isdigit() or not 1 <= int(version) <= row.version:
+        raise ValidationError.collect("invalid workflow version", [("workflow", f"{name} has versions 1..{row.version}")])
+    for env in s.store.read(stream=f"workflow-{name}"):
+        if env.event.version == int(version):  # type: ignore[attr-defined]
+            return name, int(version), env.event.graph  # type: ignore[attr-defined]
+    raise NotFoundError(f"workflow {ref} is not in the log")
+
+
+async def submit(request: Request) -> Response:
+    s: Services = request.app.state.services
+    cmd = await read_body(request, SubmitRun)
+    if (cmd.graph is None) == (cmd.workflow is None):
+        raise ValidationError.collect("give a graph or a workflow", [("graph", "exactly one of graph, workflow")])
+    name, version, graph = workflow_graph(s, cmd.workflow) if cmd.workflow else (None, None, cmd.graph)
+    row = s.runs.submit(graph, command_id=cmd.command_id, workflow=name, workflow_version=version,
+                        no_cache=cmd.no_cache, force=cmd.force, label=cmd.label)
+    return json({"run": row}, 201)
+
+
+def run_view(s: Services, run: Any) -> dict[str, Any]:
+    """A run with the rows of the jobs its nodes ran."""
+    jobs = {j: s.store.get("jobs", j) for node in run.nodes.values() for j in node.jobs}
+    return {"run": run, "jobs": {k: v for k, v in jobs.items() if v is not None}}
+
+
+async def list_runs(request: Request) -> Response:
+    s: Services = request.app.state.services
+    rows = sorted(s.store.rows("runs"), key=lambda r: r.submitted_position)
+    return json({"runs": rows})
+
+
+async def show_run(request: Request) -> Response:
+    s: Services = request.app.state.services
+    return json(run_view(s, s.runs.find(request.path_params["run_id"])))
+
+
+async def cancel_run(request: Request) -> Response:
+    s: Services = request.app.state.services
+    cmd = await read_body(request, RunCommand)
+    return json({"run": s.runs.cancel(request.path_params["run_id"], reason=cmd.reason,
+                                      command_id=cmd.command_id)}, 202)
+
+
+async def resume_run(request: Request) -> Response:
+    s: Services = request.app.state.services
+    cmd = await read_body(request, RunCommand)
+    return json({"run": s.runs.resume(request.path_params["run_id"], command_id=cmd.command_id)}, 202)
+
+
+async def save_workflow(request: Request) -> Response:
+    s: Services = request.app.state.services
+    cmd = await read_body(request, SaveWorkflow)
+    if not cmd.name or not all(c.isalnum() or c in "-_." for c in cmd.name):
+        raise ValidationError.collect("invalid workflow name", [("name", "letters, digits, '-', '_' and '.' only")])
+    parse_graph(cmd.graph, s.plugins)
+    stream = f"workflow-{cmd.name}"
+    version = s.store.stream_version(stream) + 1
+    s.store.append(stream, [R.WorkflowSaved(name=cmd.name, version=version, graph=cmd.graph)],
+                   expected_version=version - 1, command_id=cmd.command_id)
+    return json({"workflow": s.store.get("workflows", cmd.name)}, 201)
+
+
+async def validate_workflow(request: Request) -> Response:
+    s: Services = request.app.state.services
+    cmd = await read_body(request, ValidateGraph)
+    graph = parse_graph(cmd.graph, s.plugins)
+    return json({"ok": True, "order": graph.order, "graph": graph.spec()})
+
+
+async def list_workflows(request: Request) -> Response:
+    s: Services = request.app.state.services
+    return json({"workflows": s.store.rows("workflows")})
+
+
+async def show_workflow(request: Request) -> Response:
+    s: Services = request.app.state.services
+    ref = request.path_params["name"]
+    if "version" in request.query_params:
+        ref = f"{ref}@{request.query_params['version']}"
+    name, version, graph = workflow_graph(s, ref)
+    return json({"workflow": {"name": name, "version": version, "graph": graph}})
+
+
+async def list_adapters(request: Request) -> Response:
+    s: Services = request.app.state.services
+    return json({"adapters": sorted(s.store.rows("adapters"), key=lambda a: a.created_at)})
+
+
+async def list_models(request: Request) -> Response:
+    s: Services = request.app.state.services
+    return json({"models": s.store.rows("models")})
+
+
+async def add_model(request: Request) -> Response:
+    s: Services = request.app.state.services
+    cmd = await read_body(request, AddModel)
+    problems = []
+    if not cmd.name or not all(c.isalnum() or c in "-_." for c in cmd.name):
+        problems.append(("name", "letters, digits, '-', '_' and '.' only"))
+    if not cmd.ref.strip():
+        problems.append(("ref", "a local folder, a .gguf file or a hub id"))
+    if problems:
+        raise ValidationError.collect("cannot add the model", problems)
+    s.store.append(f"model-{cmd.name}", [R.ModelAdded(name=cmd.name, ref=cmd.ref, note=cmd.note)],
+                   command_id=cmd.command_id)
+    return json({"model": s.store.get("models", cmd.name)}, 201)
+
+
+async def remove_model(request: Request) -> Response:
+    s: Services = request.app.state.services
+    name = request.path_params["name"]
+    if s.store.get("models", name) is None:
+        raise NotFoundError(f"no model named {name!r}")
+    cmd = await read_body(request, RunCommand)
+    s.store.append(f"model-{name}", [R.ModelRemoved(name=name)], command_id=cmd.command_id)
+    return json({"removed": name})
+
+
+async def list_operations(request: Request) -> Response:
+    """Every operation of every loaded plugin with its ports and parameter schema (for forms)."""
+    s: Services = request.app.state.services
+    ops = {}
+    for row in s.store.rows("plugins"):
+        if row.code_hash:
+            for name, op in (row.manifest.get("operations") or {}).items():
+                ops[f"{row.name}.{name}"] = {"plugin": row.name, "version": row.version, **op}
+    return json({"operations": ops})
+
+
+async def list_presets(request: Request) -> Response:
+    from tunelog.plugins.common.presets import load_presets
+
+    return json({"presets": load_presets()})
+
+
+routes = [
+    Route("/v1/runs", submit, methods=["POST"]),
+    Route("/v1/runs", list_runs, methods=["GET"]),
+    Route("/v1/runs/{run_id}", show_run, methods=["GET"]),
+    Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
+    Route("/v1/runs/{run_id}/resume", resume_run, methods=["POST"]),
+    Route("/v1/workflows", save_workflow, methods=["POST"]),
+    Route("/v1/workflows", list_workflows, methods=["GET"]),
+    Route("/v1/workflows/validate", validate_workflow, methods=["POST"]),
+    Route("/v1/workflows/{name}", show_workflow, methods=["GET"]),
+    Route("/v1/adapters", list_adapters, methods=["GET"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models", add_model, methods=["POST"]),
+    Route("/v1/models/{name}/remove", remove_model, methods=["POST"]),
+    Route("/v1/operations", list_operations, methods=["GET"]),
+    Route("/v1/presets", list_presets, methods=["GET"]),
+]
