@@ -42,8 +42,13 @@ class RunExecutor:
 
     def submit(self, graph: Any, *, command_id: str | None = None, workflow: str | None = None,
                workflow_version: int | None = None, no_cache: bool = False, force: Iterable[str] = (),
-               replay_of: str | None = None, forked_from: dict[str, Any] | None = None, label: str = "") -> RunRow:
-        """Validate a graph and start a run of it (RunSubmitted); every problem is reported at once."""
+               replay_of: str | None = None, forked_from: dict[str, Any] | None = None, label: str = "",
+               code: dict[str, dict[str, str]] | None = None) -> RunRow:
+        """Validate a graph and start a run of it (RunSubmitted); every problem is reported at once.
+
+        `code` pins each node to a recorded plugin version (replays run the code the original ran);
+        by default each node gets the plugin's current version.
+        """
         if command_id is not None:
             done = self.store.read(types=["run-submitted"], limit=None)  # small: one event per run
             for env in done:
@@ -55,8 +60,9 @@ class RunExecutor:
         if unknown:
             raise ValidationError.collect("cannot force unknown nodes", [("force", f"no node {n!r}") for n in unknown])
         run_id = "r" + new_job_id()
-        code = {n.id: {"plugin": n.plugin, "version": n.resolved.row.version, "code_hash": n.resolved.row.code_hash}
-                for n in parsed.nodes.values()}
+        current = {n.id: {"plugin": n.plugin, "version": n.resolved.row.version, "code_hash": n.resolved.row.code_hash}
+                   for n in parsed.nodes.values()}
+        code = {**current, **(code or {})}
         self.store.append(f"run-{run_id}", [R.RunSubmitted(
             run_id=run_id, graph=parsed.spec(), order=parsed.order, code=code, workflow=workflow,
             workflow_version=workflow_version, no_cache=no_cache, force=force, replay_of=replay_of,
