@@ -1,0 +1,338 @@
+"""The fine-tuning recipe: setup → train → save, top to bottom.
+
+transformers loads the model, peft adds the adapter (methods.py maps our parameters to its
+configs), accelerate handles precision and devices (and several GPUs under `accelerate launch`),
+and a bare loop trains: on CPU it is the fastest and the easiest to make bit-exact. The recipe
+reports only through the job context (metrics, progress, log, checkpoints, artifacts).
+
+Determinism (FACTS.md): seed everything before the adapter is built, draw the batch order from a
+seeded generator (pre-shuffled, no DataLoader workers), pin the optimizer implementation, pad to
+fixed multiples. A checkpoint holds weights, optimizer, scheduler, every RNG state and the
+data-order position, so a resumed run produces the same bytes as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunelog.events.errors import ValidationError
+from tunelog.plugins.api import JobContext
+from tunelog.plugins.common import data, models
+
+from . import checkpoint, methods
+from .optimizers import build_optimizer
+from .support import check_supported
+
+RUN_ONLY_PARAMS = ("eval_every", "eval_max_batches", "save_every", "logging_every", "threads", "preset",
+                   "distributed", "accelerate_config")
+"""Parameters that do not change what is computed: a checkpoint may be resumed with other values."""
+
+
+def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Run the `train` operation: returns the output ports (or `stopped_at` when asked to stop)."""
+    # ---------------------------------------------------------------- setup: devices and inputs
+    check_supported(params, cuda_available=torch.cuda.is_available())
+    if params["threads"]:
+        torch.set_num_threads(params["threads"])
+    accelerator = make_accelerator(params)
+    device = accelerator.device
+    world, rank = accelerator.num_processes, accelerator.process_index
+
+    model_dir, base_ref = resolve_base(ctx, inputs["model"])
+    identity = models.model_identity(model_dir)
+    tokenizer = models.load_tokenizer(model_dir)
+    dataset_dir = ctx.artifact_path(inputs["dataset"])
+    train_rows = encode_split(tokenizer, dataset_dir, "train", params)
+    eval_rows = encode_split(tokenizer, dataset_dir, "validation", params) if (dataset_dir / "validation.jsonl").exists() else []
+    if not train_rows:
+        raise ValidationError("the train split has no example with a target token",
+                              hint="check the dataset, max_length and train_on_prompt")
+    batches_per_epoch = math.ceil(len(train_rows) / params["batch_size"])
+    total_steps = params["max_steps"] or math.ceil(params["epochs"] * batches_per_epoch / (params["grad_accum"] * world))
+    warmup = params["warmup_steps"] or math.ceil(params["warmup_ratio"] * total_steps)
+    fingerprints = {"settings": settings_hash(params), "data": data.features_hash(train_rows),
+                    "base model": identity["weights_sha256"] or ""}
+    ctx.log(f"{len(train_rows)} training rows, {len(eval_rows)} validation rows; {total_steps} steps "
+            f"of {params['batch_size']}x{params['grad_accum']}x{world}; device {device}, "
+            f"{torch.get_num_threads()} threads")
+
+    # ---------------------------------------------------------------- setup: model, adapter, optimizer
+    import peft
+    from transformers import get_scheduler, set_seed
+
+    set_seed(params["seed"])
+    torch.use_deterministic_algorithms(params["deterministic"], warn_only=True)
+    model = models.load_model(model_dir, dtype=model_dtype(params, device), quantization=quantization(params),
+                              double_quant=params["double_quant"], compute_dtype=params["compute_dtype"],
+                              device=str(device), attn_implementation=params["attn_implementation"])
+    model.config.use_cache = False  # no KV cache in training (and X-LoRA refuses one)
+    if params["liger"]:
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+        _apply_liger_kernel_to_instance(model=model)
+    if quantization(params):
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=params["gradient_checkpointing"])
+    elif params["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    peft_config = methods.peft_config(params, model=model, total_steps=total_steps,
+                                      xlora_paths=[resolve_adapter(ctx, a) for a in params["xlora_adapters"]])
+    if peft_config is not None:
+        model = peft.get_peft_model(model, peft_config)
+    initial_adapter = ctx.workdir / "initial_adapter"
+    if methods.needs_conversion(params):  # the starting point the saved adapter is converted against
+        model.save_pretrained(initial_adapter)
+    optimizer = build_optimizer(params, model, device=device)
+    scheduler = get_scheduler(params["scheduler"], optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    order = checkpoint.BatchOrder(len(train_rows), params["batch_size"], params["seed"])
+    run = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "fingerprints": fingerprints}
+    if ctx.resume_from is not None:
+        run = checkpoint.restore(Path(ctx.resume_from), model=model, optimizer=optimizer, scheduler=scheduler,
+                                 order=order, fingerprints=fingerprints)
+        ctx.log(f"resumed at step {run['step']} (epoch {order.epoch}, batch {order.index})")
+    trained, raw_optimizer = model, optimizer
+    model, optimizer = accelerator.prepare(model, optimizer)
+    forward = torch.compile(model) if params["compile"] else model
+    n_trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+    n_total = sum(p.numel() for p in trained.parameters())
+    ctx.log(f"{params['method']}: {n_trainable:,} of {n_total:,} parameters trainable")
+    eval_batches = [make_batch(eval_rows[i: i + params["batch_size"]], tokenizer, params, device)
+                    for i in range(0, len(eval_rows), params["batch_size"])][rank::world]
+    if params["eval_max_batches"]:
+        eval_batches = eval_batches[: params["eval_max_batches"]]
+
+    def save_checkpoint(step: int) -> str:
+        folder = checkpoint.save(ctx.workdir / f"checkpoint-{step:07d}", model=trained, optimizer=raw_optimizer,
+                                 scheduler=scheduler, order=order, state={**run, "step": step},
+                                 everything=params["method"] == "full")
+        sha = ctx.checkpoint(step, folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        return sha
+
+    # ---------------------------------------------------------------- train
+    model.train()
+    step, start_step, start_tokens = run["step"], run["step"], run["tokens"]
+    t0 = time.perf_counter()
+    step_losses: list[torch.Tensor] = []
+    grad_norm = torch.tensor(float("nan"))
+    metrics: dict[str, Any] = {}
+    while step < total_steps:
+        if ctx.should_stop():
+            run["elapsed_s"] += time.perf_counter() - t0
+            ctx.log(f"stopping at step {step}: checkpoint saved")
+            return {"stopped_at": step, "checkpoint": save_checkpoint(step)}
+        window = [[order.next() for _ in range(world)][rank] for _ in range(params["grad_accum"])]
+        rows = [[train_rows[i] for i in indices] for indices in window]
+        targets = [sum(_targets(r) for r in micro) for micro in rows]
+        step_loss = torch.zeros((), device=device)
+        for k, micro in enumerate(rows):
+            if targets[k] == 0 and world == 1:
+                continue  # nothing to learn from (and a NaN loss); skip it
+            batch = make_batch(micro, tokenizer, params, device)
+            sync = accelerator.no_sync(model) if k < len(rows) - 1 else nullcontext()
+            with sync:
+                loss = forward(**batch).loss * (targets[k] / max(1, sum(targets)))
+                accelerator.backward(loss)
+            step_loss += loss.detach()
+            run["tokens"] += sum(len(r["input_ids"]) for r in micro) * world
+        if params["max_grad_norm"] > 0:
+            grad_norm = accelerator.clip_grad_norm_(trained.parameters(), params["max_grad_norm"])
+        elif (step + 1) % params["logging_every"] == 0:
+            grad_norm = accelerator.clip_grad_norm_(trained.parameters(), float("inf"))  # measures, scales by 1
+        optimizer.step()
+        if params["method"] == "adalora":
+            trained.base_model.update_and_allocate(step)
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        step_losses.append(step_loss)
+
+        if step % params["logging_every"] == 0 or step == total_steps:
+            spent = time.perf_counter() - t0
+            metrics = {"loss": float(torch.stack(step_losses).mean()), "lr": scheduler.get_last_lr()[0],
+                       "grad_norm": float(grad_norm),
+                       "tokens_per_s": (run["tokens"] - start_tokens) / max(spent, 1e-9),
+                       "elapsed_s": run["elapsed_s"] + spent,
+                       "eta_s": spent / (step - start_step) * (total_steps - step)}
+            step_losses = []
+            ctx.metrics(step, **metrics)
+            ctx.progress(step, total_steps)
+        if eval_batches and params["eval_every"] and step % params["eval_every"] == 0 and step < total_steps:
+            ctx.metrics(step, **evaluate(model, eval_batches, accelerator))
+        if params["save_every"] and step % params["save_every"] == 0 and step < total_steps:
+            save_checkpoint(step)
+
+    # ---------------------------------------------------------------- save
+    run["elapsed_s"] += time.perf_counter() - t0
+    final = evaluate(model, eval_batches, accelerator) if eval_batches else {}
+    if final:
+        ctx.metrics(step, **final)
+    accelerator.wait_for_everyone()
+    outputs: dict[str, Any] = {}
+    if accelerator.is_main_process:
+        out = ctx.workdir / ("model" if params["method"] == "full" else "adapter")
+        save_result(accelerator.unwrap_model(model), tokenizer, out, params=params, base_ref=base_ref,
+                    initial_adapter=initial_adapter)
+        outputs["model" if params["method"] == "full" else "adapter"] = ctx.store_artifact(out.name, out)
+        outputs["metrics"] = {
+            **{k: v for k, v in metrics.items() if k in ("loss", "tokens_per_s")}, **final, "steps": step,
+            "tokens": run["tokens"], "elapsed_s": run["elapsed_s"], "trainable_params": n_trainable,
+            "total_params": n_total, "params": params, "base_model": {"ref": base_ref, **identity},
+            "dataset": {"sha256": inputs["dataset"], "train_features_sha256": fingerprints["data"],
+                        "train_rows": len(train_rows), "validation_rows": len(eval_rows)},
+            "device": str(device), "processes": world, "threads": torch.get_num_threads(),
+            "versions": library_versions()}
+    return outputs
+
+
+# -------------------------------------------------------------------- the parts the recipe names
+
+
+def make_accelerator(params: dict[str, Any]) -> Any:
+    """An Accelerator for the run's precision (a fresh one per run; one run per worker process)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)  # in-process runs (tests) may change precision
+    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[params["precision"]]
+    return Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
+
+
+def resolve_base(ctx: JobContext, ref: str) -> tuple[Path, str]:
+    """(local model folder, identity written into adapter_config.json as base_model_name_or_path)."""
+    cache = model_cache_dir()
+    if _is_sha(ref) and not Path(ref).exists():
+        folder = models.resolve_model(str(ctx.artifact_path(ref)), cache_dir=cache)
+        return folder, str(folder)
+    folder = models.resolve_model(ref, cache_dir=cache)
+    is_local = Path(ref).expanduser().exists()
+    return folder, str(folder) if is_local else ref
+
+
+def resolve_adapter(ctx: JobContext, ref: str) -> Path:
+    """An X-LoRA expert: an adapter artifact hash or an adapter folder."""
+    path = ctx.artifact_path(ref) if _is_sha(ref) and not Path(ref).exists() else Path(ref)
+    if not (path / "adapter_config.json").exists():
+        raise ValidationError(f"xlora expert {ref[:16]} is not a peft adapter folder",
+                              problems=[{"where": "xlora_adapters", "message": "no adapter_config.json"}])
+    return path
+
+
+def model_cache_dir() -> Path:
+    """Where converted GGUF models are kept: under the tunelog data dir (TUNELOG_HOME)."""
+    from tunelog.daemon.paths import Paths
+
+    return Paths.from_env().home / "cache" / "models"
+
+
+def _is_sha(ref: str) -> bool:
+    return len(ref) == 64 and all(c in "0123456789abcdef" for c in ref)
+
+
+def model_dtype(params: dict[str, Any], device: torch.device) -> str:
+    """Base weights dtype: explicit, or float32 on CPU / for full fine-tuning, bfloat16 for adapters on GPU."""
+    if params["model_dtype"] != "auto":
+        return str(params["model_dtype"])
+    if params["optimizer"] == "badam":
+        return "bfloat16" if device.type == "cuda" else "float32"
+    return "bfloat16" if device.type == "cuda" and params["method"] != "full" else "float32"
+
+
+def quantization(params: dict[str, Any]) -> str | None:
+    return None if params["quantization"] == "none" else str(params["quantization"])
+
+
+def encode_split(tokenizer: Any, folder: Path, split: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Tokenized (and, with packing, packed) features of one split of the dataset artifact."""
+    rows = data.encode_dataset(tokenizer, data.read_dataset(folder, split), max_length=params["max_length"],
+                               train_on_prompt=params["train_on_prompt"], truncation=params["truncation"])
+    return data.pack(rows, max_length=params["max_length"]) if params["packing"] else rows
+
+
+def make_batch(rows: list[dict[str, Any]], tokenizer: Any, params: dict[str, Any], device: torch.device
+               ) -> dict[str, Any]:
+    """Padded tensors on the device. Packed rows get a block-diagonal 4-D mask in the compute dtype."""
+    mask_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(params["precision"], torch.float32)
+    if params["model_dtype"] in ("bfloat16", "float16") and params["precision"] == "fp32":
+        mask_dtype = getattr(torch, params["model_dtype"])
+    packed_mask = "none" if params["attn_implementation"] == "flash_attention_2" else "4d"
+    batch = data.collate(rows, pad_id=tokenizer.pad_token_id, pad_to_multiple=params["pad_to_multiple"],
+                         packed_mask=packed_mask, mask_dtype=mask_dtype)
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _targets(row: dict[str, Any]) -> int:
+    """Label tokens that take loss (transformers shifts labels by one inside the model)."""
+    return sum(1 for label in row["labels"][1:] if label != data.IGNORE_INDEX)
+
+
+def evaluate(model: Any, batches: list[dict[str, Any]], accelerator: Any) -> dict[str, float]:
+    """Token-weighted cross-entropy over the validation batches, and its perplexity.
+
+    Computed from the logits, not the model's `loss`, which for some methods (AdaLoRA) includes a
+    regulariser."""
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
+    with torch.no_grad():
+        for batch in batches:
+            total += token_loss_sum(model, batch)
+    model.train()
+    total = accelerator.reduce(total, reduction="sum")
+    loss = float(total[0] / total[1]) if total[1] else float("nan")
+    return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+
+def token_loss_sum(model: Any, batch: dict[str, Any]) -> torch.Tensor:
+    """[summed next-token cross-entropy, number of target tokens] of one batch (float64)."""
+    labels = batch["labels"][:, 1:]
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1]
+    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                             ignore_index=data.IGNORE_INDEX, reduction="sum")
+    return torch.stack([loss.double(), (labels != data.IGNORE_INDEX).sum().double()])
+
+
+def save_result(model: Any, tokenizer: Any, out: Path, *, params: dict[str, Any], base_ref: str,
+                initial_adapter: Path) -> None:
+    """The output folder: a peft adapter (converted for PiSSA/OLoRA), or the full model + tokenizer."""
+    if params["method"] == "full":
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        return
+    for config in model.peft_config.values():
+        config.base_model_name_or_path = base_ref
+    if methods.needs_conversion(params):
+        model.save_pretrained(out, path_initial_model_for_weight_conversion=str(initial_adapter))
+    else:
+        model.save_pretrained(out)
+    if params["method"] == "xlora":
+        methods.save_xlora_gate(model, out)
+
+
+def settings_hash(params: dict[str, Any]) -> str:
+    """Fingerprint of the parameters that change the computation (a checkpoint must match it)."""
+    kept = {k: v for k, v in sorted(params.items()) if k not in RUN_ONLY_PARAMS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that decide the bytes of the result (record them with the run)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "safetensors", "tokenizers"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+

@@ -1,0 +1,123 @@
+"""What the trainer can run where: checked before anything is loaded (also by the daemon at submit
+time), so an impossible request fails in a second with every reason, not after minutes of loading."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from tunelog.events.errors import ValidationError
+
+MANIFEST = Path(__file__).with_name("manifest.yaml")
+PEFT_METHODS = ("lora", "rslora", "dora", "pissa", "olora", "loftq", "loraplus", "adalora", "xlora", "vera", "ia3")
+LOW_RANK_OPTIMIZERS = ("galore", "galore_8bit", "apollo", "badam")
+OPTIMIZER_PACKAGES = {  # optimizer -> (module to import, package to pip install)
+    "galore": ("galore_torch", "galore-torch"),
+    "galore_8bit": ("galore_torch", "galore-torch"),
+    "apollo": ("apollo_torch", "apollo-torch"),
+    "badam": ("badam", "badam"),
+    "adamw_8bit": ("bitsandbytes", "bitsandbytes"),
+}
+CUDA_ONLY_OPTIMIZERS = ("adamw_8bit", "galore_8bit")
+
+
+def manifest_defaults() -> dict[str, Any]:
+    """The `train` operation's parameter defaults, read from manifest.yaml."""
+    import yaml
+
+    spec = yaml.safe_load(MANIFEST.read_text())["operations"]["train"]["params"]
+    return {name: p.get("default") for name, p in spec.items()}
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def check_supported(params: dict[str, Any], *, cuda_available: bool) -> None:
+    """Raise ValidationError listing every reason `params` cannot run here; return if it can."""
+    problems: list[tuple[str, str]] = []
+    problems += _method_problems(params, cuda_available)
+    problems += _precision_problems(params, cuda_available)
+    problems += _optimizer_problems(params, cuda_available)
+    problems += _schedule_problems(params)
+    if problems:
+        where = "a GPU" if cuda_available else "this machine (no CUDA GPU)"
+        raise ValidationError.collect(f"lora_trainer cannot run these settings on {where}", problems)
+
+
+def _method_problems(p: dict[str, Any], cuda: bool) -> list[tuple[str, str]]:
+    method, quant = p.get("method", "lora"), p.get("quantization", "none")
+    out = []
+    if method == "loftq":
+        if not cuda:
+            out.append(("method", "loftq initialises with CUDA kernels (peft asserts CUDA); run it on a GPU "
+                                  "or use quantization=nf4 with method=lora (QLoRA)"))
+        if not _installed("scipy"):
+            out.append(("method", "loftq needs scipy: pip install scipy"))
+        if quant != "none":
+            out.append(("quantization", "loftq quantises the base itself; set quantization to none"))
+    if quant != "none":
+        if not _installed("bitsandbytes"):
+            out.append(("quantization", f"quantization={quant} needs bitsandbytes: pip install bitsandbytes"))
+        if method == "full":
+            out.append(("quantization", "full fine-tuning cannot update quantised weights; use a peft method"))
+        if method in ("pissa", "olora"):
+            out.append(("quantization", f"{method} rewrites the base weights; with a quantised base the saved "
+                                        "adapter would not match the original model. Use quantization=none"))
+    if method == "xlora" and not p.get("xlora_adapters"):
+        out.append(("xlora_adapters", "xlora trains a gate over existing LoRA experts: give at least one "
+                                      "adapter (artifact hash or folder) trained on this base model"))
+    if method != "pissa" and p.get("pissa_niter", 0):
+        out.append(("pissa_niter", "only used with method=pissa"))
+    targets = p.get("target_modules") or ["all-linear"]
+    if "all-linear" in targets and len(targets) > 1:
+        out.append(("target_modules", "use either [all-linear] or a list of module names, not both"))
+    return out
+
+
+def _precision_problems(p: dict[str, Any], cuda: bool) -> list[tuple[str, str]]:
+    out = []
+    if not cuda:
+        if p.get("precision") == "fp16":
+            out.append(("precision", "fp16 mixed precision needs a GPU; on CPU accelerate silently trains in fp32. "
+                                     "Use bf16 or fp32"))
+        if p.get("liger"):
+            out.append(("liger", "Liger kernels are Triton kernels and need a CUDA GPU"))
+        if p.get("attn_implementation") == "flash_attention_2":
+            out.append(("attn_implementation", "flash_attention_2 needs a CUDA GPU; use sdpa"))
+    if p.get("liger") and not _installed("liger_kernel"):
+        out.append(("liger", "liger=true needs liger-kernel: pip install liger-kernel"))
+    if p.get("attn_implementation") == "flash_attention_2" and not _installed("flash_attn"):
+        out.append(("attn_implementation", "flash_attention_2 needs flash-attn: pip install flash-attn"))
+    if p.get("distributed") == "deepspeed" and not _installed("deepspeed"):
+        out.append(("distributed", "deepspeed needs the deepspeed package: pip install deepspeed"))
+    return out
+
+
+def _optimizer_problems(p: dict[str, Any], cuda: bool) -> list[tuple[str, str]]:
+    opt, method = p.get("optimizer", "adamw"), p.get("method", "lora")
+    out = []
+    if opt in CUDA_ONLY_OPTIMIZERS and not cuda:
+        out.append(("optimizer", f"{opt} uses bitsandbytes 8-bit optimizer kernels, which need CUDA; use adamw"))
+    if opt in OPTIMIZER_PACKAGES and not _installed(OPTIMIZER_PACKAGES[opt][0]):
+        out.append(("optimizer", f"optimizer {opt} needs the {OPTIMIZER_PACKAGES[opt][1]} package: "
+                                 f"pip install {OPTIMIZER_PACKAGES[opt][1]}"))
+    if opt in LOW_RANK_OPTIMIZERS and method != "full":
+        out.append(("optimizer", f"{opt} is a memory-saving optimizer for full fine-tuning (adapters are low-rank "
+                                 "already); use it with method=full"))
+    if opt == "muon":
+        import torch  # only reached when muon was asked for
+
+        if not hasattr(torch.optim, "Muon"):
+            out.append(("optimizer", "muon needs torch>=2.9 (torch.optim.Muon)"))
+    if method == "loraplus" and opt not in ("adamw", "adamw_8bit"):
+        out.append(("optimizer", "loraplus sets per-matrix learning rates of an AdamW; use adamw or adamw_8bit"))
+    return out
+
+
+def _schedule_problems(p: dict[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    if p.get("max_steps", 0) == 0 and p.get("epochs", 1) < 1:
+        out.append(("max_steps", "set max_steps > 0 or epochs >= 1"))
+    return out
