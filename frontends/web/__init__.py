@@ -1,0 +1,1 @@
+"""The web UI (ReactPy), served by the daemon."""
