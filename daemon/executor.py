@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from tunelog.daemon.graph import cache_key, is_ref, parse_graph
+from tunelog.daemon.graph import Graph, cache_key, is_ref, parse_graph
 from tunelog.daemon.jobs import JobRunner, new_job_id
 from tunelog.daemon.plugins import PluginManager
 from tunelog.events import runs as R
@@ -55,6 +55,7 @@ class RunExecutor:
                 if env.command_id == command_id:
                     return self.find(env.event.run_id)  # type: ignore[attr-defined]
         parsed = parse_graph(graph, self.plugins)
+        self._resolve_model_names(parsed)
         force = list(force)
         unknown = [f for f in force if f not in parsed.nodes]
         if unknown:
@@ -69,6 +70,17 @@ class RunExecutor:
             forked_from=forked_from, label=label or parsed.description)], expected_version=0, command_id=command_id)
         self.wake()
         return self.find(run_id)
+
+    def _resolve_model_names(self, graph: Graph) -> None:
+        """A `model` input naming a registered model (`tunectl models add`) becomes its reference,
+        so the run records what it really used."""
+        for node in graph.nodes.values():
+            for port, spec in node.resolved.op.inputs.items():
+                value = node.inputs.get(port)
+                if spec.type == "model" and isinstance(value, str):
+                    row = self.store.get("models", value)
+                    if row is not None:
+                        node.inputs[port] = row.ref
 
     def cancel(self, run_id: str, *, reason: str = "cancelled by user", command_id: str | None = None) -> RunRow:
         row = self.find(run_id)
