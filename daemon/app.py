@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from tunelog.daemon.api import errors, events, jobs, plugins, runs, system
+from tunelog.daemon.api import errors, events, jobs, plugins, reproduce, runs, system, timetravel
 from tunelog.daemon.services import Services
 
 
 def create_app(services: Services) -> Starlette:
     """Build the API app over already-started services."""
     app = Starlette(
-        routes=[*system.routes, *events.routes, *jobs.routes, *plugins.routes, *runs.routes],
+        routes=[*system.routes, *events.routes, *jobs.routes, *plugins.routes, *reproduce.routes, *runs.routes,
+                *timetravel.routes],
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
     )
     app.state.services = services

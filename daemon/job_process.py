@@ -114,6 +114,8 @@ class Attempt:
     def _resume_sha(self) -> str | None:
         if not self.row.resume_of:
             return None
+        if self.row.resume_checkpoint:
+            return str(self.row.resume_checkpoint)
         prev = self.store.get("jobs", self.row.resume_of)
         if prev is None or not prev.checkpoint_sha256:
             raise JobError(f"job {self.row.resume_of} has no checkpoint to resume from")

@@ -104,23 +104,29 @@ class JobRunner:
 
     def submit(self, *, plugin: str, operation: str, params: dict[str, object], inputs: dict[str, object],
                code_hash: str, plugin_version: str, resource: str, command_id: str | None = None,
-               run_id: str | None = None, resume_of: str | None = None) -> JobRow:
-        """Queue a job (JobQueued) and wake the scheduler; a retried `command_id` returns the same job."""
+               run_id: str | None = None, resume_of: str | None = None,
+               resume_checkpoint: str | None = None) -> JobRow:
+        """Queue a job (JobQueued) and wake the scheduler; a retried `command_id` returns the same job.
+
+        `resume_of` continues that job from its latest checkpoint, or from `resume_checkpoint` (the
+        sha256 of one of its earlier checkpoints) when given.
+        """
         done = self._answered(command_id)
         if done is not None:
             return done
         if self._stopping:
             raise JobError("the daemon is stopping and takes no new jobs", hint="submit again after it restarts")
-        self._check_submit(resource=resource, resume_of=resume_of)
+        self._check_submit(resource=resource, resume_of=resume_of, resume_checkpoint=resume_checkpoint)
         job_id = new_job_id()
         self.store.append(f"job-{job_id}", [J.JobQueued(
             job_id=job_id, plugin=plugin, operation=operation, params=params, inputs=inputs, code_hash=code_hash,
             plugin_version=plugin_version, resource=resource, resume_of=resume_of, run_id=run_id,
+            resume_checkpoint=resume_checkpoint,
         )], expected_version=0, command_id=command_id)
         self._in_loop(self._wake_up)
         return self._row(job_id)
 
-    def _check_submit(self, *, resource: str, resume_of: str | None) -> None:
+    def _check_submit(self, *, resource: str, resume_of: str | None, resume_checkpoint: str | None) -> None:
         if resource not in RESOURCES:
             raise ValidationError.collect("cannot queue the job", [("resource", f"{resource!r} is not one of "
                                                                                 f"{', '.join(RESOURCES)}")])
@@ -134,6 +140,20 @@ class JobRunner:
             if not prev.checkpoint_sha256:
                 raise JobError(f"job {resume_of} saved no checkpoint, so it cannot be resumed",
                                hint="run it again from the start")
+        if resume_checkpoint is not None:
+            self._check_checkpoint(resume_of, resume_checkpoint)
+
+    def _check_checkpoint(self, resume_of: str | None, sha256: str) -> None:
+        """A chosen checkpoint must be one the resumed job recorded."""
+        if resume_of is None:
+            raise ValidationError.collect("cannot queue the job", [
+                ("resume_checkpoint", "needs resume_of: the job that saved the checkpoint")])
+        saved = [e.event for e in self.store.read(stream=f"job-{resume_of}", types=["job-checkpointed"])
+                 if isinstance(e.event, J.JobCheckpointed)]
+        if not any(c.sha256 == sha256 for c in saved):
+            steps = ", ".join(str(c.step) for c in saved) or "none"
+            raise ValidationError.collect("cannot queue the job", [
+                ("resume_checkpoint", f"{sha256[:12]} is not a checkpoint of job {resume_of} (its steps: {steps})")])
 
     def cancel(self, job_id: str, *, command_id: str | None = None, reason: str = "cancelled by user") -> JobRow:
         """Cancel a job: a queued one at once, a running one by SIGTERM, then SIGKILL after the grace period."""

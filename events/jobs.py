@@ -30,6 +30,8 @@ class JobQueued(Event, frozen=True, tag="job-queued"):
     """Job id this job resumes from (its latest checkpoint), if any."""
     run_id: str | None = None
     """The run this job belongs to, if it is part of one."""
+    resume_checkpoint: str | None = None
+    """sha256 of the checkpoint of `resume_of` to start from (a fork at an earlier step); None: its latest."""
 
 
 class JobStarted(Event, frozen=True, tag="job-started"):

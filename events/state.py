@@ -73,6 +73,8 @@ class JobRow(msgspec.Struct, kw_only=True):
     """Log position of the JobQueued event: the queue is FIFO by it."""
     queued_at: float
     resume_of: str | None = None
+    resume_checkpoint: str | None = None
+    """A chosen checkpoint of `resume_of` (else its latest)."""
     run_id: str | None = None
     cancel_requested: bool = False
     pid: int | None = None
@@ -131,7 +133,7 @@ def _queued(row: JobRow | None, e: J.JobQueued, env: Envelope) -> JobRow:
     return JobRow(key=e.job_id, job_id=e.job_id, plugin=e.plugin, operation=e.operation, params=e.params,
                   inputs=e.inputs, code_hash=e.code_hash, plugin_version=e.plugin_version, resource=e.resource,
                   state="queued", queued_position=env.position, queued_at=env.time, resume_of=e.resume_of,
-                  run_id=e.run_id)
+                  resume_checkpoint=e.resume_checkpoint, run_id=e.run_id)
 
 
 def _metrics(row: JobRow, e: J.JobMetrics, env: Envelope) -> JobRow:

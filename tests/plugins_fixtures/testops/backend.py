@@ -100,3 +100,36 @@ def env(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, A
     return {"seen": {"cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "cwd": os.getcwd(),
                      "job_id": os.environ.get("TUNELOG_JOB_ID"), "no_bytecode": sys.dont_write_bytecode,
                      "pgid_is_pid": os.getpgid(0) == os.getpid(), "package": __package__}}
+
+
+def read_file(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    source = Path(inputs["path"])
+    copy = Path(ctx.workdir) / "content.txt"
+    copy.write_bytes(source.read_bytes())
+    return {"content": ctx.store_artifact("content", copy), "size": copy.stat().st_size}
+
+
+def curve(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    import random
+
+    steps, every = int(params["steps"]), int(params["every"])
+    losses: list[float] = []
+    if ctx.resume_from is not None:
+        losses = json.loads((Path(ctx.resume_from) / "state.json").read_text())["losses"]
+    start = len(losses)
+    noise = random.Random()  # unseeded on purpose: `jitter` makes a replay differ a little
+    for step in range(len(losses) + 1, steps + 1):
+        loss = float(params["scale"]) / step + float(params["jitter"]) * noise.random()
+        losses.append(loss)
+        ctx.metrics(step, loss=loss)
+        if step % every == 0 or step == steps:
+            folder = Path(ctx.workdir) / f"checkpoint-{step}"
+            folder.mkdir(parents=True)
+            (folder / "state.json").write_text(json.dumps({"losses": losses}))
+            ctx.checkpoint(step, folder)
+        if ctx.should_stop():
+            break
+    weights = Path(ctx.workdir) / "weights.txt"
+    weights.write_text("\n".join(repr(x) for x in losses))
+    return {"weights": ctx.store_artifact("weights", weights), "final_loss": losses[-1] if losses else None,
+            "resumed_from": start}

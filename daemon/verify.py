@@ -1,0 +1,194 @@
+"""Verify a replay against its original, and diff any two runs. Pure: plain dicts in and out.
+
+Both take *run facts* gathered from the log (`daemon/run_facts.py`):
+
+    {"run": <RunRow as a dict>,
+     "nodes": {node: {"curve": {step: loss}, "metrics": {job: last metrics},
+                      "provenance": <TrainingStarted as a dict, or None>, "input_types": {port: type}}}}
+
+`a` is the baseline (the original run), `b` the run being checked. A node is `bit-identical`
+when its state, every output (artifact hashes included) and its loss curve are exactly equal;
+`within-tolerance` when artifacts differ but its loss curve agrees within the tolerance (or
+only numeric outputs drift within it); `differs` otherwise. A run gets its worst node's verdict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunelog.daemon.compare import (
+    Diff,
+    Tolerance,
+    compare_curves,
+    compare_outputs,
+    is_sha256,
+    key_diffs,
+    prefixed,
+    worst,
+)
+from tunelog.daemon.graph import is_ref
+
+Facts = dict[str, Any]
+PROVENANCE_IGNORED = frozenset({"run_id", "job_id", "resumed_from_step"})
+"""Provenance fields that name the job rather than what it ran on."""
+UNRECORDED_PORTS = frozenset({"path", "model"})
+"""Port types whose literal value names something read from outside the log (a file, a hub model)."""
+
+
+def node_spec(facts: Facts, node: str) -> dict[str, Any] | None:
+    """What the graph says a node runs: op, params and inputs as written (layout left out)."""
+    spec = facts["run"]["graph"]["nodes"].get(node)
+    if spec is None:
+        return None
+    return {"op": spec.get("op"), "params": spec.get("params") or {}, "inputs": spec.get("inputs") or {}}
+
+
+def resolved_inputs(facts: Facts, node: str) -> dict[str, Any]:
+    """A node's input values with each edge replaced by the upstream output it carried."""
+    spec, nodes = node_spec(facts, node) or {"inputs": {}}, facts["run"]["nodes"]
+    return {p: (nodes.get(v["node"], {}).get("outputs", {}).get(v["output"]) if is_ref(v) else v)
+            for p, v in spec["inputs"].items()}
+
+
+def _provenance(facts: Facts, node: str) -> dict[str, Any]:
+    found = facts["nodes"].get(node, {}).get("provenance") or {}
+    return {k: v for k, v in found.items() if k not in PROVENANCE_IGNORED}
+
+
+def node_drift(a: Facts, b: Facts, node: str) -> list[Diff]:
+    """Recorded inputs of a node that differ: graph (op, params, inputs), values arriving over
+    edges, plugin code, and training provenance (libraries, device, model, data, determinism)."""
+    sa, sb = node_spec(a, node) or {}, node_spec(b, node) or {}
+    out: list[Diff] = prefixed("graph", key_diffs(sa, sb))
+    edges = [p for p, v in sa.get("inputs", {}).items() if is_ref(v) and sb.get("inputs", {}).get(p) == v]
+    ra, rb = resolved_inputs(a, node), resolved_inputs(b, node)
+    out += prefixed("inputs", key_diffs({p: ra.get(p) for p in edges}, {p: rb.get(p) for p in edges}))
+    out += prefixed("code", key_diffs(a["run"]["code"].get(node, {}), b["run"]["code"].get(node, {})))
+    out += prefixed("provenance", key_diffs(_provenance(a, node), _provenance(b, node)))
+    return out
+
+
+def unrecorded_sources(a: Facts, b: Facts, node: str) -> list[Diff]:
+    """Equal literal inputs naming files or models read outside the log: their content may have changed.
+    A model whose identity (weight hashes) both runs' provenance recorded is compared there instead."""
+    sa, sb = node_spec(a, node) or {"inputs": {}}, node_spec(b, node) or {"inputs": {}}
+    types = b["nodes"].get(node, {}).get("input_types") or a["nodes"].get(node, {}).get("input_types") or {}
+    recorded = {"model"} if _provenance(a, node).get("model") and _provenance(b, node).get("model") else set()
+    return [{"path": f"inputs.{p}", "a": v, "b": v, "recorded": False,
+             "note": f"a {types[p]} read outside the log: its content is not recorded and may have changed"}
+            for p, v in sa["inputs"].items()
+            if types.get(p) in UNRECORDED_PORTS - recorded and isinstance(v, str) and not is_sha256(v)
+            and sb["inputs"].get(p) == v]
+
+
+def verify_node(a: Facts, b: Facts, node: str, tol: Tolerance) -> dict[str, Any]:
+    """The verdict on one node, with the evidence: states, outputs, loss curve and drifted inputs."""
+    na, nb = a["run"]["nodes"].get(node), b["run"]["nodes"].get(node)
+    if na is None or nb is None:
+        missing = a["run"]["run_id"] if na is None else b["run"]["run_id"]
+        return {"verdict": "differs", "notes": [f"no node {node!r} in run {missing}"], "drift": [],
+                "state": {"a": na and na["state"], "b": nb and nb["state"]}, "outputs": None, "loss": None}
+    outputs = compare_outputs(na["outputs"], nb["outputs"], tol)
+    curve = compare_curves(_curve(a, node), _curve(b, node), tol)
+    drift = node_drift(a, b, node)
+    reasons = _reasons(na, nb, outputs, curve)
+    if reasons or outputs["artifacts_differ"]:
+        drift += unrecorded_sources(a, b, node)
+    soft = outputs["artifacts_differ"] or outputs["values_within_tolerance"] or (curve and curve["verdict"] != "bit-identical")
+    verdict = "differs" if reasons else "within-tolerance" if soft else "bit-identical"
+    return {"verdict": verdict, "state": {"a": na["state"], "b": nb["state"]}, "outputs": outputs, "loss": curve,
+            "drift": drift, "notes": reasons or _soft_notes(outputs, curve, tol)}
+
+
+def _curve(facts: Facts, node: str) -> dict[int, float]:
+    return {int(k): float(v) for k, v in (facts["nodes"].get(node, {}).get("curve") or {}).items()}
+
+
+def _reasons(na: dict[str, Any], nb: dict[str, Any], outputs: dict[str, Any], curve: dict[str, Any] | None) -> list[str]:
+    out = []
+    if na["state"] != nb["state"]:
+        out.append(f"state {na['state']} vs {nb['state']}")
+    if outputs["values_differ"]:
+        out.append("outputs differ: " + ", ".join(d["path"] for d in outputs["values_differ"]))
+    if curve is not None and curve["verdict"] == "differs":
+        out.append(f"loss curves differ (max abs diff {curve['max_abs_diff']}, steps {curve['steps']})")
+    if outputs["artifacts_differ"] and curve is None:
+        out.append("artifacts differ: " + ", ".join(d["path"] for d in outputs["artifacts_differ"])
+                   + " (no loss curve to compare)")
+    return out
+
+
+def _soft_notes(outputs: dict[str, Any], curve: dict[str, Any] | None, tol: Tolerance) -> list[str]:
+    out = []
+    if outputs["artifacts_differ"]:
+        out.append("artifacts differ: " + ", ".join(d["path"] for d in outputs["artifacts_differ"]))
+    if curve is not None and curve["verdict"] == "within-tolerance":
+        out.append(f"loss curves agree within rtol={tol.rtol}, atol={tol.atol} (max abs diff {curve['max_abs_diff']})")
+    if outputs["values_within_tolerance"]:
+        out.append("numeric outputs within tolerance: " + ", ".join(d["path"] for d in outputs["values_within_tolerance"]))
+    return out
+
+
+def _order(a: Facts, b: Facts) -> list[str]:
+    first = list(a["run"]["order"])
+    return first + [n for n in b["run"]["order"] if n not in first]
+
+
+def verify(a: Facts, b: Facts, tol: Tolerance | None = None) -> dict[str, Any]:
+    """Report whether run `b` reproduces run `a`, node by node, and every input that drifted."""
+    tol = tol or Tolerance()
+    nodes = {n: verify_node(a, b, n, tol) for n in _order(a, b)}
+    verdict = worst([r["verdict"] for r in nodes.values()])
+    drift = [{"node": n, **d} for n, r in nodes.items() for d in r["drift"]]
+    return {"run": b["run"]["run_id"], "baseline": a["run"]["run_id"], "verdict": verdict,
+            "tolerance": {**tol.to_dict(), "applies_to": "loss curves and numeric outputs; artifacts by sha256"},
+            "summary": _summary(verdict, nodes, drift, tol), "nodes": nodes, "drift": drift}
+
+
+def _summary(verdict: str, nodes: dict[str, Any], drift: list[Diff], tol: Tolerance) -> str:
+    if verdict == "bit-identical":
+        return "bit-identical: every artifact hash, output and loss value is equal"
+    off = [n for n, r in nodes.items() if r["verdict"] != "bit-identical"]
+    text = (f"within tolerance (rtol={tol.rtol}, atol={tol.atol}) but not bit-identical: " if verdict != "differs"
+            else "differs: ") + "; ".join(f"{n}: {', '.join(nodes[n]['notes'])}" for n in off)
+    if drift:
+        text += "; drifted inputs: " + ", ".join(f"{d['node']}.{d['path']}" + ("" if d.get("recorded", True)
+                                                                                else " (not recorded)") for d in drift)
+    return text
+
+
+def _side(facts: Facts, node: str) -> dict[str, Any] | None:
+    row, spec = facts["run"]["nodes"].get(node), node_spec(facts, node)
+    if row is None or spec is None:
+        return None
+    code = facts["run"]["code"].get(node, {})
+    return {"op": spec["op"], "params": spec["params"], "inputs": resolved_inputs(facts, node),
+            "code_hash": code.get("code_hash"), "version": code.get("version"), "state": row["state"],
+            "error": row.get("error", ""), "outputs": row["outputs"],
+            "metrics": facts["nodes"].get(node, {}).get("metrics") or {}}
+
+
+def diff(a: Facts, b: Facts) -> dict[str, Any]:
+    """Two runs' inputs and outcomes side by side, with the differences of each node listed."""
+    nodes = {}
+    for n in _order(a, b):
+        sa, sb = _side(a, n), _side(b, n)
+        inputs = node_drift(a, b, n) if sa and sb else []
+        outcomes = key_diffs({"state": sa["state"], "outputs": sa["outputs"]},
+                             {"state": sb["state"], "outputs": sb["outputs"]}) if sa and sb else []
+        nodes[n] = {"a": sa, "b": sb, "inputs_differ": inputs, "outcomes_differ": outcomes,
+                    "same": bool(sa and sb) and not inputs and not outcomes}
+    return {"a": _summary_row(a), "b": _summary_row(b), "nodes": nodes,
+            "only_in_a": [n for n in nodes if nodes[n]["b"] is None],
+            "only_in_b": [n for n in nodes if nodes[n]["a"] is None],
+            "run": key_diffs(_summary_row(a, settings_only=True), _summary_row(b, settings_only=True)),
+            "same_inputs": all(not r["inputs_differ"] and r["a"] and r["b"] for r in nodes.values())}
+
+
+def _summary_row(facts: Facts, *, settings_only: bool = False) -> dict[str, Any]:
+    run = facts["run"]
+    settings = {k: run.get(k) for k in ("no_cache", "force", "workflow", "workflow_version")}
+    if settings_only:
+        return settings
+    return {"run_id": run["run_id"], "state": run["state"], "label": run.get("label", ""),
+            "replay_of": run.get("replay_of"), "forked_from": run.get("forked_from"), **settings}
