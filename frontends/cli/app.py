@@ -32,7 +32,8 @@ class TunectlGroup(click.Group):
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="tunelog", prog_name="tunectl")
 def cli() -> None:
-    """Control the tunelog daemon: status, events, plugins, jobs and their logs.
+    """Control the tunelog daemon: train, merge and compare adapters, run workflows, and watch
+    runs, jobs, plugins and the event log.
 
     tunectl talks HTTP to the daemon over its Unix socket (owner only). Start the daemon with
     `tunectl daemon start` (background) or `tunectl daemon run` (foreground).
@@ -46,9 +47,15 @@ def _register() -> None:
     from tunelog.frontends.cli.cmd_events import events, status
     from tunelog.frontends.cli.cmd_jobs import jobs
     from tunelog.frontends.cli.cmd_logs import logs
+    from tunelog.frontends.cli.cmd_merge import generate, merge
+    from tunelog.frontends.cli.cmd_models import adapters, models, presets
     from tunelog.frontends.cli.cmd_plugins import plugins
+    from tunelog.frontends.cli.cmd_runs import resume, runs
+    from tunelog.frontends.cli.cmd_train import train
+    from tunelog.frontends.cli.cmd_workflow import workflow
 
-    for command in (status, daemon, events, plugins, jobs, logs):
+    for command in (status, daemon, events, plugins, jobs, logs, train, runs, resume, merge, generate, adapters,
+                    models, presets, workflow):
         cli.add_command(command)
 
 

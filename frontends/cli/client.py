@@ -129,6 +129,10 @@ class Client:
             time.sleep(0.2)
             return _decoded(self.request("POST", path, body=body))
 
+    def ask(self, path: str, body: dict[str, Any]) -> Any:
+        """POST a request that changes nothing (e.g. a validation): no `command_id`, no retry."""
+        return _decoded(self.request("POST", path, body=body))
+
     def events(self, *, query: dict[str, Any], last_id: int | None = None, reconnect_s: float = 10.0,
                until: float | None = None) -> Iterator[SseEvent]:
         """Follow `GET /v1/events?follow=1` live, reconnecting with Last-Event-ID after a drop.

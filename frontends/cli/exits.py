@@ -33,7 +33,9 @@ Exit codes:
   3    conflict (e.g. a daemon already runs for this data dir)
   4    not found (unknown job, plugin, ...)
   5    plugin error
-  6    job error; `logs -f` also exits 6 when the job did not succeed
+  6    job error; `logs -f` exits 6 when the job did not succeed, and commands that
+       follow a run (train, resume, merge, generate, workflow submit, runs follow)
+       when the run did not succeed
   69   the daemon is not running (EX_UNAVAILABLE)
   130  interrupted (Ctrl-C)
 

@@ -1,0 +1,79 @@
+"""`tunectl train`: prepare a dataset and train an adapter on it, as one two-node run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from tunelog.frontends.cli import follow as F
+from tunelog.frontends.cli.cmd_jobs import pairs
+from tunelog.frontends.cli.cmd_runs import detach_option, submitted
+from tunelog.frontends.cli.common import client, json_option
+from tunelog.frontends.cli.refs import local_or_given, model_ref
+
+
+def train_graph(*, model: str, data: str, params: dict[str, Any], data_params: dict[str, Any],
+                description: str = "") -> dict[str, Any]:
+    """The graph `tunectl train` runs: `data` (datasets.prepare) feeding `train` (lora_trainer.train)."""
+    return {"description": description, "nodes": {
+        "data": {"op": "datasets.prepare", "inputs": {"source": data}, "params": data_params},
+        "train": {"op": "lora_trainer.train", "params": params,
+                  "inputs": {"model": model, "dataset": {"node": "data", "output": "dataset"}}},
+    }}
+
+
+@click.command()
+@click.option("--model", "-m", required=True, metavar="MODEL",
+              help="Base model: a name from `tunectl models list`, a local folder or .gguf file, a model "
+                   "artifact sha256, or a hub id (org/name).")
+@click.option("--data", "-D", required=True, metavar="DATA",
+              help="Training data: a local JSON/JSONL/CSV/Parquet file or datasets folder, or a hub dataset id.")
+@click.option("--preset", "-p", metavar="PRESET",
+              help="A training preset (`tunectl presets list`); its values replace the defaults, --method "
+                   "and --set replace the preset's.")
+@click.option("--method", metavar="METHOD",
+              help="lora (the default), rslora, dora, pissa, olora, loftq, loraplus, adalora, xlora, vera, ia3 "
+                   "or full (default: the preset's, else lora).")
+@click.option("--set", "sets", metavar="KEY=VALUE", multiple=True,
+              help="A lora_trainer.train parameter (repeatable), e.g. --set max_steps=40 --set lr=5e-4. VALUE "
+                   "is read as JSON when it parses, else as a string. `tunectl plugins show lora_trainer` "
+                   "lists them.")
+@click.option("--val-fraction", type=click.FloatRange(0.0, 0.9), metavar="F",
+              help="Hold out this share of the rows as validation data (eval loss is then reported).")
+@click.option("--format", "data_format", metavar="FORMAT", default="auto", show_default=True,
+              help="Data format: auto, alpaca, sharegpt, messages, text or preference.")
+@click.option("--name", "label", metavar="LABEL", default="", help="A label for the run (shown by `runs list`).")
+@detach_option
+@json_option
+@click.pass_context
+def train(ctx: click.Context, model: str, data: str, preset: str | None, method: str | None,
+          sets: tuple[str, ...], val_fraction: float | None, data_format: str, label: str, detach: bool,
+          as_json: bool) -> None:
+    """Fine-tune a model on a dataset and follow the run.
+
+    One run of two nodes: `data` (datasets.prepare on DATA) then `train` (lora_trainer.train).
+
+    Prints the run id, then follows it: node states, and a progress bar with loss and tokens/s
+    while training (plain progress lines every few seconds when the output is not a terminal).
+    On success prints the adapter's sha256. Exits 0 when the run succeeded, 6 otherwise.
+
+    Both steps are cached: training again with the same data and parameters reuses the earlier
+    result (`tunectl workflow submit --no-cache` forces a re-run).
+
+    \b
+    Example:
+      tunectl train --model HuggingFaceTB/SmolLM2-135M-Instruct --data facts.jsonl \\
+          --preset demo-facts --set max_steps=20
+    """
+    c = client()
+    params = {**({"preset": preset} if preset else {}), **({"method": method} if method else {}),
+              **pairs(sets, "--set")}
+    data_params: dict[str, Any] = {"format": data_format}
+    if val_fraction is not None:
+        data_params["val_fraction"] = val_fraction
+    model_value = model_ref(c, model)
+    graph = train_graph(model=model_value, data=local_or_given(data), params=params, data_params=data_params,
+                        description=f"train {model} on {data}")
+    row, after = F.start(c, "/v1/runs", {"graph": graph, "label": label})
+    ctx.exit(submitted(c, row, after=after, detach=detach, as_json=as_json))

@@ -1,0 +1,110 @@
+"""What users type for models, data, adapters and workflow files, turned into what a graph holds.
+
+Local paths become absolute (jobs run in their own working directory); adapter hash prefixes
+are resolved against the daemon's adapter list; `ADAPTER:WEIGHT` is split; workflow files are
+read as JSON or YAML.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tunelog.frontends.cli.client import Client
+
+_HEX = re.compile(r"^[0-9a-f]+$")
+_RELATIVE = ("./", "../", "~/")
+
+
+def local_or_given(value: str) -> str:
+    """The absolute path of `value` when it names a local file or folder, else `value` (a hub id)."""
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
+
+
+def model_ref(c: Client, value: str) -> str:
+    """A registered model name or an artifact hash as given; a local path made absolute; else a hub id."""
+    if _HEX.match(value) and len(value) == 64:
+        return value
+    if any(m["name"] == value for m in c.get("/v1/models")["models"]):
+        return value  # the daemon records the registered reference
+    return local_or_given(value)
+
+
+def split_weight(item: str, *, option: str) -> tuple[str, float | None]:
+    """`abc123:0.5` -> ("abc123", 0.5); `abc123` -> ("abc123", None)."""
+    name, colon, raw = item.rpartition(":")
+    if not colon:
+        return item, None
+    try:
+        return name, float(raw)
+    except ValueError:
+        raise click.BadParameter(f"expected ADAPTER[:WEIGHT] with a number as WEIGHT, got {item!r}",
+                                 param_hint=option) from None
+
+
+def resolve_adapter(c: Client, prefix: str, *, adapters: list[dict[str, Any]] | None = None) -> str:
+    """The full sha256 of an adapter given by a unique prefix of its hash (from `tunectl adapters list`)."""
+    prefix = prefix.lower()
+    if not prefix or not _HEX.match(prefix):
+        raise click.BadParameter(f"an adapter is named by (a prefix of) its sha256, got {prefix!r}",
+                                 param_hint="ADAPTER")
+    rows = c.get("/v1/adapters")["adapters"] if adapters is None else adapters
+    matches = sorted({a["sha256"] for a in rows if a["sha256"].startswith(prefix)})
+    if len(matches) == 1:
+        return matches[0]
+    if not matches and len(prefix) == 64:
+        return prefix  # an artifact the adapter list does not know (e.g. produced by a plain job)
+    if not matches:
+        raise NotFound(f"no adapter {prefix!r}", hint="`tunectl adapters list` shows them")
+    raise click.BadParameter(f"adapter prefix {prefix!r} is ambiguous: {', '.join(m[:12] for m in matches[:5])}",
+                             param_hint="ADAPTER")
+
+
+class NotFound(click.ClickException):
+    """An unknown adapter, run or workflow named on the command line (exit 4)."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, hint: str = ""):
+        super().__init__(message + (f"\nHint: {hint}" if hint else ""))
+
+
+def read_graph_file(path: str) -> dict[str, Any]:
+    """A workflow graph from a JSON or YAML file; relative paths among its inputs are made absolute
+    against the file's folder (jobs run elsewhere)."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", param_hint="FILE") from None
+    try:
+        graph = json.loads(text) if file.suffix == ".json" else _yaml(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{path} is not valid JSON or YAML: {exc}", param_hint="FILE") from None
+    if not isinstance(graph, dict):
+        raise click.BadParameter(f"{path} must hold a mapping with `nodes`", param_hint="FILE")
+    for spec in (graph.get("nodes") or {}).values():
+        if isinstance(spec, dict) and isinstance(spec.get("inputs"), dict):
+            spec["inputs"] = {k: _anchored(v, file.parent) for k, v in spec["inputs"].items()}
+    return graph
+
+
+def _anchored(value: Any, folder: Path) -> Any:
+    if isinstance(value, str) and value.startswith(_RELATIVE):
+        return str((folder / os.path.expanduser(value)).resolve())
+    return value
+
+
+def _yaml(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from None
