@@ -11,7 +11,8 @@ from tunelog.plugins.common.presets import load_presets, resolve_params
 from .launch import launch_command
 from .support import check_supported, manifest_defaults
 
-__all__ = ["check_supported", "launch_command", "load_presets", "manifest_defaults", "resolve", "train"]
+__all__ = ["check_supported", "launch_command", "load_presets", "manifest_defaults", "resolve", "resolve_params",
+           "train"]
 
 
 def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
@@ -22,14 +23,10 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
 
 
 def resolve(params: dict[str, Any]) -> dict[str, Any]:
-    """Apply `params["preset"]` when the caller has not resolved it yet.
+    """`params` over the manifest defaults (for callers that give only some, e.g. tests, benchmarks).
 
-    The daemon should call `resolve_params(preset, user_params, manifest_defaults())` at submit
-    time, so a value set explicitly equal to the default still wins over the preset. Here, with
-    defaults already applied, only values that differ from the defaults count as the user's.
+    Presets are NOT applied here: the daemon resolves them when the job is submitted
+    (`resolve_params(preset, given, defaults)`, which knows what the user set explicitly), and the
+    job receives and records the result. Applying them again here could undo a user's choice.
     """
-    defaults = manifest_defaults()
-    if not params.get("preset"):
-        return {**defaults, **params}
-    overrides = {k: v for k, v in params.items() if k != "preset" and v != defaults.get(k)}
-    return resolve_params(params["preset"], overrides, defaults)
+    return {**manifest_defaults(), **params}

@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
     accelerator = make_accelerator(params)
     device = accelerator.device
     world, rank = accelerator.num_processes, accelerator.process_index
+    report = MainProcessReporter(ctx, enabled=accelerator.is_main_process)  # one voice for all ranks
 
     model_dir, base_ref = resolve_base(ctx, inputs["model"])
     identity = models.model_identity(model_dir)
@@ -62,12 +64,13 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
     warmup = params["warmup_steps"] or math.ceil(params["warmup_ratio"] * total_steps)
     fingerprints = {"settings": settings_hash(params), "data": data.features_hash(train_rows),
                     "base model": identity["weights_sha256"] or ""}
-    ctx.log(f"{len(train_rows)} training rows, {len(eval_rows)} validation rows; {total_steps} steps "
+    report.log(f"{len(train_rows)} training rows, {len(eval_rows)} validation rows; {total_steps} steps "
             f"of {params['batch_size']}x{params['grad_accum']}x{world}; device {device}, "
             f"{torch.get_num_threads()} threads")
 
     # ---------------------------------------------------------------- setup: model, adapter, optimizer
     import peft
+    from accelerate import DistributedType
     from transformers import get_scheduler, set_seed
 
     set_seed(params["seed"])
@@ -98,24 +101,29 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
     if ctx.resume_from is not None:
         run = checkpoint.restore(Path(ctx.resume_from), model=model, optimizer=optimizer, scheduler=scheduler,
                                  order=order, fingerprints=fingerprints)
-        ctx.log(f"resumed at step {run['step']} (epoch {order.epoch}, batch {order.index})")
+        report.log(f"resumed at step {run['step']} (epoch {order.epoch}, batch {order.index})")
     trained, raw_optimizer = model, optimizer
     model, optimizer = accelerator.prepare(model, optimizer)
     forward = torch.compile(model) if params["compile"] else model
     n_trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in trained.parameters())
-    ctx.log(f"{params['method']}: {n_trainable:,} of {n_total:,} parameters trainable")
-    eval_batches = [make_batch(eval_rows[i: i + params["batch_size"]], tokenizer, params, device)
-                    for i in range(0, len(eval_rows), params["batch_size"])][rank::world]
-    if params["eval_max_batches"]:
-        eval_batches = eval_batches[: params["eval_max_batches"]]
+    report.log(f"{params['method']}: {n_trainable:,} of {n_total:,} parameters trainable")
+    eval_chunks = [eval_rows[i: i + params["batch_size"]] for i in range(0, len(eval_rows), params["batch_size"])]
+    eval_chunks = eval_chunks[rank::world][: params["eval_max_batches"] or None]
+
+    def validate() -> dict[str, float]:
+        return evaluate(model, (make_batch(rows, tokenizer, params, device) for rows in eval_chunks), accelerator)
 
     def save_checkpoint(step: int) -> str:
-        folder = checkpoint.save(ctx.workdir / f"checkpoint-{step:07d}", model=trained, optimizer=raw_optimizer,
-                                 scheduler=scheduler, order=order, state={**run, "step": step},
-                                 everything=params["method"] == "full")
-        sha = ctx.checkpoint(step, folder)
-        shutil.rmtree(folder, ignore_errors=True)
+        """Checkpoint from the main process (exact resume is for one process; DDP ranks share rank 0's RNG)."""
+        sha = ""
+        if accelerator.is_main_process:
+            folder = checkpoint.save(ctx.workdir / f"checkpoint-{step:07d}", model=trained, optimizer=raw_optimizer,
+                                     scheduler=scheduler, order=order, state={**run, "step": step},
+                                     everything=params["method"] == "full")
+            sha = ctx.checkpoint(step, folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        accelerator.wait_for_everyone()
         return sha
 
     # ---------------------------------------------------------------- train
@@ -126,9 +134,9 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
     grad_norm = torch.tensor(float("nan"))
     metrics: dict[str, Any] = {}
     while step < total_steps:
-        if ctx.should_stop():
+        if stop_requested(ctx, accelerator):
             run["elapsed_s"] += time.perf_counter() - t0
-            ctx.log(f"stopping at step {step}: checkpoint saved")
+            report.log(f"stopping at step {step}: checkpoint saved")
             return {"stopped_at": step, "checkpoint": save_checkpoint(step)}
         window = [[order.next() for _ in range(world)][rank] for _ in range(params["grad_accum"])]
         rows = [[train_rows[i] for i in indices] for indices in window]
@@ -158,30 +166,33 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
 
         if step % params["logging_every"] == 0 or step == total_steps:
             spent = time.perf_counter() - t0
-            metrics = {"loss": float(torch.stack(step_losses).mean()), "lr": scheduler.get_last_lr()[0],
+            loss_mean = accelerator.reduce(torch.stack(step_losses).mean(), reduction="mean")
+            metrics = {"loss": float(loss_mean), "lr": scheduler.get_last_lr()[0],
                        "grad_norm": float(grad_norm),
-                       "tokens_per_s": (run["tokens"] - start_tokens) / max(spent, 1e-9),
+                       "tokens": run["tokens"], "tokens_per_s": (run["tokens"] - start_tokens) / max(spent, 1e-9),
                        "elapsed_s": run["elapsed_s"] + spent,
                        "eta_s": spent / (step - start_step) * (total_steps - step)}
             step_losses = []
-            ctx.metrics(step, **metrics)
-            ctx.progress(step, total_steps)
-        if eval_batches and params["eval_every"] and step % params["eval_every"] == 0 and step < total_steps:
-            ctx.metrics(step, **evaluate(model, eval_batches, accelerator))
+            report.metrics(step, **metrics)
+            report.progress(step, total_steps)
+        if eval_chunks and params["eval_every"] and step % params["eval_every"] == 0 and step < total_steps:
+            report.metrics(step, **validate())
         if params["save_every"] and step % params["save_every"] == 0 and step < total_steps:
             save_checkpoint(step)
 
     # ---------------------------------------------------------------- save
     run["elapsed_s"] += time.perf_counter() - t0
-    final = evaluate(model, eval_batches, accelerator) if eval_batches else {}
+    final = validate() if eval_chunks else {}
     if final:
-        ctx.metrics(step, **final)
+        report.metrics(step, **final)
     accelerator.wait_for_everyone()
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    state_dict = accelerator.get_state_dict(model) if sharded else None  # gathered from every rank
     outputs: dict[str, Any] = {}
     if accelerator.is_main_process:
         out = ctx.workdir / ("model" if params["method"] == "full" else "adapter")
         save_result(accelerator.unwrap_model(model), tokenizer, out, params=params, base_ref=base_ref,
-                    initial_adapter=initial_adapter)
+                    initial_adapter=initial_adapter, state_dict=state_dict)
         outputs["model" if params["method"] == "full" else "adapter"] = ctx.store_artifact(out.name, out)
         outputs["metrics"] = {
             **{k: v for k, v in metrics.items() if k in ("loss", "tokens_per_s")}, **final, "steps": step,
@@ -276,7 +287,7 @@ def _targets(row: dict[str, Any]) -> int:
     return sum(1 for label in row["labels"][1:] if label != data.IGNORE_INDEX)
 
 
-def evaluate(model: Any, batches: list[dict[str, Any]], accelerator: Any) -> dict[str, float]:
+def evaluate(model: Any, batches: Iterable[dict[str, Any]], accelerator: Any) -> dict[str, float]:
     """Token-weighted cross-entropy over the validation batches, and its perplexity.
 
     Computed from the logits, not the model's `loss`, which for some methods (AdaLoRA) includes a
@@ -302,18 +313,19 @@ def token_loss_sum(model: Any, batch: dict[str, Any]) -> torch.Tensor:
 
 
 def save_result(model: Any, tokenizer: Any, out: Path, *, params: dict[str, Any], base_ref: str,
-                initial_adapter: Path) -> None:
-    """The output folder: a peft adapter (converted for PiSSA/OLoRA), or the full model + tokenizer."""
+                initial_adapter: Path, state_dict: dict[str, Any] | None = None) -> None:
+    """The output folder: a peft adapter (converted for PiSSA/OLoRA), or the full model + tokenizer.
+    `state_dict` is the gathered one when FSDP / DeepSpeed shard the model."""
+    kwargs = {} if state_dict is None else {"state_dict": state_dict}
     if params["method"] == "full":
-        model.save_pretrained(out)
+        model.save_pretrained(out, **kwargs)
         tokenizer.save_pretrained(out)
         return
     for config in model.peft_config.values():
         config.base_model_name_or_path = base_ref
     if methods.needs_conversion(params):
-        model.save_pretrained(out, path_initial_model_for_weight_conversion=str(initial_adapter))
-    else:
-        model.save_pretrained(out)
+        kwargs["path_initial_model_for_weight_conversion"] = str(initial_adapter)
+    model.save_pretrained(out, **kwargs)
     if params["method"] == "xlora":
         methods.save_xlora_gate(model, out)
 
@@ -336,3 +348,30 @@ def library_versions() -> dict[str, str]:
             continue
     return out
 
+
+
+def stop_requested(ctx: JobContext, accelerator: Any) -> bool:
+    """Whether to checkpoint and stop now; with several processes, all stop when any was asked."""
+    if accelerator.num_processes == 1:
+        return ctx.should_stop()
+    flag = torch.tensor(float(ctx.should_stop()), device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum") > 0)
+
+
+class MainProcessReporter:
+    """Forwards log lines, metrics and progress to the job context from the main process only."""
+
+    def __init__(self, ctx: JobContext, *, enabled: bool):
+        self.ctx, self.enabled = ctx, enabled
+
+    def log(self, message: str) -> None:
+        if self.enabled:
+            self.ctx.log(message)
+
+    def metrics(self, step: int, **values: float) -> None:
+        if self.enabled:
+            self.ctx.metrics(step, **values)
+
+    def progress(self, step: int, total: int) -> None:
+        if self.enabled:
+            self.ctx.progress(step, total)

@@ -71,9 +71,13 @@ def test_demo_facts_preset_is_the_measured_recipe() -> None:
     support.check_supported(resolve_params("demo-facts", {}, support.manifest_defaults()), cuda_available=False)
 
 
-def test_backend_applies_a_preset_given_as_a_parameter() -> None:
-    resolved = backend.resolve({**support.manifest_defaults(), "preset": "demo-facts", "seed": 7})
+def test_a_preset_resolved_at_submit_time_runs_as_resolved() -> None:
+    """The daemon resolves presets (it knows what the user set); the backend only fills defaults."""
+    defaults = support.manifest_defaults()
+    resolved = resolve_params("demo-facts", {"seed": 7, "r": 8}, defaults)
     assert resolved["lr"] == 0.0005 and resolved["max_steps"] == 40 and resolved["seed"] == 7
+    assert backend.resolve(resolved) == resolved
+    assert backend.resolve({"lr": 0.1}) == {**defaults, "lr": 0.1}
 
 
 def test_launch_command_for_ddp() -> None:
