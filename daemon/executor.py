@@ -10,7 +10,9 @@ finds the same job instead of starting a second one.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,11 +25,25 @@ from tunelog.events import runs as R
 from tunelog.events.base import Event
 from tunelog.events.errors import JobError, NotFoundError, TunelogError, ValidationError
 from tunelog.events.run_state import NodeRow, RunRow
+from tunelog.plugins.api import OperationSpec
+from tunelog.store.artifacts import sha256_file, tree_digest
 from tunelog.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
 TERMINAL_NODE = frozenset({"completed", "cached", "failed", "skipped"})
+
+
+def path_hashes(op: OperationSpec, inputs: dict[str, Any]) -> dict[str, str]:
+    """sha256 of each local file or folder given to a `path` port: an edited data file must not
+    be answered from the cache, and a replay must see that it drifted."""
+    out = {}
+    for port, spec in op.inputs.items():
+        value = inputs.get(port)
+        if spec.type == "path" and isinstance(value, str) and os.path.exists(value):
+            p = Path(value)
+            out[port] = tree_digest(p)[0] if p.is_dir() else sha256_file(p)
+    return out
 
 
 class RunExecutor:
@@ -179,30 +195,55 @@ class RunExecutor:
         inputs = {port: (row.nodes[v["node"]].outputs.get(v["output"]) if is_ref(v) else v)
                   for port, v in spec["inputs"].items()}
         code = row.code[node_id]
-        key = cache_key(op=spec["op"], code_hash=code["code_hash"], params=spec["params"], inputs=inputs)
+        plugin, operation = spec["op"].split(".")
+        op = self.plugins.resolve(plugin, operation).op
+        hashes = path_hashes(op, inputs)
+        key = cache_key(op=spec["op"], code_hash=code["code_hash"], params=spec["params"],
+                        inputs={**inputs, **{f"{p}#sha256": h for p, h in hashes.items()}})
         hit = self.store.get("cache", key)
-        if (hit is not None and not row.no_cache and node_id not in row.force and not node.jobs
-                and row.forked_from is None):
+        if hit is not None and not node.jobs and not self._must_run(row, node_id):
             return [R.NodeCached(run_id=row.run_id, node=node_id, cache_key=key, outputs=hit.outputs,
                                  source_job=hit.job_id)]
         attempt = node.attempt + 1
-        resume_of = self._resume_point(node)
-        plugin, operation = spec["op"].split(".")
-        resource = self.plugins.resolve(plugin, operation).op.resource
+        resume_of, checkpoint = self._resume_point(row, node_id, node)
+        resource = op.resource
         job = self.jobs.submit(plugin=plugin, operation=operation, params=spec["params"], inputs=inputs,
                                code_hash=code["code_hash"], plugin_version=code["version"], resource=resource,
                                command_id=f"{row.run_id}:{node_id}:{attempt}", run_id=row.run_id,
-                               resume_of=resume_of)
+                               resume_of=resume_of, resume_checkpoint=checkpoint)
         return [R.NodeQueued(run_id=row.run_id, node=node_id, job_id=job.job_id, cache_key=key, inputs=inputs,
-                             attempt=attempt, resume_of=resume_of)]
+                             input_hashes=hashes, attempt=attempt, resume_of=resume_of)]
 
-    def _resume_point(self, node: NodeRow) -> str | None:
-        """The latest earlier job of this node that left a checkpoint."""
+    def _must_run(self, row: RunRow, node_id: str) -> bool:
+        """Whether a node must run even when its key is cached: --no-cache, forced nodes, and
+        what a fork changed (the forked node and everything downstream of it)."""
+        if row.no_cache or node_id in row.force:
+            return True
+        fork = (row.forked_from or {}).get("node")
+        return fork is not None and (node_id == fork or fork in self._ancestors(row, node_id))
+
+    def _ancestors(self, row: RunRow, node_id: str) -> set[str]:
+        out: set[str] = set()
+        todo = [node_id]
+        while todo:
+            spec = row.graph["nodes"][todo.pop()]
+            for v in spec["inputs"].values():
+                if is_ref(v) and v["node"] not in out:
+                    out.add(v["node"])
+                    todo.append(v["node"])
+        return out
+
+    def _resume_point(self, row: RunRow, node_id: str, node: NodeRow) -> tuple[str | None, str | None]:
+        """(job, checkpoint) to continue from: the node's own latest job that left a checkpoint,
+        else, for the forked node of a fork, the checkpoint it was forked from."""
         for job_id in reversed(node.jobs):
             job = self.store.get("jobs", job_id)
             if job is not None and job.checkpoint_sha256:
-                return job_id
-        return None
+                return job_id, None
+        fork = row.forked_from or {}
+        if fork.get("node") == node_id and fork.get("checkpoint"):
+            return fork["job"], fork["checkpoint"]
+        return None, None
 
     def _check_job(self, row: RunRow, node_id: str, node: NodeRow) -> list[Event]:
         job = self.store.get("jobs", node.job_id) if node.job_id else None

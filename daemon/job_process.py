@@ -104,7 +104,7 @@ class Attempt:
         spec = WorkerSpec(job_id=self.row.job_id, plugin=self.row.plugin, operation=self.row.operation,
                           params=self.row.params, inputs=self.row.inputs, code_dir=str(self._code_dir),
                           artifacts=str(self._artifacts), workdir=str(self.folder / "work"),
-                          resume_sha256=self._resume_sha())
+                          resume_sha256=self._resume_sha(), run_id=self.row.run_id)
         (self.folder / "job.json").write_bytes(msgspec.json.encode(spec))
         with open(self.log_path, "ab") as logfile:
             return await anyio.open_process(

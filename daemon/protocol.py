@@ -55,6 +55,8 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Scratch folder of the job."""
     resume_sha256: str | None = None
     """Checkpoint artifact to resume from; the worker verifies it before use."""
+    run_id: str | None = None
+    """The run the job belongs to (its events may go to `run-<run_id>`)."""
 
 
 def _to_builtin(obj: Any) -> Any:

@@ -58,6 +58,8 @@ class NodeQueued(Event, frozen=True, tag="node-queued"):
     """sha256 of (operation, plugin code hash, resolved params, input values and artifact hashes)."""
     inputs: dict[str, Any]
     """Resolved input values given to the job."""
+    input_hashes: dict[str, str] = {}
+    """Content hashes of local files or folders given as `path` inputs (they are part of the cache key)."""
     attempt: int = 1
     """1 for the first job of this node, +1 for each resume."""
     resume_of: str | None = None

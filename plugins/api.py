@@ -76,6 +76,8 @@ class JobContext(Protocol):
 
     job_id: str
     """Id of the job running the operation."""
+    run_id: str | None
+    """Id of the run the job belongs to (None for a job submitted on its own)."""
     workdir: Path
     """Scratch folder of this job; a resumed job gets a fresh one."""
     resume_from: Path | None

@@ -19,8 +19,9 @@ class Context:
     """Implements `tunelog.plugins.api.JobContext`."""
 
     def __init__(self, *, job_id: str, workdir: Path, artifacts: ArtifactStore, sink: Sink,
-                 resume_from: Path | None = None):
+                 resume_from: Path | None = None, run_id: str | None = None):
         self.job_id = job_id
+        self.run_id = run_id
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.resume_from = resume_from
@@ -29,12 +30,12 @@ class Context:
         self._stop = False
 
     @classmethod
-    def local(cls, root: Path, *, job_id: str = "local", resume_from: Path | None = None
-              ) -> tuple[Context, list[tuple[str, dict[str, Any]]]]:
+    def local(cls, root: Path, *, job_id: str = "local", resume_from: Path | None = None,
+              run_id: str | None = None) -> tuple[Context, list[tuple[str, dict[str, Any]]]]:
         """A context that runs in this process and records every message in the returned list."""
         got: list[tuple[str, dict[str, Any]]] = []
         ctx = cls(job_id=job_id, workdir=Path(root) / "jobs" / job_id, artifacts=ArtifactStore(Path(root) / "artifacts"),
-                  sink=lambda kind, body: got.append((kind, body)), resume_from=resume_from)
+                  sink=lambda kind, body: got.append((kind, body)), resume_from=resume_from, run_id=run_id)
         return ctx, got
 
     @property

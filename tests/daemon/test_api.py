@@ -78,7 +78,7 @@ def test_a_valid_submit_then_a_cancel_of_a_finished_job_is_a_job_error(api: tupl
     assert_envelope(client.post(f"/v1/jobs/{job_id}/cancel", json={}), 409, "job_error")
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
                            lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
                            max_leaves=8)
 bodies = st.one_of(

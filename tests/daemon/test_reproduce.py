@@ -7,8 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.daemon.daemon_proc import Daemon, running
 from tests.daemon.test_runs import wait_run
 
@@ -142,7 +140,6 @@ def test_a_jittery_replay_is_within_tolerance_and_a_fork_changes_one_param(tmp_p
         assert [c["relation"] for c in tree["children"]] == ["replay", "fork at train step 4"]
 
 
-@pytest.mark.xfail(strict=True, reason="the executor does not resume a forked node from forked_from yet")
 def test_a_forked_node_continues_from_the_chosen_checkpoint(tmp_path: Path) -> None:
     with running(tmp_path / "home") as d:
         original = start(d, {"nodes": {"train": {"op": "testops.curve", "params": {"steps": 6, "every": 2}}}})
