@@ -102,6 +102,9 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
         run = checkpoint.restore(Path(ctx.resume_from), model=model, optimizer=optimizer, scheduler=scheduler,
                                  order=order, fingerprints=fingerprints)
         report.log(f"resumed at step {run['step']} (epoch {order.epoch}, batch {order.index})")
+    if accelerator.is_main_process and ctx.run_id:
+        ctx.emit(provenance(ctx, params, inputs, identity=identity, dataset_dir=dataset_dir,
+                            fingerprints=fingerprints, device=device, resumed=run["step"] if ctx.resume_from else None))
     trained, raw_optimizer = model, optimizer
     model, optimizer = accelerator.prepare(model, optimizer)
     forward = torch.compile(model) if params["compile"] else model
@@ -272,11 +275,13 @@ def encode_split(tokenizer: Any, folder: Path, split: str, params: dict[str, Any
 
 def make_batch(rows: list[dict[str, Any]], tokenizer: Any, params: dict[str, Any], device: torch.device
                ) -> dict[str, Any]:
-    """Padded tensors on the device. Packed rows get a block-diagonal 4-D mask in the compute dtype."""
+    """Padded tensors on the device. Packed rows keep their samples apart: on CPU with a block-diagonal
+    4-D mask in the compute dtype; on a GPU transformers builds it there from the position_ids (and
+    flash-attention runs variable-length kernels), saving a large host-side mask per step."""
     mask_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(params["precision"], torch.float32)
     if params["model_dtype"] in ("bfloat16", "float16") and params["precision"] == "fp32":
         mask_dtype = getattr(torch, params["model_dtype"])
-    packed_mask = "none" if params["attn_implementation"] == "flash_attention_2" else "4d"
+    packed_mask = "none" if device.type == "cuda" or params["attn_implementation"] == "flash_attention_2" else "4d"
     batch = data.collate(rows, pad_id=tokenizer.pad_token_id, pad_to_multiple=params["pad_to_multiple"],
                          packed_mask=packed_mask, mask_dtype=mask_dtype)
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -334,6 +339,34 @@ def settings_hash(params: dict[str, Any]) -> str:
     """Fingerprint of the parameters that change the computation (a checkpoint must match it)."""
     kept = {k: v for k, v in sorted(params.items()) if k not in RUN_ONLY_PARAMS}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def provenance(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any], *, identity: dict[str, Any],
+               dataset_dir: Path, fingerprints: dict[str, str], device: Any, resumed: int | None) -> Any:
+    """TrainingStarted: everything that decides this run's result, recorded before the first step."""
+    import json
+    import platform
+
+    from tunelog.events.runs import TrainingStarted
+
+    meta_file = dataset_dir / "meta.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    dev: dict[str, Any] = {"type": device.type, "threads": torch.get_num_threads(), "machine": platform.machine(),
+                           "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        dev.update(name=props.name, capability=f"{props.major}.{props.minor}", memory=props.total_memory,
+                   cuda=torch.version.cuda)
+    return TrainingStarted(
+        run_id=str(ctx.run_id), job_id=ctx.job_id, params=params, seed=int(params["seed"]),
+        libraries={"python": platform.python_version(), **library_versions()}, device=dev,
+        model={"ref": str(inputs["model"]), **identity},
+        dataset={"sha256": str(inputs["dataset"]), "content_sha256": meta.get("content_sha256"),
+                 "source": meta.get("source"), "tokenized_sha256": fingerprints["data"]},
+        determinism={"deterministic": params["deterministic"], "seed": params["seed"],
+                     "precision": params["precision"], "optimizer": params["optimizer"],
+                     "threads": params["threads"], "settings_sha256": fingerprints["settings"]},
+        resumed_from_step=resumed)
 
 
 def library_versions() -> dict[str, str]:

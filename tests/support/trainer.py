@@ -45,7 +45,7 @@ BASE = {"threads": 1, "max_steps": 4, "batch_size": 4, "max_length": 64, "pad_to
 
 
 def run_train(root: Path, model_dir: Path, dataset: Path | str, *, resume_from: Path | None = None,
-              job_id: str = "job", on_message: Any = None, **params: Any) -> tuple[dict[str, Any], list, Context]:
+              job_id: str = "job", on_message: Any = None, run_id: str | None = None, **params: Any) -> tuple[dict[str, Any], list, Context]:
     """Run lora_trainer.train in-process; returns (outputs, messages, context).
 
     `on_message(ctx, kind, body)` sees every message as it is sent (e.g. to request a stop).
@@ -62,7 +62,8 @@ def run_train(root: Path, model_dir: Path, dataset: Path | str, *, resume_from: 
         if on_message is not None:
             on_message(holder["ctx"], kind, body)
 
-    ctx = Context(job_id=job_id, workdir=root / "jobs" / job_id, artifacts=store, sink=sink, resume_from=resume_from)
+    ctx = Context(job_id=job_id, workdir=root / "jobs" / job_id, artifacts=store, sink=sink, resume_from=resume_from,
+                  run_id=run_id)
     holder["ctx"] = ctx
     sha = dataset if isinstance(dataset, str) else store.put_dir(dataset).sha256
     outputs = backend.train(ctx, {**BASE, **params}, {"model": str(model_dir), "dataset": sha})
