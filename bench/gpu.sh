@@ -21,6 +21,8 @@ for dir in .whl bench/wheels "${TUNELOG_WHEELS:-/nonexistent}"; do
   for module_wheel in "liger_kernel:liger_kernel-*.whl" "msgspec:msgspec-*.whl" "yaml:pyyaml-*.whl" "yaml:PyYAML-*.whl"; do
     module="${module_wheel%%:*}"; pattern="${module_wheel#*:}"
     $PY -c "import $module" 2>/dev/null && continue
+    # liger-kernel is Triton code: only worth installing where (CUDA) torch brought triton
+    [ "$module" = liger_kernel ] && ! $PY -c "import triton" 2>/dev/null && continue
     for wheel in "$dir"/$pattern; do
       [ -f "$wheel" ] || continue
       $PY -m pip install --no-index --no-deps --quiet "$wheel" 2>/dev/null && { echo "installed $(basename "$wheel")"; break; }

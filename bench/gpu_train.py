@@ -64,6 +64,16 @@ def missing_packages(*, need_cuda: bool) -> list[str]:
     return out
 
 
+def usable(module: str) -> bool:
+    """Whether an optional accelerator package imports here (installed is not enough: triton, CUDA)."""
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # ImportError, or a kernel library failing on this machine
+        print(f"not using {module}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 # ------------------------------------------------------------------------ shared inputs
 
 
@@ -132,8 +142,7 @@ def run_recipe(model_dir: Path, data_dir: Path, s: dict[str, Any], *, compile_mo
     from tunelog.store.artifacts import ArtifactStore
 
     cuda = torch.cuda.is_available()
-    liger = cuda and importlib.util.find_spec("liger_kernel") is not None
-    flash = cuda and importlib.util.find_spec("flash_attn") is not None
+    liger, flash = cuda and usable("liger_kernel.transformers"), cuda and usable("flash_attn")
     params = {"method": "lora", "r": s["r"], "alpha": s["alpha"], "dropout": s["dropout"], "lr": s["lr"],
               "batch_size": s["batch_size"], "max_length": s["max_length"], "max_steps": s["steps"],
               "seed": s["seed"], "packing": True, "precision": "bf16", "model_dtype": "bfloat16",
