@@ -50,13 +50,17 @@ def _register() -> None:
     from tunelog.frontends.cli.cmd_merge import generate, merge
     from tunelog.frontends.cli.cmd_models import adapters, models, presets
     from tunelog.frontends.cli.cmd_plugins import plugins
+    from tunelog.frontends.cli.cmd_reproduce import diff, fork, lineage, replay, verify
     from tunelog.frontends.cli.cmd_runs import resume, runs
+    from tunelog.frontends.cli.cmd_state import state
     from tunelog.frontends.cli.cmd_train import train
     from tunelog.frontends.cli.cmd_workflow import workflow
 
-    for command in (status, daemon, events, plugins, jobs, logs, train, runs, resume, merge, generate, adapters,
-                    models, presets, workflow):
+    for command in (status, daemon, events, plugins, jobs, logs, train, runs, resume, replay, merge, generate,
+                    adapters, models, presets, workflow, state):
         cli.add_command(command)
+    for command in (verify, diff, lineage, fork):
+        runs.add_command(command)
 
 
 _register()

@@ -17,10 +17,10 @@ detach_option = click.option("--detach", "-d", is_flag=True,
 @click.group(invoke_without_command=True)
 @click.pass_context
 def runs(ctx: click.Context) -> None:
-    """List, show, follow and cancel runs.
+    """List, show, follow, cancel, compare and fork runs.
 
-    A run is one execution of a workflow graph (`tunectl train`, `merge`, `generate` and
-    `workflow submit` start one). RUN arguments accept a unique prefix of a run id. Without a
+    A run is one execution of a workflow graph (`tunectl train`, `merge`, `generate`, `replay`
+    and `workflow submit` start one). RUN arguments accept a unique prefix of a run id. Without a
     command: `runs list`.
     """
     if ctx.invoked_subcommand is None:
