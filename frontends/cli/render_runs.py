@@ -106,6 +106,9 @@ def provenance(run: dict[str, Any], node_id: str) -> list[tuple[str, str]]:
         ("seed", str(src.get("seed", params.get("seed", "?")))),
         ("device", " ".join(str(v) for v in device.values() if v not in (None, ""))),
         ("libraries", " ".join(f"{k} {v}" for k, v in libs.items() if k in ("torch", "transformers", "peft")))]
+    if started is not None and started.get("determinism"):
+        lines.append(("determinism", " ".join(f"{k}={compact(v)}" for k, v in started["determinism"].items()
+                                              if not k.endswith("sha256"))))
     if started is not None and started.get("resumed_from_step") is not None:
         lines.append(("resumed at", f"step {started['resumed_from_step']}"))
     return [(k, v) for k, v in lines if v]
