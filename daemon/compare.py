@@ -66,10 +66,23 @@ def prefixed(prefix: str, diffs: list[Diff]) -> list[Diff]:
     return [{**d, "path": f"{prefix}.{d['path']}"} for d in diffs]
 
 
+TIMING_KEYS = ("elapsed_s", "tokens_per_s", "eta_s", "duration_s", "seconds", "samples_per_s", "wall_s")
+"""Output fields that measure the run, not its result: two faithful runs never agree on them."""
+
+
+def is_timing(path: str) -> bool:
+    """Whether an output path names a timing (ignored when comparing results)."""
+    leaf = path.rsplit(".", 1)[-1].split("[", 1)[0]
+    return leaf in TIMING_KEYS or leaf.endswith(("_per_s", "_seconds"))
+
+
 def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], tol: Tolerance) -> dict[str, Any]:
-    """Output ports of one node in two runs: artifacts by hash, numbers within `tol`, the rest exactly."""
+    """Output ports of one node in two runs: artifacts by hash, numbers within `tol`, the rest
+    exactly; timings (`elapsed_s`, `tokens_per_s`, ...) are not results and are left out."""
     artifacts, beyond, within = [], [], []
     for d in key_diffs(a, b):
+        if is_timing(d["path"]):
+            continue
         if is_sha256(d.get("a")) or is_sha256(d.get("b")):
             artifacts.append(d)
         elif is_number(d.get("a")) and is_number(d.get("b")) and tol.close(d["a"], d["b"]):

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from tunelog.daemon.graph import Graph, cache_key, is_ref, parse_graph
+from tunelog.daemon.graph import Graph, cache_key, parse_graph, refs_in, substitute
 from tunelog.daemon.jobs import JobRunner, new_job_id
 from tunelog.daemon.plugins import PluginManager
 from tunelog.events import runs as R
@@ -183,7 +183,7 @@ class RunExecutor:
         if row.cancel_requested:
             return [R.NodeSkipped(run_id=row.run_id, node=node_id, reason="the run was cancelled")]
         spec = row.graph["nodes"][node_id]
-        upstream = {v["node"] for v in spec["inputs"].values() if is_ref(v)}
+        upstream = {r["node"] for v in spec["inputs"].values() for r in refs_in(v)}
         bad = sorted(u for u in upstream if row.nodes[u].state in ("failed", "skipped"))
         if bad:
             return [R.NodeSkipped(run_id=row.run_id, node=node_id, reason=f"upstream node {bad[0]!r} did not complete")]
@@ -192,7 +192,7 @@ class RunExecutor:
         return self._start(row, node_id, node, spec)
 
     def _start(self, row: RunRow, node_id: str, node: NodeRow, spec: dict[str, Any]) -> list[Event]:
-        inputs = {port: (row.nodes[v["node"]].outputs.get(v["output"]) if is_ref(v) else v)
+        inputs = {port: substitute(v, lambda node, out: row.nodes[node].outputs.get(out))
                   for port, v in spec["inputs"].items()}
         code = row.code[node_id]
         plugin, operation = spec["op"].split(".")
@@ -227,10 +227,10 @@ class RunExecutor:
         todo = [node_id]
         while todo:
             spec = row.graph["nodes"][todo.pop()]
-            for v in spec["inputs"].values():
-                if is_ref(v) and v["node"] not in out:
-                    out.add(v["node"])
-                    todo.append(v["node"])
+            for r in (r for v in spec["inputs"].values() for r in refs_in(v)):
+                if r["node"] not in out:
+                    out.add(r["node"])
+                    todo.append(r["node"])
         return out
 
     def _resume_point(self, row: RunRow, node_id: str, node: NodeRow) -> tuple[str | None, str | None]:

@@ -7,9 +7,11 @@ A graph is JSON or YAML:
       train: {op: lora_trainer.train, inputs: {model: HuggingFaceTB/SmolLM2-135M-Instruct,
                                                dataset: {node: data, output: dataset}}}
 
-An input is either a literal value or a reference `{node, output}` to another node's output
-(an edge). Port types come from the plugin manifests: `any` fits everything, otherwise the
-output's type must equal the input's.
+An input is a literal value, a reference `{node, output}` to another node's output (an edge),
+or a list or mapping with references inside (e.g. several adapters with weights). Port types
+come from the plugin manifests: `any` fits everything, otherwise the output's type must equal
+the input's; references nested inside a value feed an `any` port and are checked by the
+operation itself.
 """
 
 from __future__ import annotations
@@ -31,6 +33,28 @@ Problems = list[tuple[str, str]]
 def is_ref(value: Any) -> bool:
     """True for an edge `{node, output}`."""
     return isinstance(value, Mapping) and set(value) == {"node", "output"}
+
+
+def refs_in(value: Any) -> list[dict[str, Any]]:
+    """Every reference in an input value, at the top or nested in lists and mappings."""
+    if is_ref(value):
+        return [dict(value)]
+    if isinstance(value, Mapping):
+        return [r for v in value.values() for r in refs_in(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in refs_in(v)]
+    return []
+
+
+def substitute(value: Any, output: Any) -> Any:
+    """The input value with each reference replaced by `output(node, port)`."""
+    if is_ref(value):
+        return output(value["node"], value["output"])
+    if isinstance(value, Mapping):
+        return {k: substitute(v, output) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, output) for v in value]
+    return value
 
 
 @dataclass
@@ -65,7 +89,7 @@ class Graph:
             for n in (self.nodes[i] for i in self.order)}}
 
     def upstream(self, node: str) -> set[str]:
-        return {v["node"] for v in self.nodes[node].inputs.values() if is_ref(v)}
+        return {r["node"] for v in self.nodes[node].inputs.values() for r in refs_in(v)}
 
     def descendants(self, node: str) -> set[str]:
         out: set[str] = set()
@@ -161,29 +185,40 @@ def _check_edges(node: Node, nodes: dict[str, Node], raw_nodes: Mapping[str, Any
             if spec.required:
                 problems.append((f"{at}.{port}", f"required {spec.type} input is not connected"))
             continue
-        if not is_ref(value):
+        refs = refs_in(value)
+        if not refs:
             problem = P.port_problem(spec.type, value)
             if problem:
                 problems.append((f"{at}.{port}", problem))
             continue
-        src_id, out_port = str(value["node"]), str(value["output"])
-        if src_id == node.id:
-            problems.append((f"{at}.{port}", "a node cannot take its own output"))
+        if not is_ref(value) and spec.type != "any":
+            problems.append((f"{at}.{port}", f"a {spec.type} input takes one value or one connection, "
+                                             "not a list or mapping of them"))
             continue
-        if src_id not in raw_nodes:
-            problems.append((f"{at}.{port}", f"connected to unknown node {src_id!r}"))
-            continue
-        src = nodes.get(src_id)
-        if src is None:
-            continue  # that node's own problems are reported already
-        out_spec = src.resolved.op.outputs.get(out_port)
-        if out_spec is None:
-            have = ", ".join(src.resolved.op.outputs) or "none"
-            problems.append((f"{at}.{port}", f"node {src_id!r} ({src.op}) has no output {out_port!r} (outputs: {have})"))
-        elif not ports_fit(out_spec.type, spec.type):
-            problems.append((f"{at}.{port}", f"port type mismatch: {src_id}.{out_port} is {out_spec.type!r}, "
-                                             f"{node.id}.{port} takes {spec.type!r}"))
+        for ref in refs:
+            problems += _check_ref(node, port, spec.type if is_ref(value) else "any", ref, nodes, raw_nodes)
     return problems
+
+
+def _check_ref(node: Node, port: str, port_type: str, ref: dict[str, Any], nodes: dict[str, Node],
+               raw_nodes: Mapping[str, Any]) -> Problems:
+    at = f"nodes.{node.id}.inputs.{port}"
+    src_id, out_port = str(ref["node"]), str(ref["output"])
+    if src_id == node.id:
+        return [(at, "a node cannot take its own output")]
+    if src_id not in raw_nodes:
+        return [(at, f"connected to unknown node {src_id!r}")]
+    src = nodes.get(src_id)
+    if src is None:
+        return []  # that node's own problems are reported already
+    out_spec = src.resolved.op.outputs.get(out_port)
+    if out_spec is None:
+        have = ", ".join(src.resolved.op.outputs) or "none"
+        return [(at, f"node {src_id!r} ({src.op}) has no output {out_port!r} (outputs: {have})")]
+    if not ports_fit(out_spec.type, port_type):
+        return [(at, f"port type mismatch: {src_id}.{out_port} is {out_spec.type!r}, "
+                     f"{node.id}.{port} takes {port_type!r}")]
+    return []
 
 
 def ports_fit(output_type: str, input_type: str) -> bool:
@@ -194,7 +229,8 @@ def ports_fit(output_type: str, input_type: str) -> bool:
 
 def _topological(nodes: dict[str, Node]) -> tuple[list[str], list[str]]:
     """(order, []) or ([], a cycle)."""
-    deps = {n.id: {v["node"] for v in n.inputs.values() if is_ref(v) and v["node"] in nodes} for n in nodes.values()}
+    deps = {n.id: {r["node"] for v in n.inputs.values() for r in refs_in(v) if r["node"] in nodes}
+            for n in nodes.values()}
     order: list[str] = []
     state: dict[str, int] = {}
     stack: list[str] = []

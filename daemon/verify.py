@@ -26,7 +26,7 @@ from tunelog.daemon.compare import (
     prefixed,
     worst,
 )
-from tunelog.daemon.graph import is_ref
+from tunelog.daemon.graph import refs_in, substitute
 
 Facts = dict[str, Any]
 PROVENANCE_IGNORED = frozenset({"run_id", "job_id", "resumed_from_step"})
@@ -46,7 +46,7 @@ def node_spec(facts: Facts, node: str) -> dict[str, Any] | None:
 def resolved_inputs(facts: Facts, node: str) -> dict[str, Any]:
     """A node's input values with each edge replaced by the upstream output it carried."""
     spec, nodes = node_spec(facts, node) or {"inputs": {}}, facts["run"]["nodes"]
-    return {p: (nodes.get(v["node"], {}).get("outputs", {}).get(v["output"]) if is_ref(v) else v)
+    return {p: substitute(v, lambda node, out: nodes.get(node, {}).get("outputs", {}).get(out))
             for p, v in spec["inputs"].items()}
 
 
@@ -60,7 +60,7 @@ def node_drift(a: Facts, b: Facts, node: str) -> list[Diff]:
     edges, plugin code, and training provenance (libraries, device, model, data, determinism)."""
     sa, sb = node_spec(a, node) or {}, node_spec(b, node) or {}
     out: list[Diff] = prefixed("graph", key_diffs(sa, sb))
-    edges = [p for p, v in sa.get("inputs", {}).items() if is_ref(v) and sb.get("inputs", {}).get(p) == v]
+    edges = [p for p, v in sa.get("inputs", {}).items() if refs_in(v) and sb.get("inputs", {}).get(p) == v]
     ra, rb = resolved_inputs(a, node), resolved_inputs(b, node)
     out += prefixed("inputs", key_diffs({p: ra.get(p) for p in edges}, {p: rb.get(p) for p in edges}))
     out += prefixed("code", key_diffs(a["run"]["code"].get(node, {}), b["run"]["code"].get(node, {})))

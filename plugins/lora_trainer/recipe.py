@@ -333,6 +333,30 @@ def save_result(model: Any, tokenizer: Any, out: Path, *, params: dict[str, Any]
     model.save_pretrained(out, **kwargs)
     if params["method"] == "xlora":
         methods.save_xlora_gate(model, out)
+    canonical_config(out / "adapter_config.json")
+
+
+def canonical_config(path: Path) -> None:
+    """Write adapter_config.json the same way every time, so equal training gives equal bytes:
+    peft keeps target_modules in a set (its order varies between processes) and writes a
+    parameter as 16 or 16.0 depending on how it was given."""
+    if not path.exists():
+        return
+    config = json.loads(path.read_text())
+
+    def canonical(value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, dict):
+            return {k: canonical(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [canonical(v) for v in value]
+        return value
+
+    config = canonical(config)
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def settings_hash(params: dict[str, Any]) -> str:
