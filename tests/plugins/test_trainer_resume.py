@@ -3,6 +3,7 @@ a run stopped at step k and resumed from its checkpoint ends with the bytes of o
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,10 @@ def test_two_identical_runs_give_identical_bytes(tmp_path: Path, tiny_model_dir:
     assert sha256_file(weights_file(ctx3, other)) != sha256_file(weights_file(ctx1, first))
 
 
+def needs(module: str) -> Any:
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"{module} is not installed")
+
+
 RESUME_CASES = [
     # dropout uses the torch RNG; grad_accum 2 and 7 steps cross two epoch boundaries of the data order
     pytest.param({"dropout": 0.1, "grad_accum": 2, "max_steps": 7}, 4, id="lora-dropout-accum-epochs"),
@@ -57,9 +62,9 @@ RESUME_CASES = [
                  3, id="bf16-packed-cosine-warmup"),
     pytest.param({"method": "full", "optimizer": "muon", "lr": 0.002, "max_steps": 5}, 2, id="full-muon"),
     pytest.param({"method": "full", "optimizer": "badam", "badam_switch_every": 2, "lr": 0.001, "max_steps": 6}, 3,
-                 id="full-badam-block-switch"),
+                 id="full-badam-block-switch", marks=needs("badam")),
     pytest.param({"method": "full", "optimizer": "galore", "galore_rank": 8, "galore_update_interval": 2,
-                  "lr": 0.001, "max_steps": 5}, 3, id="full-galore-projection"),
+                  "lr": 0.001, "max_steps": 5}, 3, id="full-galore-projection", marks=needs("galore_torch")),
 ]
 
 
