@@ -44,6 +44,7 @@ def cli() -> None:
 
 def _register() -> None:
     from tunelog.frontends.cli.cmd_daemon import daemon
+    from tunelog.frontends.cli.cmd_demo import demo
     from tunelog.frontends.cli.cmd_events import events, status
     from tunelog.frontends.cli.cmd_jobs import jobs
     from tunelog.frontends.cli.cmd_logs import logs
@@ -56,7 +57,7 @@ def _register() -> None:
     from tunelog.frontends.cli.cmd_train import train
     from tunelog.frontends.cli.cmd_workflow import workflow
 
-    for command in (status, daemon, events, plugins, jobs, logs, train, runs, resume, replay, merge, generate,
+    for command in (status, daemon, demo, events, plugins, jobs, logs, train, runs, resume, replay, merge, generate,
                     adapters, models, presets, workflow, state):
         cli.add_command(command)
     for command in (verify, diff, lineage, fork):
