@@ -13,7 +13,7 @@ def create_app(services: Services) -> Starlette:
     app = Starlette(
         routes=[*system.routes, *events.routes, *jobs.routes, *plugins.routes, *reproduce.routes, *runs.routes,
                 *timetravel.routes],
-        exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=errors.HANDLERS,
     )
     app.state.services = services
     return app

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import cast
 
 import anyio
 import anyio.abc
@@ -195,14 +196,14 @@ class JobRunner:
             raise ValidationError.collect("no job id given", [("job", "give a job id or a prefix of one")])
         row = self.store.get("jobs", prefix)
         if row is not None:
-            return row
+            return cast(JobRow, row)
         matches = [r for r in self.store.rows("jobs") if r.job_id.startswith(prefix)]
         if not matches:
             raise NotFoundError(f"no job matches {prefix!r}", hint="list jobs with `tunectl jobs`")
         if len(matches) > 1:
             raise ValidationError.collect(f"{prefix!r} matches {len(matches)} jobs",
                                           [("job", r.job_id) for r in matches[:10]], hint="give more of the id")
-        return matches[0]
+        return cast(JobRow, matches[0])
 
     def _answered(self, command_id: str | None) -> JobRow | None:
         """The job a command with this id already acted on, if it ran before (idempotent retry)."""
@@ -220,7 +221,7 @@ class JobRunner:
         row = self.store.get("jobs", job_id)
         if row is None:
             raise NotFoundError(f"no job {job_id}")
-        return row
+        return cast(JobRow, row)
 
     # -- the scheduler -----------------------------------------------------------------------
 

@@ -41,8 +41,8 @@ def peer_allowed(sock: socket.socket, *, own_uid: int | None = None) -> bool:
 def checked_protocol(base: type[Any]) -> type[asyncio.Protocol]:
     """Wrap a uvicorn HTTP protocol class so connections from other users are closed at once."""
 
-    class PeerChecked(base):  # type: ignore[misc, valid-type]
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    class PeerChecked(base):  # type: ignore[misc]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             sock = transport.get_extra_info("socket")
             if sock is not None and not peer_allowed(sock):

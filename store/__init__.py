@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from tunelog.store.sqlite import SqliteStore
 
 _WHERE = {"ArtifactStore": "artifacts", "EventStore": "base", "MemoryStore": "memory", "SqliteStore": "sqlite"}
-__all__ = list(_WHERE)
+__all__ = ["ArtifactStore", "EventStore", "MemoryStore", "SqliteStore"]
 
 
 def __getattr__(name: str) -> Any:
