@@ -1,11 +1,11 @@
 """`tunectl demo`: fine-tune SmolLM2-135M-Instruct on invented facts, through the daemon.
 
 Two runs, both recorded in the log like any other:
-1. `demo-base`: the base model answers the general questions (and, for the table, every test
-   question). Its answers to the general questions become training data too, so the adapter
-   learns the new facts without overwriting what the model already knew (FACTS.md's recipe).
-2. `demo`: datasets.prepare -> lora_trainer.train (preset demo-facts) -> evaluate.generate with
-   the tuned adapter beside the base model.
+1. `demo: base answers`: the base model answers general questions. Its answers become training
+   data too, so the adapter learns the new facts without overwriting what the model already
+   knew (FACTS.md's recipe).
+2. `demo: tune`: datasets.prepare -> lora_trainer.train (preset demo-facts) -> evaluate.generate
+   with the tuned adapter beside the base model on the fact, held-out and control questions.
 Then a table: each question, the base answer, the tuned answer, and whether each is right.
 """
 
@@ -24,7 +24,7 @@ from tunelog.frontends.cli.common import client, json_option, print_json
 from tunelog.frontends.cli.follow import follow, head
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "plugins" / "datasets" / "data"
-MAX_NEW_TOKENS = 40
+MAX_NEW_TOKENS = 32
 
 
 def demo_questions() -> dict[str, Any]:
@@ -113,8 +113,7 @@ def demo(model: str | None, steps: int, as_json: bool) -> None:
     wait_for_plugins(c, {"datasets", "lora_trainer", "evaluate"})
     facts = [f["question"] for f in q["facts"]] + [f["held_out"] for f in q["facts"]]
     controls = [x["question"] for x in q["controls"]]
-    base = run_graph(c, base_graph(found, q["general"] + facts + controls), label="demo: base answers",
-                     show=not as_json)
+    base = run_graph(c, base_graph(found, q["general"]), label="demo: base answers", show=not as_json)
     base_answers = {p: a["base"] for p, a in base["run"]["nodes"]["base"]["outputs"]["report"].items()}
     data = Path(c.get("/v1/status")["data_dir"]) / "demo" / "train.jsonl"
     data.parent.mkdir(parents=True, exist_ok=True)
