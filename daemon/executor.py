@@ -71,6 +71,7 @@ class RunExecutor:
                 if env.command_id == command_id:
                     return self.find(env.event.run_id)  # type: ignore[attr-defined]
         parsed = parse_graph(graph, self.plugins)
+        self._check_devices(parsed)
         self._resolve_model_names(parsed)
         force = list(force)
         unknown = [f for f in force if f not in parsed.nodes]
@@ -86,6 +87,19 @@ class RunExecutor:
             forked_from=forked_from, label=label or parsed.description)], expected_version=0, command_id=command_id)
         self.wake()
         return self.find(run_id)
+
+    def _check_devices(self, graph: Graph) -> None:
+        """Every node asking for several devices must fit this daemon's slots (checked up front)."""
+        problems = []
+        for node in graph.nodes.values():
+            if "devices" in node.resolved.op.params:
+                try:
+                    self.jobs.check_devices(resource=node.resolved.op.resource, devices=int(node.params["devices"]))
+                except TunelogError as exc:
+                    problems.append((f"nodes.{node.id}.params.devices", exc.message))
+        if problems:
+            raise ValidationError.collect("the graph asks for more devices than this daemon has", problems,
+                                          hint="lower `devices`, or give the daemon more slots (TUNELOG_SLOTS)")
 
     def _resolve_model_names(self, graph: Graph) -> None:
         """A `model` input naming a registered model (`tunectl models add`) becomes its reference,
@@ -189,7 +203,11 @@ class RunExecutor:
             return [R.NodeSkipped(run_id=row.run_id, node=node_id, reason=f"upstream node {bad[0]!r} did not complete")]
         if any(row.nodes[u].state not in ("completed", "cached") for u in upstream):
             return []
-        return self._start(row, node_id, node, spec)
+        try:
+            return self._start(row, node_id, node, spec)
+        except TunelogError as exc:  # e.g. the plugin is gone or its job cannot be queued
+            return [R.NodeFailed(run_id=row.run_id, node=node_id, job_id="", state="failed",
+                                 error=f"could not start: {exc.message}")]
 
     def _start(self, row: RunRow, node_id: str, node: NodeRow, spec: dict[str, Any]) -> list[Event]:
         inputs = {port: substitute(v, lambda node, out: row.nodes[node].outputs.get(out))
@@ -210,7 +228,8 @@ class RunExecutor:
         job = self.jobs.submit(plugin=plugin, operation=operation, params=spec["params"], inputs=inputs,
                                code_hash=code["code_hash"], plugin_version=code["version"], resource=resource,
                                command_id=f"{row.run_id}:{node_id}:{attempt}", run_id=row.run_id,
-                               resume_of=resume_of, resume_checkpoint=checkpoint)
+                               resume_of=resume_of, resume_checkpoint=checkpoint,
+                               devices=int(spec["params"].get("devices", 1)) if "devices" in op.params else 1)
         return [R.NodeQueued(run_id=row.run_id, node=node_id, job_id=job.job_id, cache_key=key, inputs=inputs,
                              input_hashes=hashes, attempt=attempt, resume_of=resume_of)]
 

@@ -16,6 +16,7 @@ import anyio
 import anyio.abc
 import msgspec
 
+from tunelog.daemon.launch import cpu_launch_command, free_port, launch_command
 from tunelog.daemon.paths import Paths
 from tunelog.daemon.processes import killpg, oom_kills, signal_name, tail_lines
 from tunelog.daemon.protocol import FrameReader, Message, WorkerSpec
@@ -108,8 +109,19 @@ class Attempt:
         (self.folder / "job.json").write_bytes(msgspec.json.encode(spec))
         with open(self.log_path, "ab") as logfile:
             return await anyio.open_process(
-                [self.python, "-P", "-m", "tunelog.daemon.worker", "job.json"], stdin=subprocess.DEVNULL,
+                self._command(), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=logfile, cwd=self.folder, env=self._env(), start_new_session=True)
+
+    def _command(self) -> list[str]:
+        """One worker process, or a launcher starting one per slot (rank 0 alone talks to us)."""
+        worker = ["-m", "tunelog.daemon.worker", "job.json"]
+        slots = self.slot.split(",")
+        if len(slots) == 1:
+            return [self.python, "-P", *worker]
+        port = free_port()
+        if slots[0].startswith("gpu"):
+            return launch_command(self.row.params, gpus=len(slots), script_args=worker, main_process_port=port)
+        return cpu_launch_command(processes=len(slots), script_args=worker, port=port)
 
     def _resume_sha(self) -> str | None:
         if not self.row.resume_of:
@@ -125,7 +137,7 @@ class Attempt:
         env = dict(os.environ)
         env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", TUNELOG_JOB_ID=self.row.job_id)
         if self.slot.startswith("gpu"):
-            env["CUDA_VISIBLE_DEVICES"] = self.slot[3:]
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(s[3:] for s in self.slot.split(","))
         return env
 
     async def _relay(self, proc: anyio.abc.Process, tg: anyio.abc.TaskGroup) -> None:

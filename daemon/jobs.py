@@ -106,8 +106,11 @@ class JobRunner:
     def submit(self, *, plugin: str, operation: str, params: dict[str, object], inputs: dict[str, object],
                code_hash: str, plugin_version: str, resource: str, command_id: str | None = None,
                run_id: str | None = None, resume_of: str | None = None,
-               resume_checkpoint: str | None = None) -> JobRow:
+               resume_checkpoint: str | None = None, devices: int = 1) -> JobRow:
         """Queue a job (JobQueued) and wake the scheduler; a retried `command_id` returns the same job.
+
+        `devices` > 1 occupies that many slots at once and runs the worker under a distributed
+        launcher (accelerate launch on GPUs, torchrun on CPU slots).
 
         `resume_of` continues that job from its latest checkpoint, or from `resume_checkpoint` (the
         sha256 of one of its earlier checkpoints) when given.
@@ -118,14 +121,25 @@ class JobRunner:
         if self._stopping:
             raise JobError("the daemon is stopping and takes no new jobs", hint="submit again after it restarts")
         self._check_submit(resource=resource, resume_of=resume_of, resume_checkpoint=resume_checkpoint)
+        self.check_devices(resource=resource, devices=devices)
         job_id = new_job_id()
         self.store.append(f"job-{job_id}", [J.JobQueued(
             job_id=job_id, plugin=plugin, operation=operation, params=params, inputs=inputs, code_hash=code_hash,
             plugin_version=plugin_version, resource=resource, resume_of=resume_of, run_id=run_id,
-            resume_checkpoint=resume_checkpoint,
+            resume_checkpoint=resume_checkpoint, devices=devices,
         )], expected_version=0, command_id=command_id)
         self._in_loop(self._wake_up)
         return self._row(job_id)
+
+    def check_devices(self, *, resource: str, devices: int) -> None:
+        """Refuse a job that needs more slots of its kind than this daemon has."""
+        if devices < 1:
+            raise ValidationError.collect("cannot queue the job", [("devices", "must be at least 1")])
+        usable = _usable(resource, self.slots)
+        if devices > len(usable):
+            kinds = "GPU" if any(s.startswith("gpu") for s in usable) else "CPU"
+            raise JobError(f"the job needs {devices} {kinds} slots and this daemon has {len(usable)}",
+                           hint="lower `devices`, or give the daemon more slots (TUNELOG_SLOTS, TUNELOG_GPUS)")
 
     def _check_submit(self, *, resource: str, resume_of: str | None, resume_checkpoint: str | None) -> None:
         if resource not in RESOURCES:
@@ -261,13 +275,15 @@ class JobRunner:
             queued = sorted((r for r in self.store.rows("jobs") if r.state == "queued"
                              and r.job_id not in self._attempts), key=lambda r: r.queued_position)
             for row in queued:
-                slot = _pick_slot(row.resource, free)
-                if slot is None:
+                slots = _pick_slots(row.resource, free, row.devices)
+                if not slots:
                     continue
-                free.remove(slot)
-                attempt = Attempt(row, slot, store=self.store, paths=self.paths, python=self.python,
+                for slot in slots:
+                    free.remove(slot)
+                    self._busy[slot] = row.job_id
+                attempt = Attempt(row, ",".join(slots), store=self.store, paths=self.paths, python=self.python,
                                   grace_s=self.grace_s, flush_s=self.flush_s)
-                self._attempts[row.job_id], self._busy[slot] = attempt, row.job_id
+                self._attempts[row.job_id] = attempt
                 tg.start_soon(self._supervise, attempt, name=f"job {row.job_id}")
                 if not free:
                     break
@@ -278,7 +294,8 @@ class JobRunner:
         finally:
             with self._lock:
                 self._attempts.pop(attempt.row.job_id, None)
-                self._busy.pop(attempt.slot, None)
+                for slot in attempt.slot.split(","):
+                    self._busy.pop(slot, None)
             self._wake_up()
 
     def _wake_up(self) -> None:
@@ -307,12 +324,19 @@ class JobRunner:
                 await anyio.sleep(0.02)
 
 
-def _pick_slot(resource: str, free: list[str]) -> str | None:
-    """A free slot for the resource: GPU jobs need a GPU slot; CPU jobs prefer a CPU slot."""
-    gpus = [s for s in free if s.startswith("gpu")]
+def _usable(resource: str, slots: list[str]) -> list[str]:
+    """Slots that can hold this resource's processes, best first. Several processes of one job are
+    all GPU or all CPU: a job never mixes them."""
+    gpus = [s for s in slots if s.startswith("gpu")]
+    cpus = [s for s in slots if not s.startswith("gpu")]
     if resource == "gpu":
-        return gpus[0] if gpus else None
+        return gpus
     if resource == "cpu":
-        cpus = [s for s in free if not s.startswith("gpu")]
-        return next(iter(cpus + gpus), None)
-    return next(iter(gpus + free), None)
+        return cpus or gpus
+    return gpus or cpus
+
+
+def _pick_slots(resource: str, free: list[str], n: int) -> list[str]:
+    """`n` free slots of one kind for the resource, or [] when there are not enough now."""
+    usable = _usable(resource, free)
+    return usable[:n] if len(usable) >= n else []

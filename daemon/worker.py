@@ -112,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     channel = _take_channel()
     faulthandler.enable()  # a segfault leaves a Python stack in worker.log
     spec = msgspec.json.decode(Path(args[0]).read_bytes(), type=WorkerSpec)
+    if int(os.environ.get("RANK", "0")) != 0:
+        # Under a distributed launcher every rank runs the operation; rank 0 alone reports. The
+        # others' failures still reach the daemon: the launcher exits non-zero and their
+        # tracebacks are in worker.log.
+        os.close(channel)
+        channel = os.open(os.devnull, os.O_WRONLY)
     return run_operation(spec, FrameWriter(channel))
 
 

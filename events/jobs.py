@@ -26,6 +26,8 @@ class JobQueued(Event, frozen=True, tag="job-queued"):
     """Input port values: artifact sha256 references or plain values."""
     resource: str = "cpu"
     """Slot kind it needs: `cpu` or `gpu`."""
+    devices: int = 1
+    """Slots it occupies at once; more than one runs the worker under a distributed launcher."""
     resume_of: str | None = None
     """Job id this job resumes from (its latest checkpoint), if any."""
     run_id: str | None = None

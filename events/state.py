@@ -67,6 +67,8 @@ class JobRow(msgspec.Struct, kw_only=True):
     code_hash: str
     plugin_version: str
     resource: str
+    devices: int = 1
+    """Slots the job occupies (processes of its worker)."""
     state: str
     """`queued`, `running`, `succeeded`, `failed`, `cancelled` or `interrupted`."""
     queued_position: int
@@ -132,7 +134,7 @@ def evolve_plugin(row: PluginRow | None, env: Envelope) -> PluginRow | None:
 def _queued(row: JobRow | None, e: J.JobQueued, env: Envelope) -> JobRow:
     return JobRow(key=e.job_id, job_id=e.job_id, plugin=e.plugin, operation=e.operation, params=e.params,
                   inputs=e.inputs, code_hash=e.code_hash, plugin_version=e.plugin_version, resource=e.resource,
-                  state="queued", queued_position=env.position, queued_at=env.time, resume_of=e.resume_of,
+                  devices=e.devices, state="queued", queued_position=env.position, queued_at=env.time, resume_of=e.resume_of,
                   resume_checkpoint=e.resume_checkpoint, run_id=e.run_id)
 
 

@@ -55,7 +55,8 @@ async def submit(request: Request) -> Response:
         raise ValidationError(f"{cmd.plugin}.{cmd.operation}: the job was not submitted", problems=problems)
     row = s.jobs.submit(plugin=cmd.plugin, operation=cmd.operation, params=params, inputs=inputs,
                         code_hash=resolved.row.code_hash, plugin_version=resolved.row.version,
-                        resource=resolved.op.resource, command_id=cmd.command_id)
+                        resource=resolved.op.resource, command_id=cmd.command_id,
+                        devices=int(params.get("devices", 1)) if "devices" in resolved.op.params else 1)
     return json({"job": row}, 201)
 
 

@@ -8,10 +8,9 @@ from typing import Any
 from tunelog.plugins.api import JobContext
 from tunelog.plugins.common.presets import load_presets, resolve_params
 
-from .launch import launch_command
 from .support import check_supported, manifest_defaults
 
-__all__ = ["check_supported", "launch_command", "load_presets", "manifest_defaults", "resolve", "resolve_params",
+__all__ = ["check_supported", "load_presets", "manifest_defaults", "resolve", "resolve_params",
            "train"]
 
 

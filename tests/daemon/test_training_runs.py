@@ -148,3 +148,20 @@ def test_a_worker_killed_mid_training_resumes_to_the_exact_bytes_of_an_uninterru
         weights = [(store.path(x) / "adapter_model.safetensors").read_bytes() for x in (a, b)]
         assert weights[0] == weights[1]
         assert a == b  # the whole adapter folder, config included
+
+
+def test_a_job_with_two_devices_trains_as_two_processes_and_reports_once(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The multi-device path on CPU slots: the daemon starts the worker under torchrun (gloo DDP);
+    rank 0 alone reports, and the adapter loads like any other (accelerate launch does the same on GPUs)."""
+    data = write_data(tmp_path / "train.jsonl")
+    with running(tmp_path / "home", builtins=True, env={"TUNELOG_SLOTS": "cpu0,cpu1", "OMP_NUM_THREADS": "1"}) as d:
+        view = submit(d, two_nodes(tiny_model_dir, data, max_steps=3, devices=2))
+        assert view["run"]["state"] == "succeeded", view["run"]["nodes"]
+        job = view["jobs"][view["run"]["nodes"]["train"]["job_id"]]
+        assert job["devices"] == 2 and job["slot"] == "cpu0,cpu1"
+        events = d.get("/v1/events", params={"stream": f"job-{job['job_id']}", "type": "job-metrics"}).json()["events"]
+        steps = [p["step"] for e in events for p in e["event"]["points"] if "loss" in p]
+        assert steps == sorted(set(steps)) and steps[-1] == 3  # one reporter: no step twice
+        too_many = d.post("/v1/runs", json={"graph": two_nodes(tiny_model_dir, data, max_steps=3, devices=3)})
+        assert too_many.status_code == 422
+        assert too_many.json()["error"]["problems"][0]["where"] == "nodes.train.params.devices"

@@ -1,6 +1,7 @@
-"""The command that runs a training worker on several GPUs: `accelerate launch` (DDP, or FSDP /
-DeepSpeed from an accelerate config file). tunelog does not invent its own distribution; the
-recipe uses `Accelerator`, so the same code runs under it unchanged."""
+"""The command that runs one job's worker as several processes: `accelerate launch` on GPUs (DDP,
+or FSDP / DeepSpeed from an accelerate config file), torchrun (gloo) on CPU cores. tunelog does
+not invent its own distribution; the trainer uses `Accelerator`, so the same code runs under
+either launcher unchanged. Pure (no torch): the daemon builds these commands."""
 
 from __future__ import annotations
 
@@ -11,6 +12,23 @@ from typing import Any
 from tunelog.events.errors import ValidationError
 
 _MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now (for the launcher's rendezvous)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_launch_command(*, processes: int, script_args: list[str], port: int | None = None) -> list[str]:
+    """argv for torchrun running `script_args` as `processes` CPU processes (DDP over gloo)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(processes)]
+    if port is not None:
+        cmd += ["--master_port", str(port)]
+    return cmd + list(script_args)
 
 
 def launch_command(params: dict[str, Any], *, gpus: int, script_args: list[str],
