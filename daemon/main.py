@@ -7,6 +7,7 @@ request: stop accepting, interrupt running workers (they checkpoint), record the
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from tunelog.daemon.plugins import PluginManager
 from tunelog.daemon.services import Services
 from tunelog.daemon.version import tunelog_version
 from tunelog.events.system import DaemonStarted, DaemonStopped
+from tunelog.frontends.web.server import serve_ui, ui_port_from_env
 from tunelog.store.artifacts import ArtifactStore
 from tunelog.store.sqlite import SqliteStore
 
@@ -68,6 +70,7 @@ def _env_list(name: str) -> list[str]:
 
 
 async def _serve(paths: Paths) -> None:
+    ui_port = ui_port_from_env()  # TUNELOG_UI_PORT: a port, 0 (any free one) or `off`
     store = SqliteStore(paths.db)
     artifacts = ArtifactStore(paths.artifacts)
     slots = [s for s in os.environ.get("TUNELOG_SLOTS", "").split(",") if s] or None
@@ -111,6 +114,7 @@ async def _serve(paths: Paths) -> None:
                     served.set()
 
             tg.start_soon(serve)
+            await tg.start(functools.partial(serve_ui, services, port=ui_port))
             await stop.wait()
             log.info("stopping: %s", reason[0])
             server.should_exit = True

@@ -55,10 +55,11 @@ def _register() -> None:
     from tunelog.frontends.cli.cmd_runs import resume, runs
     from tunelog.frontends.cli.cmd_state import state
     from tunelog.frontends.cli.cmd_train import train
+    from tunelog.frontends.cli.cmd_ui import ui
     from tunelog.frontends.cli.cmd_workflow import workflow
 
     for command in (status, daemon, demo, events, plugins, jobs, logs, train, runs, resume, replay, merge, generate,
-                    adapters, models, presets, workflow, state):
+                    adapters, models, presets, workflow, state, ui):
         cli.add_command(command)
     for command in (verify, diff, lineage, fork):
         runs.add_command(command)

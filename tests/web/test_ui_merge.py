@@ -1,0 +1,78 @@
+"""Merging and prompting from the browser, on a tiny model trained through the real daemon: the
+merge form makes a new adapter (with its lineage), and the playground shows the base model's
+answer next to the adapters' answers, and they differ."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.daemon.test_training_runs import ref, write_data
+from tests.web.conftest import Browsing, UiDaemon, start_ui_daemon
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+TRAIN = {"max_steps": 8, "batch_size": 4, "max_length": 64, "pad_to_multiple": 16, "threads": 1, "lr": 0.05,
+         "deterministic": True}
+
+
+@pytest.fixture(scope="module")
+def ui_daemon(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[UiDaemon]:
+    """A daemon with the built-in plugins, and two adapters trained on the tiny model."""
+    home = tmp_path_factory.mktemp("ui-merge")
+    u = start_ui_daemon(home / "home", builtins=True)
+    data = write_data(home / "train.jsonl")
+    model = str(tiny_model_dir)
+    run_id = u.submit({"description": "two adapters", "nodes": {
+        "data": {"op": "datasets.prepare", "inputs": {"source": str(data)}, "params": {"format": "messages"}},
+        "t1": {"op": "lora_trainer.train", "params": TRAIN, "inputs": {"model": model, "dataset": ref("data", "dataset")}},
+        "t2": {"op": "lora_trainer.train", "params": {**TRAIN, "seed": 1},
+               "inputs": {"model": model, "dataset": ref("data", "dataset")}}}})
+    assert u.wait_run(run_id, timeout=600)["state"] == "succeeded"
+    yield u
+    u.daemon.stop()
+
+
+def tick(page: Any, selector: str) -> None:
+    """Tick a checkbox the server controls: its state changes when the server has re-rendered it."""
+    page.click(selector)
+    page.wait_for_selector(f"{selector}:checked")
+
+
+def answers(page: Any) -> dict[str, str]:
+    cells = page.query_selector_all("#answers [data-answer]")
+    return {c.get_attribute("data-answer"): c.query_selector("pre").inner_text() for c in cells}
+
+
+def test_the_merge_form_makes_an_adapter_and_the_playground_compares_answers(
+        browsing: Browsing, ui_daemon: UiDaemon, tiny_model_dir: Path) -> None:
+    page = browsing.open(browsing.login(), "/adapters", "#merge-pick-1")
+    trained = [page.get_attribute(f"#merge-pick-{i}", "data-sha") for i in (0, 1)]
+    for i in (0, 1):
+        tick(page, f"#merge-pick-{i}")
+        page.fill(f"#merge-weight-{i}", "0.5")
+    assert page.get_attribute("#merge-model", "placeholder") == str(tiny_model_dir)  # from the adapters' run
+    page.click("#merge-button")
+    page.wait_for_selector("#merge-result", timeout=300_000)
+    merged = page.get_attribute("#merge-result", "data-sha")
+    assert merged and merged not in trained
+    row = page.locator(f'#adapters tr:has(span[id="{merged}"])')
+    row.wait_for()
+    assert "cat merge (exact)" in row.inner_text() and row.inner_text().count("0.5 ×") == 2
+    browsing.shot(page, "adapters-merged")
+
+    browsing.open(page, "/playground", "#play-button")
+    tick(page, f'input[data-sha="{merged}"]')
+    tick(page, f'input[data-sha="{trained[0]}"]')
+    page.fill("#play-prompt", "what is the river")
+    page.fill("#play-tokens", "8")
+    page.click("#play-button")
+    page.wait_for_function("() => document.querySelectorAll('#answers [data-answer]').length >= 3",
+                           timeout=300_000)
+    got = answers(page)
+    assert set(got) == {"base", f"a{merged[:12]}", f"a{trained[0][:12]}"}
+    assert len(set(got.values())) >= 2, got
+    browsing.shot(page, "playground-answers")
