@@ -11,27 +11,27 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.daemon.daemon_proc import Daemon
+from tunelog.frontends.cli.client import Client, ConnectionLost, DaemonDown
 
 ROUNDS = 20
 
 
 def send_until_stopped(d: Daemon, stop: threading.Event, acked: list[str], sent: list[str]) -> None:
-    """Submit jobs as fast as the daemon answers; remember what it acknowledged."""
-    with d.client(timeout=5) as c:
-        while not stop.is_set():
-            cid = uuid.uuid4().hex
-            sent.append(cid)
-            try:
-                r = c.post("/v1/jobs", json={"plugin": "testops", "operation": "sleep",
-                                             "params": {"seconds": 30}, "command_id": cid})
-            except httpx.TransportError:
-                return
-            if r.status_code == 201:
-                acked.append(cid)
+    """Submit jobs as fast as the daemon answers (with tunectl's own client); remember what it acknowledged."""
+    c = Client(str(d.paths.socket), timeout=5)
+    while not stop.is_set():
+        cid = uuid.uuid4().hex
+        sent.append(cid)
+        body = {"plugin": "testops", "operation": "sleep", "params": {"seconds": 30}, "command_id": cid}
+        try:
+            r = c.request("POST", "/v1/jobs", body=body)
+        except (DaemonDown, ConnectionLost):
+            return
+        if r.status == 201:
+            acked.append(cid)
 
 
 @pytest.mark.slow
