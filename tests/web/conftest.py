@@ -99,9 +99,10 @@ def ui_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiDaemon]:
     u.daemon.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Headless Debian Chromium (playwright's own browser download is never used)."""
+    """Headless Debian Chromium (playwright's own browser download is never used). Module-scoped:
+    playwright's sync API keeps an event loop running, which async tests elsewhere cannot share."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set TUNELOG_CHROMIUM)")
