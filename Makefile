@@ -5,9 +5,21 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint wheel-smoke bench clean
+.PHONY: setup web demo test lint wheel-smoke bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed web
+
+# The workflow editor's browser bundle (react-flow + React, one offline ESM file). Needs node >= 18;
+# without npm the UI still runs and the editor page says how to build it.
+WEB_BUNDLE := frontends/web/static/bundle/editor.js
+web: $(WEB_BUNDLE)
+
+$(WEB_BUNDLE): frontends/web/package-lock.json frontends/web/build.mjs $(wildcard frontends/web/js/*)
+	@if command -v npm >/dev/null 2>&1; then \
+		cd frontends/web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent; \
+	else \
+		echo "npm not found: skipping the workflow editor bundle (install node >= 18, then: make web)"; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)

@@ -14,7 +14,8 @@ names = zipfile.ZipFile(sys.argv[1]).namelist()
 tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
 assert tops == {"tunelog"}, f"wheel installs top-level modules besides tunelog: {sorted(tops)}"
 for needed in ("tunelog/daemon/main.py", "tunelog/plugins/lora_trainer/manifest.yaml",
-               "tunelog/frontends/cli/main.py", "tunelog/events/base.py"):
+               "tunelog/frontends/cli/main.py", "tunelog/events/base.py", "tunelog/frontends/web/pages/run.py",
+               "tunelog/frontends/web/editor/component.py", "tunelog/frontends/web/static/bundle/editor.js"):
     assert needed in names, f"{needed} missing from the wheel"
 print(f"wheel ok: {len(names)} files, top level {sorted(tops)}")
 PY
@@ -25,5 +26,9 @@ export TUNELOG_HOME="$work/home"
 "$work/venv/bin/tunectl" daemon start
 "$work/venv/bin/tunectl" status
 "$work/venv/bin/tunectl" status --json | "$work/venv/bin/python" -c 'import json,sys; d=json.load(sys.stdin); assert d["head"] >= 1, d; print("status ok, head", d["head"])'
+url=$("$work/venv/bin/tunectl" ui --print-url)
+code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
+[ "$code" = 303 ] || { echo "the web UI did not answer its token URL with a redirect (got $code)"; exit 1; }
+echo "web UI ok: $url -> $code"
 "$work/venv/bin/tunectl" daemon stop
 echo "wheel smoke test passed"

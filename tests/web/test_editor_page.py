@@ -15,6 +15,7 @@ import pytest
 from reactpy.core.layout import Layout
 
 from tests.daemon.daemon_proc import FIXTURES
+from tests.web.conftest import unavailable
 from tunelog.daemon.executor import RunExecutor
 from tunelog.daemon.jobs import JobRunner
 from tunelog.daemon.paths import Paths
@@ -82,7 +83,7 @@ def test_a_missing_bundle_shows_how_to_build_it(services: Services, tmp_path: Pa
 
 def test_the_canvas_gets_the_graph_and_the_palette_the_loaded_operations(services: Services) -> None:
     if not bundle.BUNDLE.is_file():
-        pytest.skip(f"the editor bundle is not built: {bundle.BUILD_HINT}")
+        unavailable(f"the editor bundle is not built: {bundle.BUILD_HINT}")
     model = first_render(WorkflowEditor(services=services, workflow="w"))
     canvas = find(model, lambda m: "importSource" in m)
     assert len(canvas) == 1 and canvas[0]["tagName"] == "WorkflowCanvas"
@@ -97,7 +98,7 @@ def test_the_canvas_gets_the_graph_and_the_palette_the_loaded_operations(service
 
 def test_a_new_workflow_starts_empty_and_asks_for_a_name(services: Services) -> None:
     if not bundle.BUNDLE.is_file():
-        pytest.skip(f"the editor bundle is not built: {bundle.BUILD_HINT}")
+        unavailable(f"the editor bundle is not built: {bundle.BUILD_HINT}")
     model = first_render(WorkflowEditor(services=services, workflow=None))
     name = find(model, lambda m: m.get("attributes", {}).get("id") == "editor-name")
     assert name[0]["tagName"] == "input"
