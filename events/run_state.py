@@ -8,7 +8,7 @@ import msgspec
 
 from tunelog.events import merges as M
 from tunelog.events import runs as R
-from tunelog.events.base import Envelope
+from tunelog.events.base import Stamped
 
 replace = msgspec.structs.replace
 
@@ -102,7 +102,7 @@ class ModelRow(msgspec.Struct, kw_only=True):
     added_at: float = 0.0
 
 
-def evolve_workflow(row: WorkflowRow | None, env: Envelope) -> WorkflowRow | None:
+def evolve_workflow(row: WorkflowRow | None, env: Stamped) -> WorkflowRow | None:
     e = env.event
     assert isinstance(e, R.WorkflowSaved)
     return WorkflowRow(key=e.name, name=e.name, version=e.version, graph=e.graph, saved_at=env.time)
@@ -114,7 +114,7 @@ def _node(row: RunRow, node: str, **changes: Any) -> RunRow:
     return replace(row, nodes=nodes)
 
 
-def evolve_run(row: RunRow | None, env: Envelope) -> RunRow | None:
+def evolve_run(row: RunRow | None, env: Stamped) -> RunRow | None:
     """Fold run events; a node's state follows its latest event."""
     e = env.event
     if isinstance(e, R.RunSubmitted):
@@ -151,13 +151,13 @@ def evolve_run(row: RunRow | None, env: Envelope) -> RunRow | None:
     return row
 
 
-def evolve_cache(row: CacheRow | None, env: Envelope) -> CacheRow | None:
+def evolve_cache(row: CacheRow | None, env: Stamped) -> CacheRow | None:
     e = env.event
     assert isinstance(e, R.NodeCompleted)
     return CacheRow(key=e.cache_key, outputs=e.outputs, job_id=e.job_id, run_id=e.run_id, node=e.node)
 
 
-def _adapter_key(env: Envelope) -> str | None:
+def _adapter_key(env: Stamped) -> str | None:
     e = env.event
     if isinstance(e, M.AdapterMerged):
         return e.output_sha256 if e.output_kind == "adapter" else None
@@ -167,7 +167,7 @@ def _adapter_key(env: Envelope) -> str | None:
     return None
 
 
-def evolve_adapter(row: AdapterRow | None, env: Envelope) -> AdapterRow | None:
+def evolve_adapter(row: AdapterRow | None, env: Stamped) -> AdapterRow | None:
     e = env.event
     key = _adapter_key(env)
     if key is None:
@@ -183,7 +183,7 @@ def evolve_adapter(row: AdapterRow | None, env: Envelope) -> AdapterRow | None:
                       job_id=e.job_id)
 
 
-def evolve_model(row: ModelRow | None, env: Envelope) -> ModelRow | None:
+def evolve_model(row: ModelRow | None, env: Stamped) -> ModelRow | None:
     e = env.event
     if isinstance(e, R.ModelAdded):
         return ModelRow(key=e.name, name=e.name, ref=e.ref, note=e.note, added_at=env.time)

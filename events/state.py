@@ -7,7 +7,10 @@ log with the same functions, so live and rebuilt state cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -15,7 +18,7 @@ import msgspec
 from tunelog.events import jobs as J
 from tunelog.events import plugins as P
 from tunelog.events import system as S
-from tunelog.events.base import Envelope
+from tunelog.events.base import Stamped
 
 replace = msgspec.structs.replace
 
@@ -103,7 +106,7 @@ class JobRow(msgspec.Struct, kw_only=True):
 Row = DaemonRow | PluginRow | JobRow
 
 
-def evolve_daemon(row: DaemonRow | None, env: Envelope) -> DaemonRow | None:
+def evolve_daemon(row: DaemonRow | None, env: Stamped) -> DaemonRow | None:
     """Fold daemon events."""
     row = row or DaemonRow()
     e = env.event
@@ -115,7 +118,7 @@ def evolve_daemon(row: DaemonRow | None, env: Envelope) -> DaemonRow | None:
     return row
 
 
-def evolve_plugin(row: PluginRow | None, env: Envelope) -> PluginRow | None:
+def evolve_plugin(row: PluginRow | None, env: Stamped) -> PluginRow | None:
     """Fold plugin events."""
     e = env.event
     if isinstance(e, P.PluginLoaded | P.PluginReloaded):
@@ -131,14 +134,14 @@ def evolve_plugin(row: PluginRow | None, env: Envelope) -> PluginRow | None:
     return row
 
 
-def _queued(row: JobRow | None, e: J.JobQueued, env: Envelope) -> JobRow:
+def _queued(row: JobRow | None, e: J.JobQueued, env: Stamped) -> JobRow:
     return JobRow(key=e.job_id, job_id=e.job_id, plugin=e.plugin, operation=e.operation, params=e.params,
                   inputs=e.inputs, code_hash=e.code_hash, plugin_version=e.plugin_version, resource=e.resource,
                   devices=e.devices, state="queued", queued_position=env.position, queued_at=env.time, resume_of=e.resume_of,
                   resume_checkpoint=e.resume_checkpoint, run_id=e.run_id)
 
 
-def _metrics(row: JobRow, e: J.JobMetrics, env: Envelope) -> JobRow:
+def _metrics(row: JobRow, e: J.JobMetrics, env: Stamped) -> JobRow:
     if not e.points:
         return row
     metrics = row.metrics
@@ -147,7 +150,7 @@ def _metrics(row: JobRow, e: J.JobMetrics, env: Envelope) -> JobRow:
     return replace(row, metrics=metrics, step=max(row.step, int(metrics.get("step", row.step))))
 
 
-_JOB_STEPS: dict[type, Callable[[Any, Any, Envelope], JobRow]] = {
+_JOB_STEPS: dict[type, Callable[[Any, Any, Stamped], JobRow]] = {
     J.JobStarted: lambda row, e, env: replace(row, state="running", pid=e.pid, slot=e.slot, log_path=e.log_path,
                                               started_at=env.time),
     J.JobProgress: lambda row, e, env: replace(row, step=e.step, total=e.total if e.total is not None else row.total,
@@ -164,7 +167,7 @@ _JOB_STEPS: dict[type, Callable[[Any, Any, Envelope], JobRow]] = {
 }
 
 
-def evolve_job(row: JobRow | None, env: Envelope) -> JobRow | None:
+def evolve_job(row: JobRow | None, env: Stamped) -> JobRow | None:
     """Fold job events (a table of small steps: rebuilds fold millions of these)."""
     e = env.event
     if type(e) is J.JobQueued:
@@ -175,14 +178,57 @@ def evolve_job(row: JobRow | None, env: Envelope) -> JobRow | None:
     return row if step is None else step(row, e, env)
 
 
+_event = attrgetter("event")
+_event_class = attrgetter("event.__class__")
+
+
+def evolve_jobs(row: JobRow | None, envs: Sequence[Stamped]) -> JobRow | None:
+    """`evolve_job` over consecutive events of one job, with each run of JobMetrics merged at once:
+    a log is mostly metrics, and merging them one dict copy per event dominates a rebuild."""
+    for cls, same in groupby(envs, _event_class):
+        if cls is J.JobMetrics and row is not None:
+            row = _merge_metrics(row, map(_event, same))
+        else:
+            for env in same:
+                row = evolve_job(row, env)
+    return row
+
+
+def _merge_metrics(row: JobRow, events: Iterable[J.JobMetrics]) -> JobRow:
+    """`_metrics` folded over many events: one copy of the metrics dict, updated in place (names
+    bound once, no `max` call: this loop runs once per event of a rebuild)."""
+    metrics, step, changed = dict(row.metrics), row.step, False
+    update, get = metrics.update, metrics.get
+    for e in events:
+        points = e.points
+        if points:
+            for p in points:
+                update(p)
+            latest = int(get("step", step))
+            if latest > step:
+                step = latest
+            changed = True
+    return replace(row, metrics=metrics, step=step) if changed else row
+
+
 class Fold(msgspec.Struct, frozen=True):
     """One projection: which events it reads, which row each touches, and how it changes."""
 
     table: str
     row_type: type[Any]
     tags: frozenset[str]
-    key: Callable[[Envelope], str | None]
-    evolve: Callable[[Any, Envelope], Any]
+    key: Callable[[Stamped], str | None]
+    """The row an event touches (None: none)."""
+    evolve: Callable[[Any, Stamped], Any]
+    """The pure fold: (row or None, event) -> row, or None to delete it."""
+    evolve_many: Callable[[Any, Sequence[Stamped]], Any] | None = None
+    """Optional, for rebuilds: fold consecutive events of one key at once. Must equal `evolve` one by one."""
+
+    def fold_many(self, row: Any, envs: Sequence[Stamped]) -> Any:
+        """Fold consecutive events of one key: `evolve_many` if the fold has one, else one by one."""
+        if self.evolve_many is not None:
+            return self.evolve_many(row, envs)
+        return functools.reduce(self.evolve, envs, row)
 
 
 def _tags(*classes: type) -> frozenset[str]:
@@ -192,11 +238,11 @@ def _tags(*classes: type) -> frozenset[str]:
 CORE_FOLDS: tuple[Fold, ...] = (
     Fold("daemon", DaemonRow, _tags(S.DaemonStarted, S.DaemonStopped), lambda env: "daemon", evolve_daemon),
     Fold("plugins", PluginRow, _tags(P.PluginLoaded, P.PluginReloaded, P.PluginFailed, P.PluginRemoved),
-         lambda env: env.event.name, evolve_plugin),  # type: ignore[attr-defined]
+         attrgetter("event.name"), evolve_plugin),
     Fold("jobs", JobRow, _tags(J.JobQueued, J.JobStarted, J.JobProgress, J.JobMetrics, J.JobArtifact,
                                J.JobCheckpointed, J.JobCancelRequested, J.JobSucceeded, J.JobFailed,
                                J.JobCancelled, J.JobInterrupted),
-         lambda env: env.event.job_id, evolve_job),  # type: ignore[attr-defined]
+         attrgetter("event.job_id"), evolve_job, evolve_jobs),
 )
 
 
@@ -209,12 +255,10 @@ def all_folds() -> tuple[Fold, ...]:
     run_tags = _tags(R.RunSubmitted, R.NodeQueued, R.NodeCached, R.NodeCompleted, R.NodeFailed, R.NodeSkipped,
                      R.RunCancelRequested, R.RunResumed, R.RunFinished, R.TrainingStarted)
     return (*CORE_FOLDS,
-            Fold("workflows", RS.WorkflowRow, _tags(R.WorkflowSaved), lambda env: env.event.name,
-                 RS.evolve_workflow),  # type: ignore[attr-defined]
-            Fold("runs", RS.RunRow, run_tags, lambda env: env.event.run_id, RS.evolve_run),  # type: ignore[attr-defined]
-            Fold("cache", RS.CacheRow, _tags(R.NodeCompleted), lambda env: env.event.cache_key,
-                 RS.evolve_cache),  # type: ignore[attr-defined]
+            Fold("workflows", RS.WorkflowRow, _tags(R.WorkflowSaved), attrgetter("event.name"), RS.evolve_workflow),
+            Fold("runs", RS.RunRow, run_tags, attrgetter("event.run_id"), RS.evolve_run),
+            Fold("cache", RS.CacheRow, _tags(R.NodeCompleted), attrgetter("event.cache_key"), RS.evolve_cache),
             Fold("adapters", RS.AdapterRow, _tags(R.NodeCompleted, M.AdapterMerged), RS._adapter_key,
                  RS.evolve_adapter),
-            Fold("models", RS.ModelRow, _tags(R.ModelAdded, R.ModelRemoved), lambda env: env.event.name,
-                 RS.evolve_model))  # type: ignore[attr-defined]
+            Fold("models", RS.ModelRow, _tags(R.ModelAdded, R.ModelRemoved), attrgetter("event.name"),
+                 RS.evolve_model))

@@ -8,18 +8,21 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from tunelog.events.base import Envelope, Event, decode_payload, decode_payloads, encode_payload
+from tunelog.events.base import Envelope, Event, StampedEvent, decode_payload, decode_stored, encode_payload
 from tunelog.events.errors import ConflictError, TunelogError
 from tunelog.events.state import Fold, all_folds
 from tunelog.store.schema import migrate
 
 _COLUMNS = "position, stream, version, type, schema_version, time, payload, command_id, causation_id, correlation_id"
 _INSERT = (f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_BATCH = 20_000
+"""Events a rebuild fetches and decodes at once (sizes from 4 k to 200 k measured alike)."""
 
 
 @contextlib.contextmanager
@@ -133,43 +136,57 @@ class SqliteStore:
         return None if got is None else self._row_decoders[table].decode(got[0])
 
     def rebuild(self) -> int:
-        """Recreate every projection from the log in one transaction; returns events folded."""
+        """Recreate every projection from the log in one transaction (reads included, so they see
+        one snapshot); returns events folded.
+
+        A row depends only on its own key's events, in log order, so each projection is folded on
+        its own from just the events it reads (`_fold_table`)."""
         with self._lock, sqlite_errors("rebuilding projections"), _gc_paused():
-            tables: dict[str, dict[str, Any]] = {f.table: {} for f in self._folds}
-            tags = sorted(self._by_tag)
-            cur = self.conn.execute(
-                "SELECT position, stream, version, type, schema_version, time, payload FROM events "
-                f"WHERE type IN ({','.join('?' * len(tags))}) ORDER BY position", tags)
-            count = 0
-            by_tag = self._by_tag
-            while batch := cur.fetchmany(20_000):
-                decoded = decode_payloads([(r[3], r[4], r[6]) for r in batch])
-                for r, ev in zip(batch, decoded, strict=True):
-                    env = Envelope(r[0], r[1], r[2], r[3], r[4], r[5], ev)
-                    for f in by_tag[r[3]]:
-                        key = f.key(env)
-                        if key is not None:
-                            t = tables[f.table]
-                            new = f.evolve(t.get(key), env)
-                            if new is None:
-                                t.pop(key, None)
-                            else:
-                                t[key] = new
-                count += len(batch)
-            encode = self._encoder.encode
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                for f in self._folds:
-                    self.conn.execute(f"DELETE FROM [{f.table}]")
-                    self.conn.executemany(f"INSERT INTO [{f.table}] (key, data) VALUES (?, ?)",
-                                          [(k, encode(v).decode()) for k, v in tables[f.table].items()])
-                self.conn.executemany("UPDATE projection_positions SET position = ? WHERE name = ?",
-                                      [(self._head, f.table) for f in self._folds])
+                counts = dict(self.conn.execute("SELECT type, count(*) FROM events GROUP BY type").fetchall())
+                tables = {f.table: self._fold_table(f, counts) for f in self._folds}
+                self._replace_tables(tables)
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
-            return count
+            return sum(counts.get(tag, 0) for tag in self._by_tag)
+
+    def _fold_table(self, fold: Fold, counts: dict[str, int]) -> dict[str, Any]:
+        """One projection folded from the log, each run of consecutive events of a key at once."""
+        rows: dict[str, Any] = {}
+        reads = sum(counts.get(tag, 0) for tag in fold.tags)
+        if not reads:
+            return rows
+        # The type index pays off for a projection that reads a small part of the log; for one that
+        # reads most of it SQLite would sort everything the index found, so scan in position order.
+        for batch in self._stamped(fold.tags, scan=reads * 4 > sum(counts.values())):
+            for key, run in groupby(batch, fold.key):
+                if key is not None:
+                    _put(rows, key, fold.fold_many(rows.get(key), list(run)))
+        return rows
+
+    def _stamped(self, tags: frozenset[str], *, scan: bool) -> Iterator[list[StampedEvent]]:
+        """The events with these tags in log order, decoded a batch at a time with one msgspec call.
+        Only the columns folds read (`Stamped`) and decoding needs are fetched: each costs per row."""
+        marks = ",".join("?" * len(tags))
+        where = f"{'+type' if scan else 'type'} IN ({marks})"  # `+type`: SQLite may not use the index
+        cur = self.conn.execute(f"SELECT position, time, schema_version, payload FROM events "
+                                f"WHERE {where} ORDER BY position", sorted(tags))
+        while rows := cur.fetchmany(_BATCH):
+            positions, times, versions, payloads = zip(*rows, strict=True)
+            yield list(map(StampedEvent, positions, times, decode_stored(versions, payloads)))
+
+    def _replace_tables(self, tables: dict[str, dict[str, Any]]) -> None:
+        """Swap every projection table's rows for the rebuilt ones (inside the caller's transaction)."""
+        encode = self._encoder.encode
+        for f in self._folds:
+            self.conn.execute(f"DELETE FROM [{f.table}]")
+            self.conn.executemany(f"INSERT INTO [{f.table}] (key, data) VALUES (?, ?)",
+                                  [(k, encode(v).decode()) for k, v in tables[f.table].items()])
+        self.conn.executemany("UPDATE projection_positions SET position = ? WHERE name = ?",
+                              [(self._head, f.table) for f in self._folds])
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -245,6 +262,14 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+def _put(rows: dict[str, Any], key: str, row: Any | None) -> None:
+    """Store a folded row; a fold returns None to delete it."""
+    if row is None:
+        rows.pop(key, None)
+    else:
+        rows[key] = row
 
 
 def _envelope(r: tuple[Any, ...]) -> Envelope:

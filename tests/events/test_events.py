@@ -9,7 +9,15 @@ from typing import Any, ClassVar
 import msgspec
 import pytest
 
-from tunelog.events.base import Event, decode_payload, decode_payloads, encode_payload, event_types, upcaster
+from tunelog.events.base import (
+    Event,
+    decode_payload,
+    decode_payloads,
+    decode_stored,
+    encode_payload,
+    event_types,
+    upcaster,
+)
 from tunelog.events.errors import ValidationError
 from tunelog.events.jobs import JobQueued
 
@@ -59,6 +67,16 @@ def test_old_payloads_are_upcast_on_read_and_never_rewritten() -> None:
     assert decode_payload("test-renamed", 1, old) == Renamed(name="x")
     assert decode_payloads([("test-renamed", 1, old.decode())]) == [Renamed(name="x")]
     assert decode_payload("test-renamed", 2, encode_payload(Renamed(name="y", size=3))) == Renamed(name="y", size=3)
+
+
+def test_decode_stored_upcasts_old_rows_even_when_they_would_decode_as_the_current_schema() -> None:
+    new = encode_payload(Renamed(name="y", size=3)).decode()
+    fits_v2 = '{"type": "test-renamed", "title": "x", "name": "ignored"}'  # a v1 row a v2 decoder accepts
+    assert decode_stored([2, 1, 2], [new, '{"type": "test-renamed", "title": "x"}', new]) == [
+        Renamed(name="y", size=3), Renamed(name="x"), Renamed(name="y", size=3)]
+    assert decode_stored([1], [fits_v2]) == [Renamed(name="x")]
+    assert decode_stored([2, 2], [new, new]) == [Renamed(name="y", size=3)] * 2
+    assert decode_stored([], []) == []
 
 
 def test_unknown_tag_or_missing_upcaster_is_an_error() -> None:
