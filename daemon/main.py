@@ -20,18 +20,13 @@ import anyio
 import uvicorn
 
 from tunelog.daemon.app import create_app
-from tunelog.daemon.executor import RunExecutor
-from tunelog.daemon.jobs import JobRunner
 from tunelog.daemon.lock import InstanceLock
 from tunelog.daemon.paths import Paths
 from tunelog.daemon.peer import bind_unix_socket, checked_protocol
-from tunelog.daemon.plugins import PluginManager
-from tunelog.daemon.services import Services
+from tunelog.daemon.services import build_services
 from tunelog.daemon.version import tunelog_version
 from tunelog.events.system import DaemonStarted, DaemonStopped
 from tunelog.frontends.web.server import serve_ui, ui_port_from_env
-from tunelog.store.artifacts import ArtifactStore
-from tunelog.store.sqlite import SqliteStore
 
 log = logging.getLogger("tunelog.daemon")
 
@@ -71,16 +66,12 @@ def _env_list(name: str) -> list[str]:
 
 async def _serve(paths: Paths) -> None:
     ui_port = ui_port_from_env()  # TUNELOG_UI_PORT: a port, 0 (any free one) or `off`
-    store = SqliteStore(paths.db)
-    artifacts = ArtifactStore(paths.artifacts)
-    slots = [s for s in os.environ.get("TUNELOG_SLOTS", "").split(",") if s] or None
-    plugins = PluginManager(store, paths, extra_dirs=[Path(p) for p in _env_list("TUNELOG_PLUGIN_DIRS")],
-                            builtin_dir=Path(os.devnull) if os.environ.get("TUNELOG_NO_BUILTINS") else None)
-    jobs = JobRunner(store, paths, artifacts, slots=slots, grace_s=float(os.environ.get("TUNELOG_GRACE_S", "10")))
-    services = Services(
-        paths=paths, store=store, artifacts=artifacts, version=tunelog_version(),
-        plugins=plugins, jobs=jobs, runs=RunExecutor(store, plugins, jobs),
-    )
+    services = build_services(
+        paths, version=tunelog_version(), plugin_dirs=[Path(p) for p in _env_list("TUNELOG_PLUGIN_DIRS")],
+        builtin_dir=Path(os.devnull) if os.environ.get("TUNELOG_NO_BUILTINS") else None,
+        slots=[s for s in os.environ.get("TUNELOG_SLOTS", "").split(",") if s] or None,
+        grace_s=float(os.environ.get("TUNELOG_GRACE_S", "10")))
+    store = services.store
     store.subscribe(services.notifier.notify)
     store.subscribe(lambda head: services.runs.wake())
     stop = anyio.Event()

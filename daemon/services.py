@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -33,6 +34,23 @@ class Notifier:
         """Return after the next commit or after `timeout` seconds, whichever comes first."""
         with anyio.move_on_after(timeout):
             await self._event.wait()
+
+
+def build_services(paths: Paths, *, version: str, plugin_dirs: Sequence[Path] = (),
+                   builtin_dir: Path | None = None, slots: list[str] | None = None,
+                   grace_s: float = 10.0) -> Services:
+    """The daemon's parts over one data dir, wired together (the daemon and the tests use this)."""
+    from tunelog.daemon.executor import RunExecutor
+    from tunelog.daemon.jobs import JobRunner
+    from tunelog.daemon.plugins import PluginManager
+
+    paths.ensure()
+    store = SqliteStore(paths.db)
+    artifacts = ArtifactStore(paths.artifacts)
+    plugins = PluginManager(store, paths, extra_dirs=list(plugin_dirs), builtin_dir=builtin_dir)
+    jobs = JobRunner(store, paths, artifacts, slots=slots, grace_s=grace_s)
+    return Services(paths=paths, store=store, artifacts=artifacts, version=version, plugins=plugins, jobs=jobs,
+                    runs=RunExecutor(store, plugins, jobs))
 
 
 @dataclass

@@ -16,26 +16,16 @@ from starlette.testclient import TestClient
 
 from tests.daemon.daemon_proc import FIXTURES
 from tunelog.daemon.app import create_app
-from tunelog.daemon.executor import RunExecutor
-from tunelog.daemon.jobs import JobRunner
 from tunelog.daemon.paths import Paths
 from tunelog.daemon.peer import peer_allowed
-from tunelog.daemon.plugins import PluginManager
-from tunelog.daemon.services import Services
-from tunelog.store.artifacts import ArtifactStore
-from tunelog.store.sqlite import SqliteStore
+from tunelog.daemon.services import Services, build_services
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Services]]:
-    paths = Paths.from_env(tmp_path_factory.mktemp("home"))
-    paths.ensure()
-    store = SqliteStore(paths.db)
-    artifacts = ArtifactStore(paths.artifacts)
-    plugins = PluginManager(store, paths, builtin_dir=Path("/nonexistent"), extra_dirs=[FIXTURES])
-    jobs = JobRunner(store, paths, artifacts, slots=["cpu0"])
-    services = Services(paths=paths, store=store, artifacts=artifacts, version="test", plugins=plugins, jobs=jobs,
-                        runs=RunExecutor(store, plugins, jobs))
+    services = build_services(Paths.from_env(tmp_path_factory.mktemp("home")), version="test", plugin_dirs=[FIXTURES],
+                       builtin_dir=Path("/nonexistent"), slots=["cpu0"])
+    store = services.store
     anyio.run(services.plugins.scan)
     with TestClient(create_app(services), raise_server_exceptions=False) as client:
         yield client, services

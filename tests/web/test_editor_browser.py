@@ -21,16 +21,11 @@ import uvicorn
 
 from tests.daemon.daemon_proc import FIXTURES
 from tests.web.conftest import report
-from tunelog.daemon.executor import RunExecutor
-from tunelog.daemon.jobs import JobRunner
 from tunelog.daemon.paths import Paths
-from tunelog.daemon.plugins import PluginManager
-from tunelog.daemon.services import Services
+from tunelog.daemon.services import Services, build_services
 from tunelog.events.runs import WorkflowSaved
 from tunelog.frontends.web.editor.bundle import BUILD_HINT, BUNDLE
 from tunelog.frontends.web.editor.testapp import create_editor_app
-from tunelog.store.artifacts import ArtifactStore
-from tunelog.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.browser
 
@@ -38,14 +33,9 @@ pytestmark = pytest.mark.browser
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Services]]:
     if not BUNDLE.is_file():
         pytest.fail(f"the editor bundle {BUNDLE} is missing: {BUILD_HINT}")
-    paths = Paths.from_env(tmp_path_factory.mktemp("home"))
-    paths.ensure()
-    store = SqliteStore(paths.db)
-    artifacts = ArtifactStore(paths.artifacts)
-    plugins = PluginManager(store, paths, builtin_dir=Path("/nonexistent"), extra_dirs=[FIXTURES])
-    jobs = JobRunner(store, paths, artifacts, slots=["cpu0"])
-    services = Services(paths=paths, store=store, artifacts=artifacts, version="test", plugins=plugins, jobs=jobs,
-                        runs=RunExecutor(store, plugins, jobs))
+    services = build_services(Paths.from_env(tmp_path_factory.mktemp("home")), version="test", plugin_dirs=[FIXTURES],
+                       builtin_dir=Path("/nonexistent"), slots=["cpu0"])
+    store = services.store
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -16,28 +16,18 @@ from reactpy.core.layout import Layout
 
 from tests.daemon.daemon_proc import FIXTURES
 from tests.web.conftest import unavailable
-from tunelog.daemon.executor import RunExecutor
-from tunelog.daemon.jobs import JobRunner
 from tunelog.daemon.paths import Paths
-from tunelog.daemon.plugins import PluginManager
-from tunelog.daemon.services import Services
+from tunelog.daemon.services import Services, build_services
 from tunelog.events.runs import WorkflowSaved
 from tunelog.frontends.web.editor import bundle
 from tunelog.frontends.web.editor.component import WorkflowEditor
-from tunelog.store.artifacts import ArtifactStore
-from tunelog.store.sqlite import SqliteStore
 
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    paths = Paths.from_env(tmp_path_factory.mktemp("home"))
-    paths.ensure()
-    store = SqliteStore(paths.db)
-    artifacts = ArtifactStore(paths.artifacts)
-    plugins = PluginManager(store, paths, builtin_dir=Path("/nonexistent"), extra_dirs=[FIXTURES])
-    jobs = JobRunner(store, paths, artifacts, slots=["cpu0"])
-    s = Services(paths=paths, store=store, artifacts=artifacts, version="test", plugins=plugins, jobs=jobs,
-                 runs=RunExecutor(store, plugins, jobs))
+    s = build_services(Paths.from_env(tmp_path_factory.mktemp("home")), version="test", plugin_dirs=[FIXTURES],
+                       builtin_dir=Path("/nonexistent"), slots=["cpu0"])
+    store, plugins = s.store, s.plugins
     in_thread(plugins.scan)
     store.append("workflow-w", [WorkflowSaved(name="w", version=1, graph={"nodes": {
         "a": {"op": "testops.outputs", "position": [0, 0]},
