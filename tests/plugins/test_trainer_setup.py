@@ -14,10 +14,10 @@ import torch
 import yaml
 
 from tests.support.trainer import run_train, write_dataset
+from tunelog.daemon import launch
 from tunelog.events.errors import ValidationError
 from tunelog.plugins.api import Manifest
 from tunelog.plugins.common.presets import load_presets, resolve_params
-from tunelog.daemon import launch
 from tunelog.plugins.lora_trainer import backend, support
 
 torch.set_num_threads(1)
