@@ -23,7 +23,7 @@ from tunelog.daemon.jobs import JobRunner, new_job_id
 from tunelog.daemon.plugins import PluginManager
 from tunelog.events import runs as R
 from tunelog.events.base import Event
-from tunelog.events.errors import JobError, NotFoundError, TunelogError, ValidationError
+from tunelog.events.errors import ConflictError, JobError, NotFoundError, TunelogError, ValidationError
 from tunelog.events.run_state import NodeRow, RunRow
 from tunelog.plugins.api import OperationSpec
 from tunelog.store.artifacts import sha256_file, tree_digest
@@ -65,11 +65,13 @@ class RunExecutor:
         `code` pins each node to a recorded plugin version (replays run the code the original ran);
         by default each node gets the plugin's current version.
         """
-        if command_id is not None:
-            done = self.store.read(types=["run-submitted"], limit=None)  # small: one event per run
-            for env in done:
-                if env.command_id == command_id:
-                    return self.find(env.event.run_id)  # type: ignore[attr-defined]
+        if command_id is not None:  # a retried command: the log answers it (an empty append only looks the id up)
+            done = self.store.append("run-", [], command_id=command_id)
+            if done:
+                run_id = getattr(done[0].event, "run_id", None)
+                if run_id is None:
+                    raise ConflictError(f"command id {command_id!r} was already used for another command")
+                return self.find(run_id)
         parsed = parse_graph(graph, self.plugins)
         self._check_devices(parsed)
         self._resolve_model_names(parsed)
