@@ -131,7 +131,9 @@ async def test_emitted_events_go_to_allowed_streams_only(env: Env) -> None:
     assert done.state == "succeeded", done.error
     assert [e.type for e in env.store.read(stream="run-r1")] == ["plugin-removed"]
     assert env.store.read(stream="daemon") == []
-    assert env.tags(done.job_id) == ["job-queued", "job-started", "job-log", "plugin-removed", "job-succeeded"]
+    # The refusal lines are log lines, batched per flush: one job-log event, or two on a busy machine.
+    assert [t for t in env.tags(done.job_id) if t != "job-log"] == ["job-queued", "job-started", "plugin-removed",
+                                                                    "job-succeeded"]
     lines = [line for e in env.events(done.job_id, "job-log") for line in e.lines]  # type: ignore[attr-defined]
     assert len(lines) == 2 and all(line.startswith("tunelog: refused") for line in lines)
     assert "'daemon'" in lines[0] and "'job-succeeded'" in lines[1]
