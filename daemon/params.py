@@ -108,7 +108,7 @@ def unknown_parameter(name: str, known: list[str]) -> str:
     """The refusal of an unknown parameter, suggesting the nearest known name when one is close."""
     near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     if near:
-        return f"unknown parameter; did you mean {near[0]!r}? (known: {', '.join(known)})"
+        return f"unknown parameter; did you mean {near[0]!r}?"
     return f"unknown parameter (known: {', '.join(known) or 'none'})"
 
 
