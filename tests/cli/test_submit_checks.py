@@ -164,3 +164,10 @@ def test_the_readme_quickstart_uses_a_preset_made_for_the_model_it_shows() -> No
     model, preset = command.groups()
     family = model.split("/")[-1].split("-Instruct")[0]  # HuggingFaceTB/SmolLM2-135M-Instruct -> SmolLM2-135M
     assert family in load_presets()[preset]["description"], f"preset {preset} is not meant for {model}"
+
+
+def test_the_daemon_ran_every_check_without_loading_torch(d: Daemon, files: dict[str, Path]) -> None:
+    refused(d, "--model", str(files["llama"]), "--data", str(files["data"]), "--set", "optimizer=muon",
+            "--set", "precision=fp16")  # muon asks for torch's version: read from metadata, not by import
+    maps = Path(f"/proc/{d.proc.pid}/maps").read_text()
+    assert "libtorch" not in maps and "/torch/" not in maps
