@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from tunelog.daemon.ref_kinds import looks_like_path
 from tunelog.frontends.cli.client import Client
 
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -25,8 +26,6 @@ def local_or_given(value: str) -> str:
     """The absolute path of `value` when it names a local file or folder or looks like a path (the
     daemon then refuses one that does not exist, naming it), else `value` as given (a hub id or a
     registered name)."""
-    from tunelog.daemon.ref_kinds import looks_like_path
-
     path = Path(value).expanduser()
     return str(path.resolve()) if path.exists() or looks_like_path(value) else value
 
