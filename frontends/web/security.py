@@ -13,13 +13,15 @@ and websocket must pass three checks, in this order (a pure ASGI middleware, `Lo
 redirects to the same path without it, so the token does not stay in the address bar or history.
 The redirect goes only to a path on this origin: percent-encoded, with a single leading slash, so
 `//evil.example/?token=...` lands on `/evil.example/` here, never on another host.
-Refusals: 403 for a wrong Host or Origin, 401 for a missing or wrong token; a refused websocket
+Refusals: 403 for a wrong Host or Origin, 400 for a path with control characters (a decoded
+CR, LF, NUL or tab), 401 for a missing or wrong token; a refused websocket
 is closed before it is accepted (the server answers the handshake with 403).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
@@ -37,6 +39,8 @@ COOKIE = "tunelog_ui"
 TOKEN_FILE = "ui-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 COOKIE_MAX_AGE = 30 * 24 * 3600
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""Characters no page path of ours holds: such a request is refused with 400."""
 _PATH_SAFE = "/-._~!$&'()*+,;=:@"
 """Characters a path keeps as they are (RFC 3986 pchar and '/'); everything else is percent-encoded."""
 
@@ -84,6 +88,8 @@ class LocalGuard:
             return
         headers = _headers(scope)
         status, why = self.check(kind, scope.get("method", "GET"), headers)
+        if status == 0 and _CONTROL.search(scope.get("path") or ""):
+            status, why = 400, "the path holds control characters (CR, LF, NUL, tab...)"
         if status == 0 and kind == "http":
             token = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))).get("token")
             if token is not None and scope.get("method") in SAFE_METHODS:
