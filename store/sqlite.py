@@ -222,7 +222,7 @@ class SqliteStore:
         return int(self.conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
 
     def stream_version(self, stream: str) -> int:
-        with self._lock:
+        with self._lock, sqlite_errors(f"reading the version of {stream!r}"):
             row = self.conn.execute("SELECT max(version) FROM events WHERE stream = ?", (stream,)).fetchone()
         return int(row[0] or 0)
 
@@ -236,7 +236,7 @@ class SqliteStore:
             return [dec.decode(d) for (d,) in self.conn.execute(f"SELECT data FROM [{table}] ORDER BY key")]
 
     def projection_position(self, table: str) -> int:
-        with self._lock:
+        with self._lock, sqlite_errors(f"reading the position of {table}"):
             row = self.conn.execute("SELECT position FROM projection_positions WHERE name = ?", (table,)).fetchone()
         return int(row[0]) if row else 0
 
