@@ -139,7 +139,7 @@ def test_control_characters_and_non_latin1_in_the_path_are_a_4xx(d: Daemon) -> N
 QUERY_NAMES = ["after", "limit", "follow", "type", "stream", "state", "version", "at", "tables", "a", "b",
                "against", "rtol", "atol", "token"]
 texts = st.text(st.characters(codec="utf-8"), max_size=12) | st.sampled_from(BIG + ["1", "0", "r", "testops"])
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | texts,
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
                            max_leaves=8)
 bodies = (st.none() | st.binary(max_size=40) | json_values.map(lambda v: httpx.Request("POST", "/", json=v).content)
