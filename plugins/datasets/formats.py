@@ -231,8 +231,9 @@ def _turns(row: Row, field: str, *, keys: tuple[str, str]) -> list[dict[str, str
         role = roles.get(speaker) if isinstance(speaker, str) else None
         if role is None:
             row.error(f"{where}.{role_key}", "is missing" if speaker is None else
-                      f"has unknown role {speaker!r} (known: {', '.join(sorted(roles))}; map yours with "
-                      "`tags`, e.g. user_tag)")
+                      f"has unknown role {speaker!r} (known: {', '.join(sorted(roles))}; name yours in the "
+                      "`tags` of a --columns mapping file or the datasets.prepare `tags` parameter, e.g. "
+                      '{"assistant_tag": "bot"})')
         elif not isinstance(content, str):
             row.error(f"{where}.{content_key}", "is missing" if content is None else
                       f"must be text, got {_kind(content)}")
@@ -292,7 +293,8 @@ def _prompt(row: Row, *, answer: str) -> list[dict[str, str]]:
         implicit = row.structured(answer)
         prompt = _turns(row, answer, keys=("role", "content"))[:-1] if isinstance(implicit, list) and implicit else []
         if not prompt:
-            row.error(row.name("prompt"), f"is missing (and {row.name(answer)} is not a conversation with prompt turns)")
+            row.error(row.name("prompt"), "is missing" + (f" (and {row.name(answer)} has no turns before its answer)"
+                                                          if isinstance(implicit, list) else ""))
         return _with_system(row, prompt or [])
     value = row.structured(field, text_ok=True)
     if isinstance(value, list):
