@@ -111,7 +111,8 @@ def _check_mapped_columns(tables: list[Table], columns: dict[str, str], given: d
                               f"does not have (its columns: {', '.join(have) or 'none'})")
            for key, column in given.items() if column not in have]
     if bad:
-        raise ValidationError.collect("the column mapping names columns that are not in the data", bad,
+        raise ValidationError.collect("the column mapping names columns that are not in the data: "
+                                      + "; ".join(f"{where} {message}" for where, message in bad), bad,
                                       hint="map with the datasets.prepare `columns` parameter, or `tunectl train "
                                            "--columns FIELD=COLUMN` (e.g. --columns response=answer)")
 
