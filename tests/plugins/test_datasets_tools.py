@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from tests.support.tiny import CHAT_TEMPLATE
-from tunelog.plugins.common.data import TOOLS_HEADER, counts_text, encode_chat, encode_dataset, template_takes_tools
+from tunelog.plugins.common.data import (
+    TOOLS_HEADER,
+    counts_text,
+    encode_chat,
+    encode_dataset,
+    template_takes_tools,
+)
 
 TOOLS_TEMPLATE = (
     "{% if tools %}{{ '<|im_start|>system\n# Tools\n' }}{% for tool in tools %}{{ tool | tojson }}{{ '\n' }}"
