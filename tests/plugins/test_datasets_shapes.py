@@ -158,3 +158,8 @@ def test_placeholders_left_in_many_rows_warn_with_the_first_rows(tmp_path: Path)
     one, _, log = prepare(tmp_path / "one", jsonl(tmp_path / "one.jsonl", rows[:2]))
     assert one["report"]["warnings"]["placeholder"]["warn"] is False
     assert not [line for line in log if line.startswith("warning")]
+
+
+def test_bad_row_hint_names_what_the_user_can_pass(tmp_path: Path) -> None:
+    err = refused(tmp_path, jsonl(tmp_path / "d.jsonl", [{"instruction": "q", "output": ""}]))
+    assert "tunectl train --columns" in (err.hint or "") and "`columns` parameter" in (err.hint or "")
