@@ -59,6 +59,8 @@ def _parts(report: Mapping[str, Any], encodings: list[Mapping[str, Any]]) -> lis
         parts.append(f"{count:,} left out ({reason})")
     if text:
         parts[0] += f", cut into {sum(int(e.get('chunks') or 0) for e in text):,} chunks of max_length {length}"
+        left = sum(int(e.get("tokens_left_out") or 0) for e in text)
+        parts[0] += f" (a last {left}-token piece left out)" if left else ""
     return parts
 
 

@@ -239,10 +239,11 @@ def _overlaps(a: int, b: int, spans: list[tuple[int, int]]) -> bool:
     return any(a < end and max(b, a + 1) > start for start, end in spans)
 
 
-def encode_text(tokenizer: Any, records: Iterable[dict[str, Any]], *, max_length: int) -> list[dict[str, list[int]]]:
+def encode_text(tokenizer: Any, records: Iterable[dict[str, Any]], *, max_length: int) -> Encoded:
     """Raw text for continued pretraining: each text tokenized (with the tokenizer's own special
     tokens) and ended by eos, all concatenated and cut into chunks of `max_length`; labels =
-    input_ids. A chunk may span two texts, as in standard causal-LM pretraining."""
+    input_ids. A chunk may span two texts, as in standard causal-LM pretraining. A last chunk of
+    one token has nothing to predict and is left out (counted as `tokens_left_out`)."""
     eos = getattr(tokenizer, "eos_token_id", None)
     stream: list[int] = []
     texts = [record["text"] for record in records]
@@ -252,7 +253,9 @@ def encode_text(tokenizer: Any, records: Iterable[dict[str, Any]], *, max_length
             ids.append(eos)
         stream += ids
     chunks = [stream[i: i + max_length] for i in range(0, len(stream), max_length)]
-    return [{"input_ids": c, "labels": list(c)} for c in chunks if len(c) > 1]
+    kept = [{"input_ids": c, "labels": list(c)} for c in chunks if len(c) > 1]
+    return Encoded(kept, counts={"kind": "text", "records": len(texts), "chunks": len(kept), "max_length": max_length,
+                                 "tokens_left_out": len(stream) - sum(len(c["input_ids"]) for c in kept)})
 
 
 def encode_dataset(tokenizer: Any, records: Sequence[dict[str, Any]], *, max_length: int,
@@ -266,9 +269,7 @@ def encode_dataset(tokenizer: Any, records: Sequence[dict[str, Any]], *, max_len
     if len(kinds) > 1:
         raise ValidationError(f"records of several kinds in one split: {', '.join(sorted(kinds))}")
     if kinds == {"text"}:
-        chunks = encode_text(tokenizer, records, max_length=max_length)
-        return Encoded(chunks, counts={"kind": "text", "records": len(records), "chunks": len(chunks),
-                                       "max_length": max_length})
+        return encode_text(tokenizer, records, max_length=max_length)
     if truncation not in ("right", "left", "drop"):
         raise ValidationError(f"unknown truncation {truncation!r}", hint="use right, left or drop")
     for kind in kinds & STAGES.keys():
@@ -314,8 +315,9 @@ def counts_text(counts: dict[str, Any]) -> str:
     """One line for the log, parts that add up to the total: `1,204 records: 1,150 used · 40
     truncated to max_length 512 · 14 dropped (...)`; `used` counts the records used whole."""
     if counts.get("kind") == "text":
+        left = f" (a last {counts['tokens_left_out']}-token piece left out)" if counts.get("tokens_left_out") else ""
         return (f"{counts['records']:,} texts joined and cut into {counts['chunks']:,} chunks of max_length "
-                f"{counts['max_length']}")
+                f"{counts['max_length']}{left}")
     parts = [f"{counts['records']:,} records: {counts['used'] - counts['truncated']:,} used"]
     kept = "the start" if counts.get("truncation") == "right" else "the end"
     for key, text in (("truncated", f"truncated to max_length {counts['max_length']} (kept {kept})"),
