@@ -152,9 +152,14 @@ def detect(columns: list[str], first: Mapping[str, Any], mapping: Mapping[str, s
 def labelled(columns: list[str], first: Mapping[str, Any], mapping: Mapping[str, str]) -> str | None:
     """The column holding a KTO label (a boolean in the first row), or None."""
     for name in (mapping.get("label"), "label", "kto_tag"):
-        if name and name in columns and isinstance(first.get(name), bool):
+        if name and name in columns and isinstance(_boolean(first.get(name)), bool):
             return name
     return None
+
+
+def _boolean(value: Any) -> Any:
+    """A boolean, also from CSV text (`true` / `false`); anything else as it is."""
+    return {"true": True, "false": False}.get(value.strip().lower(), value) if isinstance(value, str) else value
 
 
 def normalise(fmt: str, row: Row) -> dict[str, Any] | None:
@@ -272,7 +277,7 @@ def _preference(row: Row) -> dict[str, Any]:
 
 
 def _kto(row: Row) -> dict[str, Any]:
-    label = row.get("label")
+    label = _boolean(row.get("label"))
     if not isinstance(label, bool):
         row.error(row.name("label"), f"must be true or false, got {_kind(label)}")
     if row.get("completion") is not None:

@@ -82,6 +82,18 @@ def test_kto_rows_with_a_boolean_label(tmp_path: Path, row: dict[str, Any]) -> N
                                     {"prompt": PARIS, "completion": "Paris.", "label": False}]
 
 
+def test_kto_labels_from_csv_text(tmp_path: Path) -> None:
+    source = tmp_path / "kto.csv"
+    source.write_text("prompt,completion,label\nCapital of France?,Paris.,true\nCapital of France?,Lyon.,False\n")
+    outputs, folder, _ = prepare(tmp_path, source)
+    assert outputs["report"]["format"] == "kto"
+    assert [(r["completion"], r["label"]) for r in read_dataset(folder)] == [("Paris.", True), ("Lyon.", False)]
+    source.write_text("prompt,completion,label\nCapital of France?,Paris.,yes\n")
+    err = refused(tmp_path / "bad", source, format="kto")
+    assert [f"{p['where']}: {p['message']}" for p in err.problems] == [
+        "kto.csv row 1: field 'label' must be true or false, got a string"]
+
+
 def test_a_chat_format_asked_for_preference_or_labelled_data_is_refused(tmp_path: Path) -> None:
     pairs = jsonl(tmp_path / "pairs.jsonl", [PREFERENCE_SHAPES["messages + chosen/rejected"]])
     err = refused(tmp_path, pairs, format="messages")
