@@ -47,12 +47,13 @@ def validation_batches(model_dir: Path, dataset_dir: Path, params: dict[str, Any
     """The recipe's own validation batches (same tokenization, packing and padding)."""
     from tunelog.plugins.common.models import load_tokenizer
     from tunelog.plugins.lora_trainer import backend, recipe
+    from tunelog.plugins.lora_trainer.params import TrainParams
 
-    p = backend.resolve({**BASE, **params})
+    p = TrainParams.from_params(backend.resolve({**BASE, **params}))
     tok = load_tokenizer(model_dir)
     rows = recipe.encode_split(tok, dataset_dir, "validation", p)
-    return [recipe.make_batch(rows[i: i + p["batch_size"]], tok, p, torch.device("cpu"))
-            for i in range(0, len(rows), p["batch_size"])]
+    return [recipe.make_batch(rows[i: i + p.batch_size], tok, p, torch.device("cpu"))
+            for i in range(0, len(rows), p.batch_size)]
 
 
 def mean_loss(model: Any, batches: list[dict[str, Any]], *, bf16: bool = False) -> tuple[float, torch.Tensor]:
