@@ -68,9 +68,15 @@ def node_drift(a: Facts, b: Facts, node: str) -> list[Diff]:
     ra, rb = resolved_inputs(a, node), resolved_inputs(b, node)
     out += prefixed("inputs", key_diffs({p: ra.get(p) for p in edges}, {p: rb.get(p) for p in edges}))
     out += prefixed("code", key_diffs(a["run"]["code"].get(node, {}), b["run"]["code"].get(node, {})))
-    out += [data_changed(d["path"], d["a"], d["b"]) if d["path"] == CONTENT_PATH and is_sha256(d.get("a"))
-            and is_sha256(d.get("b")) else d for d in prefixed("provenance", key_diffs(_provenance(a, node), _provenance(b, node)))]
+    out += [_by_content(d) for d in prefixed("provenance", key_diffs(_provenance(a, node), _provenance(b, node)))]
     return out
+
+
+def _by_content(d: Diff) -> Diff:
+    """A change of the trained-on content hash, said as `data changed`; any other difference as is."""
+    if d["path"] == CONTENT_PATH and is_sha256(d.get("a")) and is_sha256(d.get("b")):
+        return data_changed(d["path"], d["a"], d["b"])
+    return d
 
 
 def unrecorded_sources(a: Facts, b: Facts, node: str) -> list[Diff]:

@@ -86,7 +86,7 @@ def test_method_trains_and_plain_peft_reloads_it(tmp_path: Path, tiny_model_dir:
     adapter = ctx.artifact_path(outputs["adapter"])
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in adapter.iterdir()}
     config = json.loads((adapter / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == str(tiny_model_dir.resolve())
+    assert config["base_model_name_or_path"] == tiny_model_dir.resolve().name  # not where it lies on disk
     losses = [b["loss"] for kind, b in messages if kind == "metrics" and "loss" in b]
     assert len(losses) == outputs["metrics"]["steps"] and all(math.isfinite(x) for x in losses)
 
