@@ -43,8 +43,9 @@ def lora_grads_after_eval(model: Any, batch: dict[str, Any]) -> dict[str, float]
 def a_batch(model_dir: Path, dataset_dir: Path) -> dict[str, Any]:
     from tunelog.plugins.common.models import load_tokenizer
     from tunelog.plugins.lora_trainer import backend, recipe
+    from tunelog.plugins.lora_trainer.params import TrainParams
 
-    params = backend.resolve(dict(BASE))
+    params = TrainParams.from_params(backend.resolve(dict(BASE)))
     tok = load_tokenizer(model_dir)
     rows = recipe.encode_split(tok, dataset_dir, "train", params)[:4]
     return recipe.make_batch(rows, tok, params, torch.device("cpu"))
