@@ -16,6 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.support.cpu import fake_avx512bf16
 from tests.support.trainer import BASE, run_train, write_dataset
 
 torch.set_num_threads(1)
@@ -23,19 +24,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture
 def avx512bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make bitsandbytes believe the CPU has AVX512-BF16, faking only its feature probe.
-
-    `Linear4bit.__init__` sets `support_avx512bf16_for_cpu` from `has_avx512bf16()` (which asks the
-    native library), and that flag alone decides whether an eval-mode no-grad forward repacks the
-    weights. After repacking, `matmul_4bit` calls the `gemv_4bit` op: bitsandbytes' AVX512-BF16
-    kernel where the CPU has it, its generic kernel elsewhere; the op has no autograd kernel either
-    way, which is the trap.
-    """
-    import bitsandbytes.functional
-    import bitsandbytes.nn.modules
-
-    for module in (bitsandbytes.functional, bitsandbytes.nn.modules):
-        monkeypatch.setattr(module, "has_avx512bf16", lambda: True)
+    fake_avx512bf16(monkeypatch)
 
 
 @pytest.fixture(scope="module")
