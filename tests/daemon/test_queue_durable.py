@@ -2,6 +2,10 @@
 keeps every job that had not started queued, in its place, and runs it after the restart; a job
 whose worker had started ends interrupted, and a run node continues from its checkpoint.
 
+The states: `queued` (a run node's job and a standalone one behind a running job on the only
+slot), `starting` (the worker process exists, job-started, and has not reported yet), `running`
+(it reported progress), `checkpointing` (a run node saving its checkpoint on the way out; with
+kill -9 the daemon dies once the checkpoint is recorded, before the job's end is).
 Real daemons, real workers (the testops fixture plugin); every wait reads the event log."""
 
 from __future__ import annotations
