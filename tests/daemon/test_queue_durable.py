@@ -3,8 +3,8 @@ keeps every job that had not started queued, in its place, and runs it after the
 whose worker had started ends interrupted, and a run node continues from its checkpoint.
 
 The states: `queued` (a run node's job and a standalone one behind a running job on the only
-slot), `starting` (the worker process exists, job-started, and has not reported yet), `running`
-(it reported progress), `checkpointing` (a run node saving its checkpoint on the way out; with
+slot), `starting` (stopped as soon as job-started shows the worker process exists, typically
+before it reports), `running` (it reported progress), `checkpointing` (a run node saving its checkpoint on the way out; with
 kill -9 the daemon dies once the checkpoint is recorded, before the job's end is).
 Real daemons, real workers (the testops fixture plugin); every wait reads the event log."""
 
