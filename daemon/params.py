@@ -8,6 +8,7 @@ collected and reported at once, each naming its place (`params.lr`, `inputs.data
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -68,7 +69,10 @@ def check_value(spec: ParamSpec, value: Any, where: str) -> Problems:
 
 
 def coerce(spec: ParamSpec, value: Any) -> Any:
-    """A checked value in its declared type: integers become floats where a number is declared."""
+    """A checked value in its one canonical form: integers become floats where a number is declared.
+
+    Given values and defaults alike, so a parameter hashes the same whether it was written as 16,
+    16.0 or left to its default, at submit and again when a recorded graph is replayed."""
     if spec.type == "number" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if spec.type == "list" and spec.items == "number":
@@ -77,7 +81,8 @@ def coerce(spec: ParamSpec, value: Any) -> Any:
 
 
 def validate_params(op: OperationSpec, params: Any, *, where: str = "params") -> dict[str, Any]:
-    """Check `params` against the operation's schema; return them with defaults applied.
+    """Check `params` against the operation's schema; return them with defaults applied, every
+    value in its canonical form (`coerce`): validating the result again returns it unchanged.
 
     Unknown keys, wrong types, values out of range or outside the choices and missing required
     parameters are all reported in one ValidationError.
@@ -85,8 +90,7 @@ def validate_params(op: OperationSpec, params: Any, *, where: str = "params") ->
     if not isinstance(params, Mapping):
         raise ValidationError.collect(f"invalid {where}", [(where, f"expected an object, got {json_type(params)}")])
     problems: Problems = []
-    known = ", ".join(op.params) or "none"
-    problems += [(f"{where}.{k}", f"unknown parameter (known: {known})") for k in params if k not in op.params]
+    problems += [(f"{where}.{k}", unknown_parameter(str(k), list(op.params))) for k in params if k not in op.params]
     out: dict[str, Any] = {}
     for name, spec in op.params.items():
         at = f"{where}.{name}"
@@ -98,10 +102,18 @@ def validate_params(op: OperationSpec, params: Any, *, where: str = "params") ->
         elif spec.default is msgspec.UNSET:
             problems.append((at, f"required {spec.type} parameter is missing ({spec.description})"))
         else:
-            out[name] = copy.deepcopy(spec.default)
+            out[name] = coerce(spec, copy.deepcopy(spec.default))
     if problems:
         raise ValidationError.collect(f"invalid {where}: {_count(problems)}", problems)
     return out
+
+
+def unknown_parameter(name: str, known: list[str]) -> str:
+    """The refusal of an unknown parameter, suggesting the nearest known name when one is close."""
+    near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if near:
+        return f"unknown parameter; did you mean {near[0]!r}?"
+    return f"unknown parameter (known: {', '.join(known) or 'none'})"
 
 
 def validate_inputs(op: OperationSpec, inputs: Any, *, where: str = "inputs") -> dict[str, Any]:
