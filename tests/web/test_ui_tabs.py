@@ -1,0 +1,50 @@
+"""Several browser tabs on live pages at once, through a whole job: every tab keeps its websocket,
+shows the live node state and ends with the complete loss curve; the daemon logs no render error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.web.conftest import Browsing, UiDaemon
+from tests.web.test_ui_browser import LOSS, ticker
+
+pytestmark = pytest.mark.browser
+
+RENDER_ERRORS = ("Hook stack is in an invalid state", "Failed to render", "Traceback")
+
+
+def logged_points(ui: UiDaemon, job_id: str, metric: str) -> int:
+    """How many points of `metric` the job's JobMetrics events hold (the truth the chart draws)."""
+    r = ui.daemon.get("/v1/events", params={"stream": f"job-{job_id}", "type": "job-metrics", "limit": 10_000})
+    assert r.status_code == 200, r.text
+    return sum(1 for e in r.json()["events"] for p in e["event"]["points"] if metric in p)
+
+
+def node_state(page: Any, node: str) -> str:
+    return str(page.inner_text(f"#nodes tr:has(b:text-is('{node}')) .state"))
+
+
+def test_three_tabs_follow_a_whole_job_without_a_render_error(browsing: Browsing, ui_daemon: UiDaemon) -> None:
+    log_file = ui_daemon.daemon.paths.log_file
+    log_before = log_file.read_text()
+    run_id = ui_daemon.submit(ticker(60, 0.1), label="three tabs")
+    first = browsing.login()
+    tabs = [browsing.open(first, f"/runs/{run_id}", LOSS),
+            *(browsing.open(browsing.new_page(), f"/runs/{run_id}", LOSS) for _ in range(2))]
+    for tab in tabs:  # the node's job is running: the page says so while it runs
+        tab.wait_for_selector("#nodes tr:has(b:text-is('tick')) .state-running", timeout=20_000)
+    browsing.shot(tabs[0], "run-three-tabs-running")
+
+    assert ui_daemon.wait_run(run_id, timeout=120)["state"] == "succeeded"
+    job_id = ui_daemon.run(run_id)["nodes"]["tick"]["job_id"]
+    expected = logged_points(ui_daemon, job_id, "loss")
+    assert expected == 60
+    for tab in tabs:
+        tab.wait_for_selector(f'[data-run][data-state="succeeded"] {LOSS}[data-points="{expected}"]',
+                              timeout=20_000)
+        assert node_state(tab, "tick") == "completed"
+    browsing.shot(tabs[1], "run-three-tabs-done")
+    new_lines = log_file.read_text()[len(log_before):]
+    assert [line for line in new_lines.splitlines() if any(e in line for e in RENDER_ERRORS)] == []
