@@ -48,3 +48,19 @@ def test_three_tabs_follow_a_whole_job_without_a_render_error(browsing: Browsing
     browsing.shot(tabs[1], "run-three-tabs-done")
     new_lines = log_file.read_text()[len(log_before):]
     assert [line for line in new_lines.splitlines() if any(e in line for e in RENDER_ERRORS)] == []
+
+
+# Something drawn inside the chart besides its background: the largest drawn area of its shapes.
+DRAWN_AREA = """(sel) => Math.max(0, ...[...document.querySelectorAll(sel + ' svg > :not(rect):not(text)')]
+  .map(e => { const b = e.getBBox(); return b.width * b.height; }))"""
+
+
+def test_a_one_point_loss_chart_is_visible(browsing: Browsing, ui_daemon: UiDaemon) -> None:
+    run_id = ui_daemon.submit(ticker(1, 0.0), label="one step")
+    assert ui_daemon.wait_run(run_id)["state"] == "succeeded"
+    page = browsing.open(browsing.login(), f"/runs/{run_id}", f'{LOSS}[data-points="1"]')
+    assert page.evaluate(DRAWN_AREA, LOSS) > 0
+    spark = f'#runs tr:has(a[href="/runs/{run_id}"])'
+    browsing.open(page, "/", f'{spark} svg.spark[data-points="1"]')
+    assert page.evaluate(DRAWN_AREA, spark) > 0
+    browsing.shot(page, "runs-one-point")
