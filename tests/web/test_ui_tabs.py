@@ -64,3 +64,34 @@ def test_a_one_point_loss_chart_is_visible(browsing: Browsing, ui_daemon: UiDaem
     browsing.open(page, "/", f'{spark} svg.spark[data-points="1"]')
     assert page.evaluate(DRAWN_AREA, spark) > 0
     browsing.shot(page, "runs-one-point")
+
+
+ROWS_MATCH = """([col, how, s]) => {
+  const cells = [...document.querySelectorAll(`#events tbody tr td:nth-child(${col})`)].map(td => td.textContent);
+  return cells.length > 0 && cells.every(t => how === 'prefix' ? t.startsWith(s) : how === 'exact' ? t === s
+                                          : t.toLowerCase().includes(s.toLowerCase()));
+}"""
+
+
+def test_events_filter_by_stream_prefix_part_and_any_text(browsing: Browsing, ui_daemon: UiDaemon) -> None:
+    run_id = ui_daemon.submit(ticker(2, 0.0), label="needle-in-the-log")
+    assert ui_daemon.wait_run(run_id)["state"] == "succeeded"
+    page = browsing.open(browsing.login(), "/events", "#events tbody tr")
+    other = browsing.open(browsing.new_page(), "/events", "#events tbody tr")  # a second tab, filters its own
+
+    page.fill("#events-stream", "job-")  # "starts with" is the default
+    page.wait_for_function(ROWS_MATCH, arg=[3, "prefix", "job-"])
+    assert other.locator("#events tbody tr td:nth-child(3)", has_text="run-").count() > 0
+    page.select_option("#events-stream-match", "contains")
+    part = run_id[3:12]
+    page.fill("#events-stream", part)
+    page.wait_for_function(ROWS_MATCH, arg=[3, "contains", part])
+    page.select_option("#events-stream-match", "exact")
+    page.fill("#events-stream", f"run-{run_id}")
+    page.wait_for_function(ROWS_MATCH, arg=[3, "exact", f"run-{run_id}"])
+    browsing.shot(page, "events-filtered")
+
+    page.fill("#events-stream", "")
+    page.fill("#events-text", "NEEDLE-in-the")
+    page.wait_for_function(ROWS_MATCH, arg=[5, "contains", "needle-in-the-log"])
+    assert page.inner_text("#events tbody tr td:nth-child(4)") == "run-submitted"
