@@ -95,3 +95,38 @@ def test_events_filter_by_stream_prefix_part_and_any_text(browsing: Browsing, ui
     page.fill("#events-text", "NEEDLE-in-the")
     page.wait_for_function(ROWS_MATCH, arg=[5, "contains", "needle-in-the-log"])
     assert page.inner_text("#events tbody tr td:nth-child(4)") == "run-submitted"
+
+
+def logged_lines(ui: UiDaemon, job_id: str) -> int:
+    r = ui.daemon.get("/v1/events", params={"stream": f"job-{job_id}", "type": "job-log", "limit": 10_000})
+    return sum(len(e["event"]["lines"]) for e in r.json()["events"])
+
+
+def test_a_job_page_follows_its_log_and_shows_its_history(browsing: Browsing, ui_daemon: UiDaemon) -> None:
+    run_id = ui_daemon.submit(ticker(40, 0.1), label="job page")
+    page = browsing.open(browsing.login(), f"/runs/{run_id}", "#nodes a[href^='/jobs/']")
+    page.click("#nodes a[href^='/jobs/']")
+    page.wait_for_selector('[data-job][data-state="running"]', timeout=20_000)
+    seen = int(page.get_attribute("#job-log-count", "data-lines") or 0)
+    page.wait_for_function("(n) => parseInt(document.querySelector('#job-log-count').dataset.lines) > n", arg=seen)
+    assert ui_daemon.wait_run(run_id)["state"] == "succeeded"
+    job_id = ui_daemon.run(run_id)["nodes"]["tick"]["job_id"]
+    page.wait_for_selector(f'[data-job="{job_id}"][data-state="succeeded"]'
+                           f' #job-log-count[data-lines="{logged_lines(ui_daemon, job_id)}"]')
+    assert "step 40 loss 0.1500" in page.inner_text("#job-log")
+    types = page.locator("#job-history tbody tr td:nth-child(3)").all_inner_texts()
+    assert types == ["job-queued", "job-started", "job-succeeded"]
+    browsing.shot(page, "job")
+
+
+def test_a_failed_jobs_page_shows_the_whole_error(browsing: Browsing, ui_daemon: UiDaemon) -> None:
+    run_id = ui_daemon.submit({"nodes": {"f": {"op": "testops.fail"}}}, label="failing job")
+    assert ui_daemon.wait_run(run_id)["state"] == "failed"
+    job_id = ui_daemon.run(run_id)["nodes"]["f"]["job_id"]
+    page = browsing.open(browsing.login(), f"/jobs/{job_id}", "#job-error")
+    assert "boom" in page.inner_text("#job-error .error-text")
+    assert 'raise ValueError("boom")' in page.inner_text("#job-traceback")
+    assert "job-failed" in page.locator("#job-history tbody tr td:nth-child(3)").all_inner_texts()
+    browsing.shot(page, "job-failed")
+    browsing.open(page, "/jobs/j-no-such-job", "main h1")
+    assert page.inner_text("main h1") == "Job not found"

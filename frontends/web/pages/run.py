@@ -49,7 +49,8 @@ def node_cells(ui: Ui, run: RunRow, node_id: str) -> list[Any]:
                         short(v) if isinstance(v, str) and len(v) == 64 else compact(v, 80)))
                for port, v in node.outputs.items()]
     return [html.b(node_id), spec["op"], badge(node_state(node.state, job.state if job is not None else None)),
-            html.span({"className": "mono"}, ", ".join(short(j, 14) for j in node.jobs) or "-"),
+            html.span({"className": "mono"},
+                      *[html.span({"key": j}, link(f"/jobs/{j}", short(j, 14)), " ") for j in node.jobs] or "-"),
             progress, html.div(*outputs, html.div({"className": "error-text"}, node.error) if node.error else "")]
 
 
