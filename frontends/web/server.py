@@ -75,7 +75,7 @@ def use_task_local_hook_stack() -> None:
         return
     if current is None or type(current).__name__ != "ThreadLocal":
         raise RuntimeError(f"reactpy changed its hook stack ({current!r}): re-check use_task_local_hook_stack")
-    _life_cycle_hook._HOOK_STATE = TaskLocal(list)
+    _life_cycle_hook._HOOK_STATE = TaskLocal(list)  # type: ignore[assignment]  # same interface: get()
 
 
 def ui_port_from_env(environ: dict[str, str] | None = None) -> int | None:
