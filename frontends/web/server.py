@@ -108,6 +108,18 @@ def bind_local(port: int, *, fallback: bool) -> socket.socket:
     return sock
 
 
+class SendFailedIsDisconnect(logging.Filter):
+    """reactpy logs ERROR (no traceback) when it cannot send an update, which is what closing or
+    leaving a tab mid-update does; its Starlette backend then logs the disconnect at INFO. Any other
+    cause still surfaces: the exception goes on to uvicorn, which logs it with its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.getMessage().startswith("Failed to send update"):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "update not sent: the page's websocket is closing", None
+        return True
+
+
 def create_ui_app(services: Services, *, token: str, port: int) -> Any:
     """The ASGI app: ReactPy's routes (page, websocket, its bundled client) behind LocalGuard."""
     from reactpy.backend.starlette import Options, configure
@@ -117,6 +129,9 @@ def create_ui_app(services: Services, *, token: str, port: int) -> Any:
     from tunelog.frontends.web.ui import Ui
 
     use_task_local_hook_stack()
+    serve_log = logging.getLogger("reactpy.core.serve")
+    if not any(isinstance(f, SendFailedIsDisconnect) for f in serve_log.filters):
+        serve_log.addFilter(SendFailedIsDisconnect())
     ui = Ui(services)
     app = Starlette()
     # reactpy 1.1.0 calls app.add_websocket_route, which Starlette 1.x keeps only on its router.
