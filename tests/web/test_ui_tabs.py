@@ -12,7 +12,7 @@ from tests.web.test_ui_browser import LOSS, ticker
 
 pytestmark = pytest.mark.browser
 
-RENDER_ERRORS = ("Hook stack is in an invalid state", "Failed to render", "Traceback")
+RENDER_ERRORS = ("Hook stack is in an invalid state", "Failed to render", "Traceback", " ERROR ")
 
 
 def logged_points(ui: UiDaemon, job_id: str, metric: str) -> int:
