@@ -298,9 +298,11 @@ def test_a_failing_node_is_shown_failed_and_its_dependents_skipped(page: Any, se
     open_editor(page, base, "failing", 2)
     page.click("#editor-run")
     until(page, "document.querySelector('#editor-run-state').dataset.state === 'failed'", timeout=60000)
-    failed = '.react-flow__node[data-id="f"] .tl-node'
-    assert page.get_attribute(failed, "data-state") == "failed" and "boom" in page.inner_text(f"{failed} .tl-detail")
-    assert page.get_attribute('.react-flow__node[data-id="o"] .tl-node', "data-state") == "skipped"
+    # the canvas draws node states a React render after the toolbar shows the run's state
+    failed = '.react-flow__node[data-id="f"] .tl-node[data-state="failed"]'
+    page.wait_for_selector(failed, timeout=10000)
+    assert "boom" in page.inner_text(f"{failed} .tl-detail")
+    page.wait_for_selector('.react-flow__node[data-id="o"] .tl-node[data-state="skipped"]', timeout=10000)
 
 
 def boxes(page: Any) -> dict[str, dict[str, float]]:
