@@ -29,7 +29,7 @@ def node_state(page: Any, node: str) -> str:
 def test_three_tabs_follow_a_whole_job_without_a_render_error(browsing: Browsing, ui_daemon: UiDaemon) -> None:
     log_file = ui_daemon.daemon.paths.log_file
     log_before = log_file.read_text()
-    run_id = ui_daemon.submit(ticker(60, 0.1), label="three tabs")
+    run_id = ui_daemon.submit(ticker(80, 0.25), label="three tabs")
     first = browsing.login()
     tabs = [browsing.open(first, f"/runs/{run_id}", LOSS),
             *(browsing.open(browsing.new_page(), f"/runs/{run_id}", LOSS) for _ in range(2))]
@@ -40,7 +40,7 @@ def test_three_tabs_follow_a_whole_job_without_a_render_error(browsing: Browsing
     assert ui_daemon.wait_run(run_id, timeout=120)["state"] == "succeeded"
     job_id = ui_daemon.run(run_id)["nodes"]["tick"]["job_id"]
     expected = logged_points(ui_daemon, job_id, "loss")
-    assert expected == 60
+    assert expected == 80
     for tab in tabs:
         tab.wait_for_selector(f'[data-run][data-state="succeeded"] {LOSS}[data-points="{expected}"]',
                               timeout=20_000)
@@ -103,7 +103,7 @@ def logged_lines(ui: UiDaemon, job_id: str) -> int:
 
 
 def test_a_job_page_follows_its_log_and_shows_its_history(browsing: Browsing, ui_daemon: UiDaemon) -> None:
-    run_id = ui_daemon.submit(ticker(40, 0.1), label="job page")
+    run_id = ui_daemon.submit(ticker(50, 0.25), label="job page")
     page = browsing.open(browsing.login(), f"/runs/{run_id}", "#nodes a[href^='/jobs/']")
     page.click("#nodes a[href^='/jobs/']")
     page.wait_for_selector('[data-job][data-state="running"]', timeout=20_000)
@@ -113,7 +113,7 @@ def test_a_job_page_follows_its_log_and_shows_its_history(browsing: Browsing, ui
     job_id = ui_daemon.run(run_id)["nodes"]["tick"]["job_id"]
     page.wait_for_selector(f'[data-job="{job_id}"][data-state="succeeded"]'
                            f' #job-log-count[data-lines="{logged_lines(ui_daemon, job_id)}"]')
-    assert "step 40 loss 0.1500" in page.inner_text("#job-log")
+    assert "step 50 loss 0.1400" in page.inner_text("#job-log")
     types = page.locator("#job-history tbody tr td:nth-child(3)").all_inner_texts()
     assert types == ["job-queued", "job-started", "job-succeeded"]
     browsing.shot(page, "job")
