@@ -54,7 +54,7 @@ def save(services: Any, doc: Doc) -> Doc:
     """Append WorkflowSaved version+1 on `workflow-<name>`, expecting the version being edited."""
     if not valid_name(doc.name):
         return notify(doc, "not saved: give the workflow a name (letters, digits, '-', '_' and '.')", "error")
-    if doc.version and not doc.dirty:
+    if doc.version and not doc.dirty and not doc.moved:
         return notify(doc, f"nothing to save: {doc.name} v{doc.version} is unchanged")
     graph, failed = _checked(services, doc)
     if failed:
@@ -75,10 +75,11 @@ def save(services: Any, doc: Doc) -> Doc:
 
 def run(services: Any, doc: Doc) -> Doc:
     """Submit the graph: the saved version by name when there are no unsaved edits, else inline."""
-    graph, failed = _checked(services, doc)
-    if failed:
-        return replace(failed, notice=f"not started: {failed.notice}")
     named = doc.version > 0 and not doc.dirty
+    # The saved version as saved: a layout change since then is no part of what runs.
+    graph, failed = _checked(services, replace(doc, graph=doc.saved) if named else doc)
+    if failed:
+        return replace(doc, problems=failed.problems, notice=f"not started: {failed.notice}", tone="error")
     label = "" if named else (f"unsaved edit of {doc.name}" if doc.name else "unsaved workflow")
     try:
         row = services.runs.submit(graph, workflow=doc.name if named else None,

@@ -38,6 +38,12 @@ def normalize(raw: Any) -> Graph:
     return graph
 
 
+def content(graph: Graph) -> Graph:
+    """The graph without its layout (node positions): what a run computes from."""
+    return {**graph, "nodes": {k: {f: v for f, v in spec.items() if f != "position"}
+                               for k, spec in graph["nodes"].items()}}
+
+
 def _with_node(graph: Graph, node_id: str, **changes: Any) -> Graph:
     nodes = dict(graph["nodes"])
     nodes[node_id] = {**nodes[node_id], **changes}

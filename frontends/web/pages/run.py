@@ -33,6 +33,12 @@ def header(run: RunRow) -> Any:
     )
 
 
+def node_state(node_state: str, job_state: str | None) -> str:
+    """What a node is doing now: a node whose job has started shows the job's state (the run fold
+    records a node as `queued` until its job ends)."""
+    return job_state if node_state == "queued" and job_state == "running" else node_state
+
+
 def node_cells(ui: Ui, run: RunRow, node_id: str) -> list[Any]:
     node, spec = run.nodes[node_id], run.graph["nodes"][node_id]
     job = ui.services.store.get("jobs", node.job_id) if node.job_id else None
@@ -43,8 +49,9 @@ def node_cells(ui: Ui, run: RunRow, node_id: str) -> list[Any]:
     outputs = [html.div({"key": port}, f"{port}: ", html.span({"className": "mono"},
                         short(v) if isinstance(v, str) and len(v) == 64 else compact(v, 80)))
                for port, v in node.outputs.items()]
-    return [html.b(node_id), spec["op"], badge(node.state),
-            html.span({"className": "mono"}, ", ".join(short(j, 14) for j in node.jobs) or "-"),
+    return [html.b(node_id), spec["op"], badge(node_state(node.state, job.state if job is not None else None)),
+            html.span({"className": "mono"},
+                      *[html.span({"key": j}, link(f"/jobs/{j}", short(j, 14)), " ") for j in node.jobs] or "-"),
             progress, html.div(*outputs, html.div({"className": "error-text"}, node.error) if node.error else "")]
 
 
