@@ -74,7 +74,7 @@ def follow_run(ctx: click.Context, run: str, as_json: bool) -> None:
     if view["run"]["state"] == "running":
         if not as_json:
             click.echo(f"following run {view['run']['run_id']} ({render_runs.run_title(view['run'])})")
-        view = F.follow(c, view["run"]["run_id"], after=after, show=not as_json)
+        view = F.follow(c, view["run"]["run_id"], after=after, show=not as_json, now=view)
     ctx.exit(report(view, as_json=as_json))
 
 
@@ -116,7 +116,7 @@ def submitted(c: Any, row: dict[str, Any], *, after: int, detach: bool, as_json:
     """After a run command: print the run id, then (unless detached) follow it and report; the exit code."""
     if detach:
         if as_json:
-            print_json(row)
+            print_json(c.get(F.run_path(row["run_id"])))  # {"run", "jobs"}, as when it is followed
         else:
             click.echo(f"run {row['run_id']} started; watch it with `tunectl runs follow {row['run_id']}`")
         return 0

@@ -133,3 +133,15 @@ def curve(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str,
     weights.write_text("\n".join(repr(x) for x in losses))
     return {"weights": ctx.store_artifact("weights", weights), "final_loss": losses[-1] if losses else None,
             "resumed_from": start}
+
+
+def invalid(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Fail the way the datasets plugin does on bad rows: a ValidationError with a problem list."""
+    from tunelog.events.errors import ValidationError
+
+    n = int(params["rows"])
+    print("checking rows", file=sys.stderr)
+    raise ValidationError.collect(
+        f"data: {n} problems; nothing was stored\nthe rows were read from data.jsonl",
+        [(f"row {i + 1}", f"field 'response' is missing (reason {i + 1})") for i in range(n)],
+        hint="fix the rows named below, or map columns with the `columns` parameter")
