@@ -15,6 +15,7 @@ from tunelog.events.errors import NotFoundError, TunelogError
 from tunelog.events.run_state import RunRow
 from tunelog.frontends.web.charts import line_chart
 from tunelog.frontends.web.live import use_head
+from tunelog.frontends.web.pages.job_failure import failure_view
 from tunelog.frontends.web.pages.run_actions import RunActions
 from tunelog.frontends.web.pages.run_history import RunHistory
 from tunelog.frontends.web.pages.runs import origin
@@ -45,6 +46,17 @@ def node_cells(ui: Ui, run: RunRow, node_id: str) -> list[Any]:
     return [html.b(node_id), spec["op"], badge(node.state),
             html.span({"className": "mono"}, ", ".join(short(j, 14) for j in node.jobs) or "-"),
             progress, html.div(*outputs, html.div({"className": "error-text"}, node.error) if node.error else "")]
+
+
+def failures(ui: Ui, run: RunRow) -> Any:
+    """Why each failed node's job failed, whole (the table shows only its first line)."""
+    shown = []
+    for node_id in run.order:
+        node = run.nodes[node_id]
+        job = ui.services.store.get("jobs", node.job_id) if node.state == "failed" and node.job_id else None
+        if job is not None and job.state == "failed":
+            shown.append(html.div({"key": node_id}, failure_view(job, node=node_id)))
+    return html.section({"className": "panel", "id": "failures"}, html.h2("Why it failed"), shown) if shown else ""
 
 
 def node_charts(ui: Ui, run: RunRow) -> list[Any]:
@@ -106,6 +118,7 @@ def RunPage(ui: Ui, run_id: str, *, query: dict[str, str]) -> Any:
         html.section({"className": "panel"}, html.h2("Nodes"),
                      table(("NODE", "OP", "STATE", "JOBS", "PROGRESS", "OUTPUTS"),
                            [(n, node_cells(ui, run, n)) for n in run.order], id="nodes")),
+        failures(ui, run),
         ConfigSnapshot(ui, run.run_id),
         RunHistory(ui, run),
     )

@@ -145,3 +145,13 @@ def invalid(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[st
         f"data: {n} problems; nothing was stored\nthe rows were read from data.jsonl",
         [(f"row {i + 1}", f"field 'response' is missing (reason {i + 1})") for i in range(n)],
         hint="fix the rows named below, or map columns with the `columns` parameter")
+
+
+def fake_adapter(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Store a folder holding only a LoRA adapter_config.json: an adapter the UI lists, that merges
+    check (and refuse) without loading any weights."""
+    folder = Path(ctx.workdir) / "adapter"
+    folder.mkdir()
+    config = {"peft_type": "LORA", "r": int(params["r"]), "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    return {"adapter": ctx.store_artifact("adapter", folder)}
