@@ -154,3 +154,42 @@ def test_node_states_are_true_and_follow_attaches_to_a_run_under_way(daemon: Dae
     text = daemon.tunectl("runs", "show", run_id).stdout
     assert "cancelled: cancelled" not in text
     assert next(line for line in text.splitlines() if line.startswith("count ")).split()[2] == "cancelled"
+
+
+def events_of(daemon: Daemon, run_id: str, *types: str) -> list[dict[str, Any]]:
+    out = daemon.tunectl("events", "--json", *(a for t in types for a in ("--type", t)))
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["events"]
+    return [e for e in rows if e["event"].get("run_id") == run_id or e["stream"] == f"run-{run_id}"]
+
+
+def test_merged_models_adapters_lineage_and_state_at(daemon: Daemon, tmp_path: Path) -> None:
+    graph = {"nodes": {"a4": {"op": "testops.fake_adapter", "params": {"r": 4}, "inputs": {"model": "some/base"}},
+                       "m": {"op": "testops.fake_merged_model", "params": {"seed": 7},
+                             "inputs": {"adapter": {"node": "a4", "output": "adapter"}}}}}
+    view = json.loads(submit(daemon, tmp_path, graph, "--json").stdout)
+    assert view["run"]["state"] == "succeeded"
+    adapter, model = view["run"]["nodes"]["a4"]["outputs"]["adapter"], view["run"]["nodes"]["m"]["outputs"]["model"]
+
+    listed = next(a for a in daemon.json("adapters", "list") if a["sha256"] == adapter)
+    assert listed["base_model"] == {"ref": "some/base"}
+    assert (Path(listed["path"]) / "adapter_config.json").is_file()
+
+    # a merged model is named by a unique prefix of its hash, like an adapter
+    merged = daemon.json("merge", "--model", model[:10], adapter[:10], "--into-model", "--detach")
+    assert set(merged) == {"run", "jobs"}
+    assert merged["run"]["graph"]["nodes"]["merge"]["inputs"] == {"model": model, "adapter": adapter}
+    merge_run = merged["run"]["run_id"]
+    wait_run(daemon, merge_run)
+    tree = daemon.tunectl("runs", "lineage", merge_run).stdout
+    assert "merge merge (merged)" in tree and "merge_and_unload of 1 adapter(s) on " + model[:12] in tree
+    assert f"adapter {adapter[:12]} (input)  weight 1" in tree
+
+    # node states as they were at a past position, `running` included
+    run_id = view["run"]["run_id"]
+    started = next(e for e in events_of(daemon, run_id, "job-started")
+                   if e["event"]["job_id"] == view["run"]["nodes"]["m"]["job_id"])
+    past = daemon.tunectl("state", "--at", str(started["position"]), "--table", "runs").stdout
+    assert f"  {run_id}  a4=completed m=running" in past
+    queued = next(e for e in events_of(daemon, run_id, "node-queued") if e["event"]["node"] == "m")
+    assert f"  {run_id}  a4=completed m=queued" in daemon.tunectl("state", "--at", str(queued["position"])).stdout

@@ -155,3 +155,18 @@ def fake_adapter(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> di
     config = {"peft_type": "LORA", "r": int(params["r"]), "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}
     (folder / "adapter_config.json").write_text(json.dumps(config))
     return {"adapter": ctx.store_artifact("adapter", folder)}
+
+
+def fake_merged_model(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Store a folder and record it as a merged model (AdapterMerged, output_kind `model`), as
+    adapter_merge.merge_and_unload does, without loading any weights."""
+    from tunelog.events.merges import AdapterMerged, MergeInput, merge_stream
+
+    folder = Path(ctx.workdir) / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "fake", "seed": params["seed"]}))
+    sha = ctx.store_artifact("model", folder)
+    ctx.emit(AdapterMerged(merge_id=merge_stream(sha), merge_type="merge_and_unload",
+                           inputs=[MergeInput(sha256=inputs["adapter"])], base_model={"ref": "fake-base"},
+                           output_sha256=sha, output_kind="model", exact=True, job_id=ctx.job_id))
+    return {"model": sha}
