@@ -69,6 +69,7 @@ def check_manifest(raw: Any, *, folder: Path) -> ManifestResult:
                                  "underscores, starting with a letter (at most 64 characters)"))
     operations = _check_operations(raw.get("operations"), problems)
     problems += _check_files(folder, raw.get("ui_component"))
+    problems += _check_file(folder, "checks", raw.get("checks"))
     good_name = name if isinstance(name, str) and NAME_RE.match(name) else None
     if problems or top is None or operations is None:
         return ManifestResult(None, problems, good_name)
@@ -181,13 +182,19 @@ def _check_files(folder: Path, ui_component: Any) -> Problems:
     out: Problems = []
     if not (folder / "backend.py").is_file():
         out.append(("backend.py", "is missing: a plugin implements each operation as a function in backend.py"))
-    if isinstance(ui_component, str):
-        target = (folder / ui_component).resolve()
-        if not target.is_relative_to(folder.resolve()):
-            out.append(("ui_component", f"{ui_component!r} must be a file inside the plugin folder"))
-        elif not target.is_file():
-            out.append(("ui_component", f"names {ui_component!r}, which is not a file in the plugin folder"))
-    return out
+    return out + _check_file(folder, "ui_component", ui_component)
+
+
+def _check_file(folder: Path, field: str, name: Any) -> Problems:
+    """A manifest field naming a file of the plugin: it must be one, inside the folder."""
+    if not isinstance(name, str):
+        return []
+    target = (folder / name).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        return [(field, f"{name!r} must be a file inside the plugin folder")]
+    if not target.is_file():
+        return [(field, f"names {name!r}, which is not a file in the plugin folder")]
+    return []
 
 
 def _conversion_problem(where: str, value: Any, exc: msgspec.ValidationError, kind: Any) -> tuple[str, str]:

@@ -8,6 +8,7 @@ collected and reported at once, each naming its place (`params.lr`, `inputs.data
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -85,8 +86,7 @@ def validate_params(op: OperationSpec, params: Any, *, where: str = "params") ->
     if not isinstance(params, Mapping):
         raise ValidationError.collect(f"invalid {where}", [(where, f"expected an object, got {json_type(params)}")])
     problems: Problems = []
-    known = ", ".join(op.params) or "none"
-    problems += [(f"{where}.{k}", f"unknown parameter (known: {known})") for k in params if k not in op.params]
+    problems += [(f"{where}.{k}", unknown_parameter(str(k), list(op.params))) for k in params if k not in op.params]
     out: dict[str, Any] = {}
     for name, spec in op.params.items():
         at = f"{where}.{name}"
@@ -102,6 +102,14 @@ def validate_params(op: OperationSpec, params: Any, *, where: str = "params") ->
     if problems:
         raise ValidationError.collect(f"invalid {where}: {_count(problems)}", problems)
     return out
+
+
+def unknown_parameter(name: str, known: list[str]) -> str:
+    """The refusal of an unknown parameter, suggesting the nearest known name when one is close."""
+    near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if near:
+        return f"unknown parameter; did you mean {near[0]!r}?"
+    return f"unknown parameter (known: {', '.join(known) or 'none'})"
 
 
 def validate_inputs(op: OperationSpec, inputs: Any, *, where: str = "inputs") -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Import a plugin's backend.py in a throwaway process and check that its operations exist.
+"""Import a plugin's backend.py in a throwaway process and check that its operations exist; run a
+plugin's up-front checks of a submitted request the same way.
 
 The daemon never imports plugin code itself; it runs
 
@@ -8,6 +9,13 @@ on an immutable snapshot (`run_check`, the daemon's side) and reads the one JSON
 prints: `{"ok": true}` or `{"ok": false, "error": ..., "traceback": ..., "missing": [...]}`.
 The child's side imports only the standard library, so it starts fast. `import_backend` is
 also how a worker loads a plugin to run it.
+
+A plugin whose manifest names a checks module (`checks: checks.py`) gets its requests checked
+at submit: `python -B -m tunelog.daemon.plugin_check --checks <code_dir> <package> <module>`
+reads `{"facts": {...}, "nodes": [{"node", "operation", "params", "inputs"}]}` on stdin, calls
+`<module>.<operation>(params, inputs, facts)` for each node (an operation without such a
+function has no checks) and prints `{"ok": true, "nodes": {node: {"problems": [[where, message],
+...], "warnings": [...]}}}` (`run_checks`, the daemon's side).
 """
 
 from __future__ import annotations
@@ -63,8 +71,34 @@ async def run_check(python: str, code_dir: Path, *, package: str, operations: li
                        missing=tuple(got.get("missing", ())))
 
 
-def import_backend(folder: Path, package: str) -> ModuleType:
-    """Load `folder` as the package `package` and import its `backend` module.
+async def run_checks(python: str, code_dir: Path, *, package: str, module: str, request: dict[str, Any],
+                     timeout: float) -> dict[str, Any]:
+    """Run a plugin's checks module on `request` in a throwaway process; the child's answer object.
+
+    A check module that fails to import, raises or answers nothing gives `{"ok": false, "error": ...}`.
+    """
+    import anyio
+
+    cmd = [python, "-B", "-m", "tunelog.daemon.plugin_check", "--checks", str(code_dir), package, module]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONSAFEPATH": "1"}
+    with anyio.move_on_after(timeout) as scope:
+        done = await anyio.run_process(cmd, input=json.dumps(request).encode(), check=False, env=env, cwd=code_dir)
+    if scope.cancelled_caught:
+        return {"ok": False, "error": f"the plugin's checks took longer than {timeout:g} s"}
+    lines = done.stdout.decode(errors="replace").strip().splitlines()
+    try:
+        got = json.loads(lines[-1])
+        if not isinstance(got, dict):
+            raise ValueError("not a result object")
+    except (IndexError, ValueError):
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        return {"ok": False, "error": f"the checks exited with status {done.returncode} and no result"
+                                      + (f": {tail[0]}" if tail else "")}
+    return got
+
+
+def import_backend(folder: Path, package: str, name: str = "backend") -> ModuleType:
+    """Load `folder` as the package `package` and import its `backend` (or another) module.
 
     Relative imports between the folder's modules work; no bytecode is written, because a
     `.pyc` validated by whole-second mtimes can serve stale code after a quick edit.
@@ -82,7 +116,7 @@ def import_backend(folder: Path, package: str) -> ModuleType:
     sys.modules[package] = module
     if spec.loader is not None:
         spec.loader.exec_module(module)
-    return importlib.import_module(f"{package}.backend")
+    return importlib.import_module(f"{package}.{name}")
 
 
 def check(folder: Path, package: str, operations: list[str]) -> dict[str, Any]:
@@ -100,10 +134,32 @@ def check(folder: Path, package: str, operations: list[str]) -> dict[str, Any]:
     return {"ok": True}
 
 
+def check_requests(folder: Path, package: str, module: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Call the checks module's function for each node's operation; every node's problems and warnings."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            checks = import_backend(folder, package, module.removesuffix(".py"))
+            out = {}
+            for node in request["nodes"]:
+                fn = getattr(checks, node["operation"], None)
+                if callable(fn):
+                    problems, warnings = fn(node["params"], node["inputs"], request["facts"])
+                    out[node["node"]] = {"problems": [list(p) for p in problems],
+                                         "warnings": [list(w) for w in warnings]}
+    except BaseException as exc:
+        return {"ok": False, "error": f"{module} failed: {type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc()}
+    return {"ok": True, "nodes": out}
+
+
 def main(argv: list[str]) -> None:
     """Entry point: prints the result as one JSON line and exits without running plugin atexit hooks."""
-    folder, package, *operations = argv
-    result = check(Path(folder), package, operations)
+    if argv[0] == "--checks":
+        folder, package, module = argv[1:4]
+        result = check_requests(Path(folder), package, module, json.loads(sys.stdin.read()))
+    else:
+        folder, package, *operations = argv
+        result = check(Path(folder), package, operations)
     sys.stdout.write("\n" + json.dumps(result) + "\n")
     sys.stdout.flush()
     sys.stderr.flush()

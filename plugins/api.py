@@ -69,6 +69,10 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     operations: dict[str, OperationSpec]
     ui_component: str | None = None
     """File name of the optional UI component, e.g. `ui_component.py`."""
+    checks: str | None = None
+    """File name of the optional checks module, e.g. `checks.py`: for an operation `op`, the daemon
+    calls `op(params, inputs, facts) -> (problems, warnings)` at submit, in a throwaway process, and
+    refuses the request on any problem. It must import no heavy libraries (it runs on every submit)."""
 
 
 class JobContext(Protocol):

@@ -75,5 +75,9 @@ def train(ctx: click.Context, model: str, data: str, preset: str | None, method:
     model_value = model_ref(c, model)
     graph = train_graph(model=model_value, data=local_or_given(data), params=params, data_params=data_params,
                         description=f"train {model} on {data}")
-    row, after = F.start(c, "/v1/runs", {"graph": graph, "label": label})
+    after = F.head(c)
+    answer = c.post("/v1/runs", {"graph": graph, "label": label})
+    for w in answer.get("warnings") or []:
+        click.echo(f"Warning: {w['where']}: {w['message']}", err=True)
+    row = answer["run"]
     ctx.exit(submitted(c, row, after=after, detach=detach, as_json=as_json))

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from tunelog.daemon.ref_kinds import looks_like_path
 from tunelog.frontends.cli.client import Client
 
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -22,9 +23,11 @@ _RELATIVE = ("./", "../", "~/")
 
 
 def local_or_given(value: str) -> str:
-    """The absolute path of `value` when it names a local file or folder, else `value` (a hub id)."""
+    """The absolute path of `value` when it names a local file or folder or looks like a path (the
+    daemon then refuses one that does not exist, naming it), else `value` as given (a hub id or a
+    registered name)."""
     path = Path(value).expanduser()
-    return str(path.resolve()) if path.exists() else value
+    return str(path.resolve()) if path.exists() or looks_like_path(value) else value
 
 
 def model_ref(c: Client, value: str) -> str:

@@ -1,8 +1,10 @@
-"""What the trainer can run where: checked before anything is loaded (also by the daemon at submit
-time), so an impossible request fails in a second with every reason, not after minutes of loading."""
+"""What the trainer can run where: checked by the daemon at submit time (through checks.py) and
+again by the recipe before anything is loaded, with the same rules, so an impossible request is
+refused in a second with every reason, not after minutes of loading. Imports no torch."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -34,13 +36,15 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def supported_problems(params: dict[str, Any], *, cuda_available: bool) -> list[tuple[str, str]]:
+    """Every (parameter, reason) that keeps `params` from running here; empty when they can."""
+    return [*_method_problems(params, cuda_available), *_precision_problems(params, cuda_available),
+            *_optimizer_problems(params, cuda_available), *_schedule_problems(params)]
+
+
 def check_supported(params: dict[str, Any], *, cuda_available: bool) -> None:
     """Raise ValidationError listing every reason `params` cannot run here; return if it can."""
-    problems: list[tuple[str, str]] = []
-    problems += _method_problems(params, cuda_available)
-    problems += _precision_problems(params, cuda_available)
-    problems += _optimizer_problems(params, cuda_available)
-    problems += _schedule_problems(params)
+    problems = supported_problems(params, cuda_available=cuda_available)
     if problems:
         where = "a GPU" if cuda_available else "this machine (no CUDA GPU)"
         raise ValidationError.collect(f"lora_trainer cannot run these settings on {where}", problems)
@@ -80,8 +84,8 @@ def _precision_problems(p: dict[str, Any], cuda: bool) -> list[tuple[str, str]]:
     out = []
     if not cuda:
         if p.get("precision") == "fp16":
-            out.append(("precision", "fp16 mixed precision needs a GPU; on CPU accelerate silently trains in fp32. "
-                                     "Use bf16 or fp32"))
+            out.append(("precision", "fp16 needs a GPU; use bf16 or fp32 (on CPU accelerate would silently "
+                                     "train in fp32)"))
         if p.get("liger"):
             out.append(("liger", "Liger kernels are Triton kernels and need a CUDA GPU"))
         if p.get("attn_implementation") == "flash_attention_2":
@@ -106,14 +110,20 @@ def _optimizer_problems(p: dict[str, Any], cuda: bool) -> list[tuple[str, str]]:
     if opt in LOW_RANK_OPTIMIZERS and method != "full":
         out.append(("optimizer", f"{opt} is a memory-saving optimizer for full fine-tuning (adapters are low-rank "
                                  "already); use it with method=full"))
-    if opt == "muon":
-        import torch  # only reached when muon was asked for
-
-        if not hasattr(torch.optim, "Muon"):
-            out.append(("optimizer", "muon needs torch>=2.9 (torch.optim.Muon)"))
+    if opt == "muon" and _torch_version() < (2, 9):
+        out.append(("optimizer", "muon needs torch>=2.9 (torch.optim.Muon)"))
     if method == "loraplus" and opt not in ("adamw", "adamw_8bit"):
         out.append(("optimizer", "loraplus sets per-matrix learning rates of an AdamW; use adamw or adamw_8bit"))
     return out
+
+
+def _torch_version() -> tuple[int, ...]:
+    """The installed torch's (major, minor), read from its metadata (importing torch takes seconds)."""
+    try:
+        parts = importlib.metadata.version("torch").split("+")[0].split(".")[:2]
+        return tuple(int(p) for p in parts if p.isdigit())
+    except importlib.metadata.PackageNotFoundError:
+        return (0,)
 
 
 def _schedule_problems(p: dict[str, Any]) -> list[tuple[str, str]]:
