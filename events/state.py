@@ -102,8 +102,9 @@ class JobRow(msgspec.Struct, kw_only=True):
     traceback: str = ""
     last_lines: list[str] = []
     error_type: str = ""
-    message: str = ""
-    """A failed job's whole error message (`error` is its first line)."""
+    error_message: str = ""
+    """A failed job's whole error message, JobFailed's `message` (`error` is its first line; `message`
+    above is the progress note)."""
     hint: str | None = None
     problems: list[dict[str, Any]] = []
     """Every problem of a failed job's problem list."""
@@ -168,7 +169,7 @@ _JOB_STEPS: dict[type, Callable[[Any, Any, Stamped], JobRow]] = {
     J.JobSucceeded: lambda row, e, env: replace(row, state="succeeded", outputs=e.outputs, ended_at=env.time),
     J.JobFailed: lambda row, e, env: replace(row, state="failed", error=e.error, cause=e.cause,
                                              traceback=e.traceback, last_lines=e.last_lines, ended_at=env.time,
-                                             error_type=e.error_type, message=e.message, hint=e.hint,
+                                             error_type=e.error_type, error_message=e.message, hint=e.hint,
                                              problems=e.problems),
     J.JobCancelled: lambda row, e, env: replace(row, state="cancelled", ended_at=env.time),
     J.JobInterrupted: lambda row, e, env: replace(row, state="interrupted", error=e.reason, ended_at=env.time),

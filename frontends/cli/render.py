@@ -59,7 +59,7 @@ def failure_lines(job: dict[str, Any], *, limit: int = SHOWN_PROBLEMS) -> list[s
     """What a failed job's error says beyond its one-line summary: the rest of its message, its hint,
     and its problems (the first `limit`, then how many more), which a hint such as "fix the rows
     named below" refers to."""
-    message = str(job.get("message") or "").strip().splitlines()
+    message = str(job.get("error_message") or "").strip().splitlines()
     lines = [f"  {line}" for line in message[1:]]
     if job.get("hint"):
         lines.append(f"Hint: {job['hint']}")

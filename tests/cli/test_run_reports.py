@@ -63,7 +63,7 @@ def test_a_failed_job_keeps_and_shows_its_whole_error(daemon: Daemon, tmp_path: 
     job = view["jobs"][view["run"]["nodes"]["bad"]["job_id"]]
     assert (job["error"], job["error_type"]) == ("ValidationError: data: 25 problems; nothing was stored",
                                                    "ValidationError")
-    assert job["message"] == "data: 25 problems; nothing was stored\nthe rows were read from data.jsonl"
+    assert job["error_message"] == "data: 25 problems; nothing was stored\nthe rows were read from data.jsonl"
     assert job["hint"].startswith("fix the rows named below") and len(job["problems"]) == 25
     assert job["problems"][24] == {"where": "row 25", "message": "field 'response' is missing (reason 25)"}
 

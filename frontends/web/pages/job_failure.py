@@ -24,7 +24,7 @@ def problem_text(problem: dict[str, Any]) -> str:
 
 def failure_view(job: JobRow, *, node: str = "") -> Any:
     """A failed job's whole error; the hint comes before the problems it refers to ("named below")."""
-    rest = job.message.strip().splitlines()[1:]
+    rest = job.error_message.strip().splitlines()[1:]
     problems = [html.li({"key": str(i)}, problem_text(p)) for i, p in enumerate(job.problems[:SHOWN])]
     more = len(job.problems) - SHOWN
     words = [line for line in job.last_lines if line.strip()]
