@@ -82,6 +82,10 @@ def test_a_failed_job_keeps_and_shows_its_whole_error(daemon: Daemon, tmp_path: 
     assert "  … and 5 more (see --json)" in shown_job
     assert len(daemon.json("jobs", "show", job["job_id"])["problems"]) == 25
 
+    logs = daemon.tunectl("logs", "-f", job["job_id"])
+    assert logs.returncode == 6 and "\nHint: fix the rows named below" in logs.stderr
+    assert "\n  - row 20: field 'response' is missing (reason 20)\n  … and 5 more (see --json)\n" in logs.stderr
+
 
 def test_json_has_one_shape_with_and_without_detach(daemon: Daemon, tmp_path: Path) -> None:
     graph = {"nodes": {"a": {"op": "testops.outputs", "params": {"text": "shape"}}}}
