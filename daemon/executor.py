@@ -269,6 +269,12 @@ class RunExecutor:
             return fork["job"], fork["checkpoint"]
         return None, None
 
+    def _resumes(self, node: NodeRow) -> int:
+        """How often the node was resumed: interrupted attempts after the first, counting only jobs
+        whose worker started (a job a daemon stop caught still queued never ran)."""
+        started = [j for j in node.jobs if (job := self.store.get("jobs", j)) is not None and job.started_at]
+        return max(len(started) - 1, 0)
+
     def _check_job(self, row: RunRow, node_id: str, node: NodeRow) -> list[Event]:
         job = self.store.get("jobs", node.job_id) if node.job_id else None
         if job is None or job.state in ("queued", "running"):
@@ -281,7 +287,7 @@ class RunExecutor:
                 types = {}
             return [R.NodeCompleted(run_id=row.run_id, node=node_id, job_id=job.job_id, cache_key=node.cache_key,
                                     outputs=job.outputs, output_types=types)]
-        if job.state == "interrupted" and not row.cancel_requested and node.attempt <= self.max_resumes:
+        if job.state == "interrupted" and not row.cancel_requested and self._resumes(node) < self.max_resumes:
             spec = row.graph["nodes"][node_id]
             return self._start(row, node_id, node, spec)  # continues from the job's checkpoint, if any
         return [R.NodeFailed(run_id=row.run_id, node=node_id, job_id=job.job_id, state=job.state,

@@ -17,7 +17,7 @@ import anyio.abc
 import msgspec
 
 from tunelog.daemon.launch import cpu_launch_command, free_port, launch_command
-from tunelog.daemon.paths import Paths
+from tunelog.daemon.paths import UMASK, Paths
 from tunelog.daemon.processes import killpg, oom_kills, signal_name, tail_lines
 from tunelog.daemon.protocol import FrameReader, Message, WorkerSpec
 from tunelog.events import jobs as J
@@ -70,7 +70,11 @@ class Attempt:
             self._stop.set()
 
     async def run(self) -> None:
-        """Run the job to its terminal event, whatever happens (cancellation included)."""
+        """Run the job to its terminal event, whatever happens (cancellation included).
+
+        A job stopped by the daemon's shutdown before its worker started gets no terminal event:
+        it is still queued, and the next daemon runs it.
+        """
         terminal: Event | None = None
         try:
             terminal = await self._run_worker() if self._stop_reason is None else self._stopped()
@@ -80,9 +84,11 @@ class Attempt:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._reap()
-                self._flush([terminal or J.JobInterrupted(job_id=self.row.job_id, reason="daemon stopped")])
+                if terminal is None and self._proc is not None:
+                    terminal = J.JobInterrupted(job_id=self.row.job_id, reason="daemon stopped")
+                self._flush([terminal] if terminal is not None else [])
 
-    async def _run_worker(self) -> Event:
+    async def _run_worker(self) -> Event | None:
         try:
             proc = await self._spawn()
         except (OSError, JobError) as exc:
@@ -101,16 +107,18 @@ class Attempt:
     async def _spawn(self) -> anyio.abc.Process:
         if not self._code_dir.is_dir():
             raise JobError(f"the code snapshot {self.row.code_hash[:12]} of plugin {self.row.plugin!r} is missing")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         spec = WorkerSpec(job_id=self.row.job_id, plugin=self.row.plugin, operation=self.row.operation,
                           params=self.row.params, inputs=self.row.inputs, code_dir=str(self._code_dir),
                           artifacts=str(self._artifacts), workdir=str(self.folder / "work"),
                           resume_sha256=self._resume_sha(), run_id=self.row.run_id)
-        (self.folder / "job.json").write_bytes(msgspec.json.encode(spec))
-        with open(self.log_path, "ab") as logfile:
+        spec_fd = os.open(self.folder / "job.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(spec_fd, "wb") as f:
+            f.write(msgspec.json.encode(spec))
+        with open(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as logfile:
             return await anyio.open_process(
-                self._command(), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=logfile, cwd=self.folder, env=self._env(), start_new_session=True)
+                self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logfile,
+                cwd=self.folder, env=self._env(), start_new_session=True, umask=UMASK)
 
     def _command(self) -> list[str]:
         """One worker process, or a launcher starting one per slot (rank 0 alone talks to us)."""
@@ -245,12 +253,16 @@ class Attempt:
             killpg(self._proc.pid, signal.SIGKILL)
             await self._proc.aclose()
 
-    def _stopped(self) -> Event:
+    def _stopped(self) -> Event | None:
+        """The end of a job we stopped: cancelled, interrupted, or none (still queued) when the
+        daemon stopped before its worker started."""
         if self._stop_reason == "cancel":
             return J.JobCancelled(job_id=self.row.job_id, forced=self._forced)
+        if self._proc is None:
+            return None
         return J.JobInterrupted(job_id=self.row.job_id, reason="daemon stopped")
 
-    def _outcome(self, rc: int) -> Event:
+    def _outcome(self, rc: int) -> Event | None:
         if self._stop_reason is not None:
             return self._stopped()
         if self._result is not None:

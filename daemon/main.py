@@ -21,7 +21,7 @@ import uvicorn
 
 from tunelog.daemon.app import create_app
 from tunelog.daemon.lock import InstanceLock
-from tunelog.daemon.paths import Paths
+from tunelog.daemon.paths import UMASK, Paths
 from tunelog.daemon.peer import bind_unix_socket, checked_protocol
 from tunelog.daemon.services import build_services
 from tunelog.daemon.version import tunelog_version
@@ -50,6 +50,7 @@ def configure_logging(paths: Paths, *, to_stderr: bool) -> None:
 
 def run_daemon(paths: Paths, *, to_stderr: bool = True) -> None:
     """Run the daemon in this process until it is told to stop. Raises ConflictError if one runs."""
+    os.umask(UMASK)  # the log, its WAL, daemon.log, artifacts and worker logs: owner only
     paths.ensure()
     lock = InstanceLock(paths.lock, socket=paths.socket)
     lock.acquire()

@@ -210,8 +210,11 @@ def load_model(folder: Path, *, dtype: str = "float32", quantization: Quantizati
 def disable_bnb_cpu_repacking(model: Any) -> int:
     """Stop bitsandbytes from repacking 4-bit weights in place on AVX512-BF16 CPUs.
 
-    Its first eval-mode no-grad forward (evaluate, generate) repacks the weights, after which
-    training silently gets gradients for only some LoRA tensors. Must run before any forward.
+    Its first eval-mode no-grad forward (evaluate, generate) repacks the weights; afterwards those
+    layers run through an op with no autograd kernel, so the backward passes no gradient through
+    them and LoRA gradients come out wrong, silently. Must run before any forward. bitsandbytes
+    decides per layer at construction from its CPU probe (`has_avx512bf16`), so this flag, not the
+    CPU, is what the tests hold fixed.
     Returns how many layers were flagged.
     """
     if importlib.util.find_spec("bitsandbytes") is None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.support.cpu import fake_avx512bf16
 from tunelog.events.errors import NotFoundError, ValidationError
 from tunelog.plugins.common import models
 
@@ -57,8 +58,10 @@ def test_identity_hashes_weights_tokenizer_and_chat_template(tiny_model_dir: Pat
     assert changed["tokenizer_sha256"] != identity["tokenizer_sha256"]
 
 
-def test_load_model_and_tokenizer(tiny_model_dir: Path) -> None:
+def test_load_model_and_tokenizer(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import bitsandbytes as bnb
+
+    fake_avx512bf16(monkeypatch)  # the repacking guard is checked on every CPU
 
     tokenizer = models.load_tokenizer(tiny_model_dir)
     assert tokenizer.pad_token_id is not None and tokenizer.padding_side == "right"
