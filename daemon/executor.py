@@ -31,7 +31,10 @@ from tunelog.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
-TERMINAL_NODE = frozenset({"completed", "cached", "failed", "skipped"})
+TERMINAL_NODE = frozenset({"completed", "cached", "failed", "cancelled", "skipped"})
+AGAIN_NODE = frozenset({"failed", "cancelled", "skipped"})
+"""Node states `resume` runs again; a node downstream of one of them is skipped."""
+ACTIVE_NODE = frozenset({"queued", "running"})
 
 
 def path_hashes(op: OperationSpec, inputs: dict[str, Any]) -> dict[str, str]:
@@ -121,7 +124,7 @@ class RunExecutor:
         self.store.append(f"run-{row.run_id}", [R.RunCancelRequested(run_id=row.run_id, reason=reason)],
                           command_id=command_id)
         for node in row.nodes.values():
-            if node.state == "queued" and node.job_id:
+            if node.state in ACTIVE_NODE and node.job_id:
                 job = self.store.get("jobs", node.job_id)
                 if job is not None and job.state in ("queued", "running"):
                     self.jobs.cancel(node.job_id, reason=f"run cancelled: {reason}")
@@ -133,7 +136,7 @@ class RunExecutor:
         row = self.find(run_id)
         if row.state == "running":
             raise JobError(f"run {row.run_id} is still running", hint="cancel it first, or wait for it to finish")
-        again = [n for n in row.order if row.nodes[n].state in ("failed", "skipped")]
+        again = [n for n in row.order if row.nodes[n].state in AGAIN_NODE]
         if not again:
             raise JobError(f"run {row.run_id} has nothing to resume: every node completed")
         self.store.append(f"run-{row.run_id}", [R.RunResumed(run_id=row.run_id, nodes=again)], command_id=command_id)
@@ -192,7 +195,7 @@ class RunExecutor:
 
     def _step(self, row: RunRow, node_id: str) -> list[Event]:
         node = row.nodes[node_id]
-        if node.state == "queued":
+        if node.state in ACTIVE_NODE:
             return self._check_job(row, node_id, node)
         if node.state != "pending":
             return []
@@ -200,7 +203,7 @@ class RunExecutor:
             return [R.NodeSkipped(run_id=row.run_id, node=node_id, reason="the run was cancelled")]
         spec = row.graph["nodes"][node_id]
         upstream = {r["node"] for v in spec["inputs"].values() for r in refs_in(v)}
-        bad = sorted(u for u in upstream if row.nodes[u].state in ("failed", "skipped"))
+        bad = sorted(u for u in upstream if row.nodes[u].state in AGAIN_NODE)
         if bad:
             return [R.NodeSkipped(run_id=row.run_id, node=node_id, reason=f"upstream node {bad[0]!r} did not complete")]
         if any(row.nodes[u].state not in ("completed", "cached") for u in upstream):

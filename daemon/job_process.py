@@ -95,7 +95,7 @@ class Attempt:
             return self._failed(f"could not start the worker: {exc}", cause="start")
         self._proc, self._started, self._oom_before = proc, time.monotonic(), oom_kills()
         self.store.append(self.stream, [J.JobStarted(job_id=self.row.job_id, pid=proc.pid, slot=self.slot,
-                                                     log_path=str(self.log_path))])
+                                                     log_path=str(self.log_path), run_id=self.row.run_id)])
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._flush_loop)
             tg.start_soon(self._stop_when_asked, proc)
@@ -281,10 +281,15 @@ class Attempt:
             error, cause = f"worker died from {sig} ({signal.strsignal(-rc) or 'unknown signal'})", "signal"
         else:
             error, cause = f"worker exited with status {rc} before returning a result", "exit"
-        tb = str(self._error.get("traceback", "")) if self._error else ""
-        return self._failed(error, cause=cause, exit_code=rc if rc >= 0 else None, sig=sig, tb=tb)
+        return self._failed(error, cause=cause, exit_code=rc if rc >= 0 else None, sig=sig, raised=self._error)
 
     def _failed(self, error: str, *, cause: str, exit_code: int | None = None, sig: str | None = None,
-                tb: str = "") -> J.JobFailed:
+                raised: dict[str, Any] | None = None) -> J.JobFailed:
+        """The JobFailed event; `raised` is the worker's `error` message when the operation raised."""
+        raised = raised or {}
+        problems = raised.get("problems")
         return J.JobFailed(job_id=self.row.job_id, error=error, cause=cause, exit_code=exit_code, signal=sig,
-                           traceback=tb, last_lines=tail_lines(self.log_path))
+                           traceback=str(raised.get("traceback") or ""), last_lines=tail_lines(self.log_path),
+                           error_type=str(raised.get("error_type") or ""), message=str(raised.get("message") or ""),
+                           hint=str(raised["hint"]) if raised.get("hint") else None,
+                           problems=[p for p in problems if isinstance(p, dict)] if isinstance(problems, list) else [])

@@ -26,7 +26,7 @@ import msgspec
 from tunelog.daemon.plugin_check import import_backend
 from tunelog.daemon.protocol import FrameWriter, WorkerSpec
 from tunelog.events.base import Event, encode_payload
-from tunelog.events.errors import PluginError
+from tunelog.events.errors import PluginError, TunelogError
 from tunelog.plugins.context import Context, Sink
 from tunelog.store.artifacts import ArtifactStore
 
@@ -82,7 +82,7 @@ def run_operation(spec: WorkerSpec, writer: FrameWriter) -> int:
     except BaseException as exc:  # noqa: BLE001 - whatever the plugin raised is the job's failure
         text = traceback.format_exc()
         sys.stderr.write(text)
-        writer.send("error", {"error": _one_line(exc), "traceback": text})
+        writer.send("error", error_body(exc, traceback=text))
         return 1
 
 
@@ -93,9 +93,28 @@ def _operation(backend: ModuleType, spec: WorkerSpec) -> Callable[..., Any]:
     return found  # type: ignore[no-any-return]
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+def error_body(exc: BaseException, *, traceback: str) -> dict[str, Any]:
+    """The body of an `error` message: the whole error, structured as JobFailed keeps it.
+
+    `error` is its first line (the summary lists show); `message`, `hint` and `problems` are whole,
+    so a problem list the user must work through reaches the screen entire.
+    """
+    message = exc.message if isinstance(exc, TunelogError) else str(exc)
+    problems = getattr(exc, "problems", None)
+    hint = getattr(exc, "hint", None)
+    first = message.strip().splitlines()
+    return {"error": f"{type(exc).__name__}: {first[0]}" if first else type(exc).__name__,
+            "error_type": type(exc).__name__, "message": message.strip(),
+            "hint": str(hint) if hint else None, "problems": _plain_problems(problems),
+            "traceback": traceback}
+
+
+def _plain_problems(problems: Any) -> list[dict[str, Any]]:
+    """A problem list as JSON-safe dicts (a plugin's own error may carry anything)."""
+    if not isinstance(problems, list | tuple):
+        return []
+    return [msgspec.to_builtins(p, str_keys=True, enc_hook=str) if isinstance(p, dict) else {"message": str(p)}
+            for p in problems]
 
 
 def _take_channel() -> int:

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from tunelog.daemon.api.errors import read_body
 from tunelog.daemon.graph import parse_graph
+from tunelog.daemon.lineage import adapter_listing
 from tunelog.daemon.preflight import check_graph
 from tunelog.daemon.services import Services
 from tunelog.events import runs as R
@@ -150,7 +151,15 @@ async def show_workflow(request: Request) -> Response:
 
 async def list_adapters(request: Request) -> Response:
     s: Services = request.app.state.services
-    return json({"adapters": sorted(s.store.rows("adapters"), key=lambda a: a.created_at)})
+    rows = []
+    for a in sorted(s.store.rows("adapters"), key=lambda a: a.created_at):
+        run = s.store.get("runs", a.run_id) if a.run_id else None
+        try:
+            path: str | None = str(s.artifacts.path(a.sha256, verify=False))
+        except NotFoundError:
+            path = None  # removed from the store; the lineage stays
+        rows.append(adapter_listing(msgspec.to_builtins(a), run=msgspec.to_builtins(run) if run else None, path=path))
+    return json({"adapters": rows})
 
 
 async def list_models(request: Request) -> Response:

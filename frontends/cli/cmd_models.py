@@ -29,7 +29,8 @@ def list_adapters(as_json: bool) -> None:
 
     Columns: sha256 (12 digits; commands accept any unique prefix), source (`run`: trained;
     `merge`: combined from others), run id, merge type, whether the merge is exact, parents
-    with their weights, created.
+    with their weights, created. --json rows also carry the adapter folder's `path` and its
+    `base_model` (`{"ref": ...}`).
     """
     c = client()
     rows = c.get("/v1/adapters")["adapters"]

@@ -105,7 +105,7 @@ def run_status(services: Any, run_id: str | None) -> RunStatus | None:
     nodes = {}
     for node_id, node in row.nodes.items():
         state, detail = node.state, node.error
-        if state == "queued" and node.job_id:
+        if state in ("queued", "running") and node.job_id:
             job = services.store.get("jobs", node.job_id)
             # a job that already succeeded stays `running` until the executor records the node
             if job is not None and job.state in ("running", "succeeded"):

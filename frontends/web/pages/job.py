@@ -13,7 +13,9 @@ from reactpy import component, hooks, html
 
 from tunelog.events import jobs as J
 from tunelog.events.base import Envelope
+from tunelog.events.state import JobRow
 from tunelog.frontends.web.live import use_head
+from tunelog.frontends.web.pages.job_failure import failure_view
 from tunelog.frontends.web.ui import Ui
 from tunelog.frontends.web.widgets import badge, compact, link, run_link, table, when
 
@@ -46,8 +48,8 @@ def history_row(env: Envelope) -> tuple[str, list[Any]]:
                                html.span({"className": "mono"}, compact(data, 160))]
 
 
-def failure(env: Envelope | None) -> Any:
-    """The whole error of a failed job, as its JobFailed event recorded it."""
+def failure(job: JobRow, env: Envelope | None) -> Any:
+    """The whole error of a failed job (message, hint, problems, log tail) and how the worker ended."""
     if env is None or not isinstance(env.event, J.JobFailed):
         return ""
     e = env.event
@@ -56,11 +58,9 @@ def failure(env: Envelope | None) -> Any:
     return html.section(
         {"className": "panel", "id": "job-error"},
         html.h2("Error"),
-        html.p({"className": "error-text"}, e.error),
+        failure_view(job),
         html.p({"className": "muted"}, " · ".join(how)),
         html.pre({"className": "json", "id": "job-traceback"}, e.traceback) if e.traceback else "",
-        html.details(html.summary(f"last {len(e.last_lines)} log lines before it failed"),
-                     html.pre({"className": "json"}, "\n".join(e.last_lines))) if e.last_lines else "",
     )
 
 
@@ -85,7 +85,7 @@ def JobPage(ui: Ui, job_id: str, *, query: dict[str, str]) -> Any:
         html.p({"className": "muted"}, " · ".join(w for w in [
             f"queued {when(job.queued_at)}", f"started {when(job.started_at)}" if job.started_at else "",
             f"ended {when(job.ended_at)}" if job.ended_at else "", *where] if w)),
-        failure(failed),
+        failure(job, failed),
         html.section({"className": "panel"}, html.h2("State history"),
                      table(("POS", "TIME", "EVENT", "DETAIL"), [history_row(e) for e in events], id="job-history")),
         html.section({"className": "panel"},

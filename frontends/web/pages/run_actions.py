@@ -148,7 +148,7 @@ def RunActions(ui: Ui, run: RunRow) -> Any:
     """Buttons and forms acting on the run, and the notice their outcome leaves."""
     notice, set_notice = use_notice()
     runs = ui.services.runs
-    can_resume = run.state != "running" and any(n.state in ("failed", "skipped") for n in run.nodes.values())
+    can_resume = run.state != "running" and any(n.state in ("failed", "cancelled", "skipped") for n in run.nodes.values())
 
     def replay(_: Any) -> None:
         row = act(lambda: reproduce.replay(ui.services, run.run_id), set_notice)
