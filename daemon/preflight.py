@@ -24,12 +24,20 @@ from tunelog.daemon.plugin_check import run_checks
 from tunelog.daemon.ref_kinds import looks_like_hub_id, looks_like_path
 from tunelog.daemon.services import Services
 from tunelog.events.errors import ValidationError
+from tunelog.events.run_state import RunRow
 
 Problems = list[tuple[str, str]]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 CHECK_TIMEOUT_S = 60.0
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+async def submit_checked(s: Services, raw: Any, **submit: Any) -> tuple[RunRow, Problems]:
+    """Check `raw` (refused whole, nothing appended), then submit it as a run: the one way every
+    front end (API, web forms, editor) starts a run. Returns the run and the checks' warnings."""
+    warnings = await check_graph(s, raw)
+    return s.runs.submit(raw, **submit), warnings
 
 
 async def check_graph(s: Services, raw: Any) -> Problems:

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from tunelog.daemon.api.errors import read_body
 from tunelog.daemon.graph import parse_graph
 from tunelog.daemon.lineage import adapter_listing
-from tunelog.daemon.preflight import check_graph
+from tunelog.daemon.preflight import submit_checked
 from tunelog.daemon.services import Services
 from tunelog.events import runs as R
 from tunelog.events.errors import NotFoundError, ValidationError
@@ -79,9 +79,9 @@ async def submit(request: Request) -> Response:
     if (cmd.graph is None) == (cmd.workflow is None):
         raise ValidationError.collect("give a graph or a workflow", [("graph", "exactly one of graph, workflow")])
     name, version, graph = workflow_graph(s, cmd.workflow) if cmd.workflow else (None, None, cmd.graph)
-    warnings = await check_graph(s, graph)  # refuses before anything is appended
-    row = s.runs.submit(graph, command_id=cmd.command_id, workflow=name, workflow_version=version,
-                        no_cache=cmd.no_cache, force=cmd.force, label=cmd.label)
+    row, warnings = await submit_checked(s, graph, command_id=cmd.command_id, workflow=name,
+                                         workflow_version=version, no_cache=cmd.no_cache, force=cmd.force,
+                                         label=cmd.label)
     return json({"run": row, "warnings": [{"where": w, "message": m} for w, m in warnings]}, 201)
 
 
