@@ -10,9 +10,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tunelog.daemon.api.errors import read_body
-from tunelog.daemon.graph import parse_graph
-from tunelog.daemon.lineage import adapter_listing
-from tunelog.daemon.preflight import submit_checked
+from tunelog.daemon.runs.graph import parse_graph
+from tunelog.daemon.runs.lineage import adapter_listing
+from tunelog.daemon.runs.preflight import submit_checked
 from tunelog.daemon.services import Services
 from tunelog.events import runs as R
 from tunelog.events.errors import NotFoundError, ValidationError

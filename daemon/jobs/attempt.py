@@ -16,10 +16,10 @@ import anyio
 import anyio.abc
 import msgspec
 
-from tunelog.daemon.launch import cpu_launch_command, free_port, launch_command
+from tunelog.daemon.jobs.launch import cpu_launch_command, free_port, launch_command
+from tunelog.daemon.jobs.processes import killpg, oom_kills, signal_name, tail_lines
+from tunelog.daemon.jobs.protocol import FrameReader, Message, WorkerSpec
 from tunelog.daemon.paths import UMASK, Paths
-from tunelog.daemon.processes import killpg, oom_kills, signal_name, tail_lines
-from tunelog.daemon.protocol import FrameReader, Message, WorkerSpec
 from tunelog.events import jobs as J
 from tunelog.events.base import Event, decode_payload
 from tunelog.events.errors import JobError
@@ -122,7 +122,7 @@ class Attempt:
 
     def _command(self) -> list[str]:
         """One worker process, or a launcher starting one per slot (rank 0 alone talks to us)."""
-        worker = ["-m", "tunelog.daemon.worker", "job.json"]
+        worker = ["-m", "tunelog.daemon.jobs.worker", "job.json"]
         slots = self.slot.split(",")
         if len(slots) == 1:
             return [self.python, "-P", *worker]

@@ -1,6 +1,6 @@
 """The worker process: runs one plugin operation and reports to the daemon in framed messages.
 
-The daemon starts it as `python -P -m tunelog.daemon.worker job.json` in the job folder, in a
+The daemon starts it as `python -P -m tunelog.daemon.jobs.worker job.json` in the job folder, in a
 process group of its own, with stderr going to `worker.log` and stdout to a pipe. The worker
 keeps that pipe on a private descriptor for its messages and points fd 1 at the log, so
 `print()` in plugin code (and in anything it starts) lands in the log. It loads the plugin
@@ -23,8 +23,8 @@ from typing import Any
 
 import msgspec
 
-from tunelog.daemon.plugin_check import import_backend
-from tunelog.daemon.protocol import FrameWriter, WorkerSpec
+from tunelog.daemon.jobs.protocol import FrameWriter, WorkerSpec
+from tunelog.daemon.plugin_host.check import import_backend
 from tunelog.events.base import Event, encode_payload
 from tunelog.events.errors import PluginError, TunelogError
 from tunelog.plugins.context import Context, Sink
@@ -126,7 +126,7 @@ def _take_channel() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: `python -m tunelog.daemon.worker job.json`."""
+    """Entry point: `python -m tunelog.daemon.jobs.worker job.json`."""
     args = sys.argv[1:] if argv is None else argv
     channel = _take_channel()
     faulthandler.enable()  # a segfault leaves a Python stack in worker.log

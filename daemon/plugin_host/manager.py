@@ -3,7 +3,7 @@
 Each registration is an event on stream `plugin-<name>` (PluginLoaded, PluginReloaded,
 PluginFailed, PluginRemoved); the `plugins` projection says which code hash a job gets. The
 daemon never imports plugin code: a throwaway process imports the immutable snapshot
-(daemon/plugin_check.py). A broken or duplicate plugin becomes a PluginFailed event and never
+(daemon/plugin_host/check.py). A broken or duplicate plugin becomes a PluginFailed event and never
 affects the daemon or the other plugins; the last good version of a broken plugin keeps serving.
 """
 
@@ -25,12 +25,20 @@ from anyio.abc import TaskStatus
 from watchfiles import awatch
 
 import tunelog.plugins
-from tunelog.daemon import params as P
-from tunelog.daemon.manifest import read_manifest
 from tunelog.daemon.paths import Paths
-from tunelog.daemon.plugin_check import run_check
-from tunelog.daemon.plugin_code import code_hash, snapshot
-from tunelog.daemon.plugin_scan import Folder, assign_keys, duplicate, outcome, repeats, survey, unchanged
+from tunelog.daemon.plugin_host import params as P
+from tunelog.daemon.plugin_host.check import run_check
+from tunelog.daemon.plugin_host.manifest import read_manifest
+from tunelog.daemon.plugin_host.scan import (
+    Folder,
+    assign_keys,
+    duplicate,
+    outcome,
+    repeats,
+    survey,
+    unchanged,
+)
+from tunelog.daemon.plugin_host.snapshots import code_hash, snapshot
 from tunelog.events.base import Event
 from tunelog.events.errors import NotFoundError, PluginError
 from tunelog.events.plugins import PluginFailed, PluginRemoved

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import yaml
 
-from tunelog.daemon.params import Problems, check_value, type_problem
+from tunelog.daemon.plugin_host.params import Problems, check_value, type_problem
 from tunelog.plugins.api import PORT_TYPES, Manifest, OperationSpec, ParamSpec, PortSpec
 
 MANIFEST = "manifest.yaml"

@@ -18,9 +18,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from tunelog.daemon.graph import Graph, cache_key, parse_graph, refs_in, substitute
-from tunelog.daemon.jobs import JobRunner, new_job_id
-from tunelog.daemon.plugins import PluginManager
+from tunelog.daemon.jobs.runner import JobRunner, new_job_id
+from tunelog.daemon.plugin_host.manager import PluginManager
+from tunelog.daemon.runs.graph import Graph, cache_key, parse_graph, refs_in, substitute
 from tunelog.events import runs as R
 from tunelog.events.base import Event
 from tunelog.events.errors import ConflictError, JobError, NotFoundError, TunelogError, ValidationError

@@ -23,8 +23,8 @@ from typing import Any
 
 import msgspec
 
-from tunelog.daemon import params as P
-from tunelog.daemon.plugins import PluginManager, Resolved
+from tunelog.daemon.plugin_host import params as P
+from tunelog.daemon.plugin_host.manager import PluginManager, Resolved
 from tunelog.events.errors import TunelogError, ValidationError
 
 Problems = list[tuple[str, str]]

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from tunelog.daemon.ref_kinds import looks_like_path
+from tunelog.daemon.runs.refs import looks_like_path
 from tunelog.frontends.cli.client import Client
 
 _HEX = re.compile(r"^[0-9a-f]+$")

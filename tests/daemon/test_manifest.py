@@ -9,8 +9,8 @@ import msgspec
 import pytest
 import yaml
 
-from tunelog.daemon.manifest import check_manifest, declared_name, read_manifest
-from tunelog.daemon.params import validate_inputs, validate_params
+from tunelog.daemon.plugin_host.manifest import check_manifest, declared_name, read_manifest
+from tunelog.daemon.plugin_host.params import validate_inputs, validate_params
 from tunelog.events.errors import ValidationError
 from tunelog.plugins.api import OperationSpec
 

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from tests.support.trainer import run_train, write_dataset
-from tunelog.daemon import launch
+from tunelog.daemon.jobs import launch
 from tunelog.events.errors import ValidationError
 from tunelog.plugins.api import Manifest
 from tunelog.plugins.common.presets import load_presets, resolve_params
@@ -83,11 +83,11 @@ def test_a_preset_resolved_at_submit_time_runs_as_resolved() -> None:
 
 def test_launch_command_for_ddp() -> None:
     params = {**support.manifest_defaults(), "precision": "bf16"}
-    cmd = launch.launch_command(params, gpus=4, script_args=["-m", "tunelog.daemon.worker", "--job", "j1"])
+    cmd = launch.launch_command(params, gpus=4, script_args=["-m", "tunelog.daemon.jobs.worker", "--job", "j1"])
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert cmd[cmd.index("--num_processes") + 1] == "4" and "--multi_gpu" in cmd
     assert cmd[cmd.index("--mixed_precision") + 1] == "bf16"
-    assert cmd[-4:] == ["-m", "tunelog.daemon.worker", "--job", "j1"]
+    assert cmd[-4:] == ["-m", "tunelog.daemon.jobs.worker", "--job", "j1"]
     single = launch.launch_command(support.manifest_defaults(), gpus=1, script_args=["train.py"])
     assert "--multi_gpu" not in single and single[single.index("--mixed_precision") + 1] == "no"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from tunelog.daemon.graph import parse_graph
+from tunelog.daemon.runs.graph import parse_graph
 from tunelog.events.errors import ConflictError, TunelogError, ValidationError
 from tunelog.events.runs import WorkflowSaved
 from tunelog.frontends.web.editor.doc import Doc, new_doc, notify, valid_name

@@ -16,8 +16,8 @@ from typing import Any
 
 import msgspec
 
-from tunelog.daemon.graph import is_ref, ports_fit, refs_in
-from tunelog.daemon.params import check_value, coerce, port_problem
+from tunelog.daemon.plugin_host.params import check_value, coerce, port_problem
+from tunelog.daemon.runs.graph import is_ref, ports_fit, refs_in
 from tunelog.frontends.web.editor.catalog import Catalog
 
 Graph = dict[str, Any]

@@ -11,9 +11,9 @@ from typing import Any
 
 from reactpy import component, hooks, html
 
-from tunelog.daemon import reproduce
-from tunelog.daemon.run_facts import checkpoints, run_facts
-from tunelog.daemon.verify import diff, verify
+from tunelog.daemon.runs import reproduce
+from tunelog.daemon.runs.facts import checkpoints, run_facts
+from tunelog.daemon.runs.verify import diff, verify
 from tunelog.events.errors import ValidationError
 from tunelog.events.run_state import RunRow
 from tunelog.frontends.web.ui import Ui
