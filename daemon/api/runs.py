@@ -204,9 +204,10 @@ async def list_operations(request: Request) -> Response:
 
 
 async def list_presets(request: Request) -> Response:
-    from tunelog.plugins.common.presets import load_presets
-
-    return json({"presets": load_presets()})
+    """Every loaded plugin's presets, each naming its plugin."""
+    s: Services = request.app.state.services
+    return json({"presets": {name: {**preset, "plugin": plugin}
+                             for plugin, presets in s.plugins.presets().items() for name, preset in presets.items()}})
 
 
 routes = [

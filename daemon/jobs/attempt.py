@@ -45,6 +45,7 @@ class Attempt:
         self.log_path = self.folder / "worker.log"
         self._code_dir = paths.plugin_code / row.code_hash
         self._artifacts = paths.artifacts
+        self._cache = paths.home / "cache"
         self._streams = {self.stream} | ({f"run-{row.run_id}"} if row.run_id else set())
         self._stop_reason: str | None = None
         self._stop = anyio.Event()
@@ -111,7 +112,8 @@ class Attempt:
         spec = WorkerSpec(job_id=self.row.job_id, plugin=self.row.plugin, operation=self.row.operation,
                           params=self.row.params, inputs=self.row.inputs, code_dir=str(self._code_dir),
                           artifacts=str(self._artifacts), workdir=str(self.folder / "work"),
-                          resume_sha256=self._resume_sha(), run_id=self.row.run_id)
+                          resume_sha256=self._resume_sha(), run_id=self.row.run_id,
+                          cache_dir=str(self._cache))
         spec_fd = os.open(self.folder / "job.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(spec_fd, "wb") as f:
             f.write(msgspec.json.encode(spec))

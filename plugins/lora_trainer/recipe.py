@@ -225,7 +225,7 @@ def make_accelerator(params: TrainParams) -> Any:
 
 def resolve_base(ctx: JobContext, ref: str) -> tuple[Path, str]:
     """(local model folder, the name the saved adapter gives its base: `adapters.base_identity`)."""
-    cache = model_cache_dir()
+    cache = Path(ctx.cache_dir) / "models"
     if _is_sha(ref) and not Path(ref).exists():
         return models.resolve_model(str(ctx.artifact_path(ref)), cache_dir=cache), ref
     folder = models.resolve_model(ref, cache_dir=cache)
@@ -239,13 +239,6 @@ def resolve_adapter(ctx: JobContext, ref: str) -> Path:
         raise ValidationError(f"xlora expert {ref[:16]} is not a peft adapter folder",
                               problems=[{"where": "xlora_adapters", "message": "no adapter_config.json"}])
     return path
-
-
-def model_cache_dir() -> Path:
-    """Where converted GGUF models are kept: under the tunelog data dir (TUNELOG_HOME)."""
-    from tunelog.daemon.paths import Paths
-
-    return Paths.from_env().home / "cache" / "models"
 
 
 def _is_sha(ref: str) -> bool:

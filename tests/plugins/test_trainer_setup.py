@@ -15,13 +15,22 @@ import yaml
 
 from tests.support.trainer import run_train, write_dataset
 from tunelog.daemon.jobs import launch
+from tunelog.daemon.plugin_host.presets import apply_preset
+from tunelog.daemon.plugin_host.presets import load_presets as load_presets_file
 from tunelog.events.errors import ValidationError
 from tunelog.plugins.api import Manifest
-from tunelog.plugins.common.presets import load_presets, resolve_params
 from tunelog.plugins.lora_trainer import backend, support
 
 torch.set_num_threads(1)
 MANIFEST = Path(backend.__file__).with_name("manifest.yaml")
+
+
+def load_presets() -> dict[str, Any]:
+    return load_presets_file(Path(backend.__file__).with_name("presets.yaml"))
+
+
+def resolve_params(preset: str | None, given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    return apply_preset(preset or "", given, defaults, presets=load_presets())
 
 
 def train_params() -> dict[str, Any]:
