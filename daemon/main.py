@@ -12,9 +12,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import uvicorn
@@ -29,7 +30,7 @@ from tunelog.events.system import DaemonStarted, DaemonStopped
 
 log = logging.getLogger("tunelog.daemon")
 
-Extension = Callable[..., Awaitable[None]]
+Extension = Callable[..., Coroutine[Any, Any, None]]
 """Something served beside the API for the daemon's lifetime, e.g. the web UI: called as
 `await ext(services, task_status=...)` in the daemon's task group, it reports `task_status.started()`
 once it serves and runs until cancelled. Front ends hand extensions to `run_daemon`, so the daemon
