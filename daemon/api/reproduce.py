@@ -12,14 +12,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tunelog.daemon import reproduce
 from tunelog.daemon.api.commands import command
 from tunelog.daemon.api.errors import read_body
-from tunelog.daemon.compare import Tolerance
-from tunelog.daemon.lineage import lineage
-from tunelog.daemon.run_facts import lineage_rows, run_facts
+from tunelog.daemon.runs import reproduce
+from tunelog.daemon.runs.compare import Tolerance
+from tunelog.daemon.runs.facts import lineage_rows, run_facts
+from tunelog.daemon.runs.lineage import lineage
+from tunelog.daemon.runs.verify import diff, verify
 from tunelog.daemon.services import Services
-from tunelog.daemon.verify import diff, verify
 from tunelog.events.errors import JobError, ValidationError
 from tunelog.events.run_state import RunRow
 

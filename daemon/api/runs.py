@@ -11,8 +11,9 @@ from starlette.routing import Route
 
 from tunelog.daemon.api.commands import command
 from tunelog.daemon.api.errors import parse_int, read_body
-from tunelog.daemon.graph import parse_graph
-from tunelog.daemon.preflight import check_graph
+from tunelog.daemon.runs.graph import parse_graph
+from tunelog.daemon.runs.lineage import adapter_listing
+from tunelog.daemon.runs.preflight import submit_checked
 from tunelog.daemon.services import Services
 from tunelog.events import runs as R
 from tunelog.events.errors import NotFoundError, ValidationError
@@ -81,9 +82,9 @@ async def submit(request: Request) -> Response:
     if (cmd.graph is None) == (cmd.workflow is None):
         raise ValidationError.collect("give a graph or a workflow", [("graph", "exactly one of graph, workflow")])
     name, version, graph = workflow_graph(s, cmd.workflow) if cmd.workflow else (None, None, cmd.graph)
-    warnings = await check_graph(s, graph)  # refuses before anything is appended
-    row = s.runs.submit(graph, command_id=cmd.command_id, workflow=name, workflow_version=version,
-                        no_cache=cmd.no_cache, force=cmd.force, label=cmd.label)
+    row, warnings = await submit_checked(s, graph, command_id=cmd.command_id, workflow=name,
+                                         workflow_version=version, no_cache=cmd.no_cache, force=cmd.force,
+                                         label=cmd.label)
     return json({"run": row, "warnings": [{"where": w, "message": m} for w, m in warnings]}, 201)
 
 
@@ -153,7 +154,15 @@ async def show_workflow(request: Request) -> Response:
 
 async def list_adapters(request: Request) -> Response:
     s: Services = request.app.state.services
-    return json({"adapters": sorted(s.store.rows("adapters"), key=lambda a: a.created_at)})
+    rows = []
+    for a in sorted(s.store.rows("adapters"), key=lambda a: a.created_at):
+        run = s.store.get("runs", a.run_id) if a.run_id else None
+        try:
+            path: str | None = str(s.artifacts.path(a.sha256, verify=False))
+        except NotFoundError:
+            path = None  # removed from the store; the lineage stays
+        rows.append(adapter_listing(msgspec.to_builtins(a), run=msgspec.to_builtins(run) if run else None, path=path))
+    return json({"adapters": rows})
 
 
 async def list_models(request: Request) -> Response:
@@ -198,9 +207,10 @@ async def list_operations(request: Request) -> Response:
 
 
 async def list_presets(request: Request) -> Response:
-    from tunelog.plugins.common.presets import load_presets
-
-    return json({"presets": load_presets()})
+    """Every loaded plugin's presets, each naming its plugin."""
+    s: Services = request.app.state.services
+    return json({"presets": {name: {**preset, "plugin": plugin}
+                             for plugin, presets in s.plugins.presets().items() for name, preset in presets.items()}})
 
 
 routes = [

@@ -55,12 +55,13 @@ def snapshot(folder: Path, store: Path) -> tuple[str, Path]:
     final = store / digest
     if final.exists():
         return digest, final
-    store.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=store, prefix=".tmp-"))
+    store.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = Path(tempfile.mkdtemp(dir=store, prefix=".tmp-"))  # 0700
     for rel, data in files.items():
         target = tmp / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(data)
     try:
         os.replace(tmp, final)
     except OSError:  # another process created it first: same content by construction

@@ -1,6 +1,6 @@
 """Verify a replay against its original, and diff any two runs. Pure: plain dicts in and out.
 
-Both take *run facts* gathered from the log (`daemon/run_facts.py`):
+Both take *run facts* gathered from the log (`daemon/runs/facts.py`):
 
     {"run": <RunRow as a dict>,
      "nodes": {node: {"curve": {step: loss}, "metrics": {job: last metrics},
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunelog.daemon.compare import (
+from tunelog.daemon.runs.compare import (
     Diff,
     Tolerance,
     compare_curves,
@@ -26,11 +26,15 @@ from tunelog.daemon.compare import (
     prefixed,
     worst,
 )
-from tunelog.daemon.graph import refs_in, substitute
+from tunelog.daemon.runs.graph import refs_in, substitute
 
 Facts = dict[str, Any]
 PROVENANCE_IGNORED = frozenset({"run_id", "job_id", "resumed_from_step"})
 """Provenance fields that name the job rather than what it ran on."""
+CONTENT_PATH = "provenance.dataset.content_sha256"
+"""Where training provenance records the content hash of the examples it trained on."""
+SUCCEEDED = frozenset({"completed", "cached"})
+"""Node states that both mean "has its outputs": a cached node's are a completed job's."""
 UNRECORDED_PORTS = frozenset({"path", "model"})
 """Port types whose literal value names something read from outside the log (a file, a hub model)."""
 
@@ -64,21 +68,53 @@ def node_drift(a: Facts, b: Facts, node: str) -> list[Diff]:
     ra, rb = resolved_inputs(a, node), resolved_inputs(b, node)
     out += prefixed("inputs", key_diffs({p: ra.get(p) for p in edges}, {p: rb.get(p) for p in edges}))
     out += prefixed("code", key_diffs(a["run"]["code"].get(node, {}), b["run"]["code"].get(node, {})))
-    out += prefixed("provenance", key_diffs(_provenance(a, node), _provenance(b, node)))
+    out += [_by_content(d) for d in prefixed("provenance", key_diffs(_provenance(a, node), _provenance(b, node)))]
     return out
+
+
+def _by_content(d: Diff) -> Diff:
+    """A change of the trained-on content hash, said as `data changed`; any other difference as is."""
+    if d["path"] == CONTENT_PATH and is_sha256(d.get("a")) and is_sha256(d.get("b")):
+        return data_changed(d["path"], d["a"], d["b"])
+    return d
 
 
 def unrecorded_sources(a: Facts, b: Facts, node: str) -> list[Diff]:
     """Equal literal inputs naming files or models read outside the log: their content may have changed.
-    A model whose identity (weight hashes) both runs' provenance recorded is compared there instead."""
+    A model whose identity (weight hashes) both runs' provenance recorded is compared there instead;
+    a data file whose content hash a training node recorded is named by that hash (`data changed`)."""
     sa, sb = node_spec(a, node) or {"inputs": {}}, node_spec(b, node) or {"inputs": {}}
     types = b["nodes"].get(node, {}).get("input_types") or a["nodes"].get(node, {}).get("input_types") or {}
     recorded = {"model"} if _provenance(a, node).get("model") and _provenance(b, node).get("model") else set()
-    return [{"path": f"inputs.{p}", "a": v, "b": v, "recorded": False,
-             "note": f"a {types[p]} read outside the log: its content is not recorded and may have changed"}
-            for p, v in sa["inputs"].items()
-            if types.get(p) in UNRECORDED_PORTS - recorded and isinstance(v, str) and not is_sha256(v)
-            and sb["inputs"].get(p) == v]
+    out: list[Diff] = []
+    for p, v in sa["inputs"].items():
+        if not (types.get(p) in UNRECORDED_PORTS - recorded and isinstance(v, str) and not is_sha256(v)
+                and sb["inputs"].get(p) == v):
+            continue
+        was, now = source_hash(a, node), source_hash(b, node)
+        if was and now:
+            out += [] if was == now else [data_changed(f"inputs.{p}", was, now)]
+        else:
+            out.append({"path": f"inputs.{p}", "a": v, "b": v, "recorded": False,
+                        "note": f"a {types[p]} read outside the log: its content is not recorded and may have changed"})
+    return out
+
+
+def source_hash(facts: Facts, node: str) -> str | None:
+    """The content hash of the source a node's dataset output was prepared from, as recorded by a
+    training node that used that dataset (its provenance `dataset.source.sha256`); None if none did."""
+    made = {v for v in (facts["run"]["nodes"].get(node) or {}).get("outputs", {}).values() if is_sha256(v)}
+    for other in facts["nodes"].values():
+        dataset = (other.get("provenance") or {}).get("dataset") or {}
+        found = (dataset.get("source") or {}).get("sha256")
+        if dataset.get("sha256") in made and isinstance(found, str) and found:
+            return found
+    return None
+
+
+def data_changed(path: str, was: str, now: str) -> Diff:
+    """A drifted input named by its content hashes."""
+    return {"path": path, "a": was, "b": now, "recorded": True, "note": f"data changed: sha {was[:12]} → {now[:12]}"}
 
 
 def verify_node(a: Facts, b: Facts, node: str, tol: Tolerance) -> dict[str, Any]:
@@ -106,7 +142,7 @@ def _curve(facts: Facts, node: str) -> dict[int, float]:
 
 def _reasons(na: dict[str, Any], nb: dict[str, Any], outputs: dict[str, Any], curve: dict[str, Any] | None) -> list[str]:
     out = []
-    if na["state"] != nb["state"]:
+    if na["state"] != nb["state"] and not {na["state"], nb["state"]} <= SUCCEEDED:
         out.append(f"state {na['state']} vs {nb['state']}")
     if outputs["values_differ"]:
         out.append("outputs differ: " + ", ".join(d["path"] for d in outputs["values_differ"]))
@@ -152,9 +188,14 @@ def _summary(verdict: str, nodes: dict[str, Any], drift: list[Diff], tol: Tolera
     text = (f"within tolerance (rtol={tol.rtol}, atol={tol.atol}) but not bit-identical: " if verdict != "differs"
             else "differs: ") + "; ".join(f"{n}: {', '.join(nodes[n]['notes'])}" for n in off)
     if drift:
-        text += "; drifted inputs: " + ", ".join(f"{d['node']}.{d['path']}" + ("" if d.get("recorded", True)
-                                                                                else " (not recorded)") for d in drift)
+        text += "; drifted inputs: " + ", ".join(f"{d['node']}.{d['path']}" + _aside(d) for d in drift)
     return text
+
+
+def _aside(d: Diff) -> str:
+    if not d.get("recorded", True):
+        return " (not recorded)"
+    return f" ({d['note']})" if d.get("note") else ""
 
 
 def _side(facts: Facts, node: str) -> dict[str, Any] | None:

@@ -69,7 +69,10 @@ def check_value(spec: ParamSpec, value: Any, where: str) -> Problems:
 
 
 def coerce(spec: ParamSpec, value: Any) -> Any:
-    """A checked value in its declared type: integers become floats where a number is declared."""
+    """A checked value in its one canonical form: integers become floats where a number is declared.
+
+    Given values and defaults alike, so a parameter hashes the same whether it was written as 16,
+    16.0 or left to its default, at submit and again when a recorded graph is replayed."""
     if spec.type == "number" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if spec.type == "list" and spec.items == "number":
@@ -78,7 +81,8 @@ def coerce(spec: ParamSpec, value: Any) -> Any:
 
 
 def validate_params(op: OperationSpec, params: Any, *, where: str = "params") -> dict[str, Any]:
-    """Check `params` against the operation's schema; return them with defaults applied.
+    """Check `params` against the operation's schema; return them with defaults applied, every
+    value in its canonical form (`coerce`): validating the result again returns it unchanged.
 
     Unknown keys, wrong types, values out of range or outside the choices and missing required
     parameters are all reported in one ValidationError.
@@ -98,7 +102,7 @@ def validate_params(op: OperationSpec, params: Any, *, where: str = "params") ->
         elif spec.default is msgspec.UNSET:
             problems.append((at, f"required {spec.type} parameter is missing ({spec.description})"))
         else:
-            out[name] = copy.deepcopy(spec.default)
+            out[name] = coerce(spec, copy.deepcopy(spec.default))
     if problems:
         raise ValidationError.collect(f"invalid {where}: {_count(problems)}", problems)
     return out

@@ -1,12 +1,14 @@
 """The job runner: a durable FIFO queue on resource slots, one worker process per job.
 
 The queue is the `jobs` projection itself (rows in state `queued`, in the order of their
-JobQueued events): nothing lives only in memory, so a crash loses no job. On start the runner
-reconciles: every job the previous daemon left queued or running becomes interrupted, and a new
-job with `resume_of` can continue it from its last checkpoint.
+JobQueued events): nothing lives only in memory, so a crash or a stop loses no job. A job that
+never got a worker is still queued when the next daemon starts, in its place, and runs then. On
+start the runner reconciles what had started: a job the previous daemon left running (its worker
+is killed if it survived) becomes interrupted, and a new job with `resume_of` can continue it from
+its last checkpoint.
 
 Commands (`submit`, `cancel`, `find`) are plain functions callable from any thread; `run` is the
-scheduler task. Nothing here imports torch: workers do (see `daemon/worker.py`).
+scheduler task. Nothing here imports torch: workers do (see `daemon/jobs/worker.py`).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 
-from tunelog.daemon.job_process import Attempt
+from tunelog.daemon.jobs.attempt import Attempt
+from tunelog.daemon.jobs.processes import kill_leftover
 from tunelog.daemon.paths import Paths
-from tunelog.daemon.processes import kill_leftover
 from tunelog.events import jobs as J
 from tunelog.events.base import Event
 from tunelog.events.errors import ConflictError, JobError, NotFoundError, ValidationError
@@ -255,10 +257,13 @@ class JobRunner:
             self._token = self._thread = None
 
     def reconcile(self) -> list[str]:
-        """Mark every job a previous daemon left queued or running as interrupted; returns their ids."""
+        """Mark every job a previous daemon left running as interrupted; returns their ids.
+
+        Queued jobs stay queued: the scheduler starts them in their order.
+        """
         found = []
         for row in self.store.rows("jobs"):
-            if row.state in _ACTIVE and row.queued_position <= self._boot_head and row.job_id not in self._attempts:
+            if row.state == "running" and row.queued_position <= self._boot_head and row.job_id not in self._attempts:
                 if row.pid:
                     kill_leftover(row.pid, row.job_id)
                 self.store.append(f"job-{row.job_id}", [J.JobInterrupted(job_id=row.job_id,
@@ -313,7 +318,10 @@ class JobRunner:
             anyio.from_thread.run_sync(fn, token=token)
 
     async def shutdown(self) -> None:
-        """Stop starting jobs; stop running workers (SIGTERM, grace, SIGKILL) and mark them interrupted."""
+        """Stop starting jobs; stop running workers (SIGTERM, grace, SIGKILL) and mark them interrupted.
+
+        A job claimed whose worker had not started yet stays queued for the next daemon.
+        """
         with self._lock:
             self._stopping = True
             attempts = list(self._attempts.values())
