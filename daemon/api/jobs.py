@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tunelog.daemon.api.commands import command
 from tunelog.daemon.api.errors import read_body
 from tunelog.daemon.services import Services
 from tunelog.events.errors import ValidationError
@@ -83,8 +84,8 @@ async def cancel(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/jobs", submit, methods=["POST"]),
+    command("/v1/jobs", submit, SubmitJob),
     Route("/v1/jobs", list_jobs, methods=["GET"]),
     Route("/v1/jobs/{job_id}", show, methods=["GET"]),
-    Route("/v1/jobs/{job_id}/cancel", cancel, methods=["POST"]),
+    command("/v1/jobs/{job_id}/cancel", cancel, CancelJob),
 ]
