@@ -20,7 +20,7 @@ class CommandRecord(msgspec.Struct, frozen=True):
     fingerprint: str
     """sha256 of the kind, the path parameters and the canonical body: a reuse is a different value."""
     status: int
-    """The HTTP status of the first answer."""
+    """The HTTP status of the first answer; 0 while the command is being carried out (pending)."""
     answer: bytes
     """The first answer's body."""
 
@@ -79,7 +79,12 @@ class EventStore(Protocol):
         ...
 
     def record_command(self, record: CommandRecord) -> CommandRecord:
-        """Keep a command's first answer; returns the record now stored (an earlier one wins)."""
+        """Keep a command's first answer; returns the record now stored. An answered record wins; a
+        pending one (status 0) is answered by a record with the same fingerprint."""
+        ...
+
+    def forget_command(self, command_id: str) -> None:
+        """Drop a pending record (a command refused before it changed anything); answered ones stay."""
         ...
 
     def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:

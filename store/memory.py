@@ -62,7 +62,15 @@ class MemoryStore:
         return self._commands.get(command_id)
 
     def record_command(self, record: CommandRecord) -> CommandRecord:
-        return self._commands.setdefault(record.command_id, record)
+        held = self._commands.get(record.command_id)
+        if held is None or (held.status == 0 and held.fingerprint == record.fingerprint):
+            self._commands[record.command_id] = record
+        return self._commands[record.command_id]
+
+    def forget_command(self, command_id: str) -> None:
+        held = self._commands.get(command_id)
+        if held is not None and held.status == 0:
+            del self._commands[command_id]
 
     def _apply(self, env: Envelope, tables: dict[str, dict[str, Any]]) -> None:
         for f in self._folds:

@@ -248,9 +248,16 @@ class SqliteStore:
 
     def record_command(self, record: CommandRecord) -> CommandRecord:
         with self._lock, sqlite_errors("recording a command"):
-            self.conn.execute("INSERT OR IGNORE INTO commands (command_id, kind, fingerprint, status, answer, time) "
-                              "VALUES (?, ?, ?, ?, ?, ?)", (*msgspec.structs.astuple(record), self._clock()))
+            self.conn.execute("INSERT INTO commands (command_id, kind, fingerprint, status, answer, time) "
+                              "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (command_id) DO UPDATE SET "
+                              "status = excluded.status, answer = excluded.answer, time = excluded.time "
+                              "WHERE commands.status = 0 AND commands.fingerprint = excluded.fingerprint",
+                              (*msgspec.structs.astuple(record), self._clock()))
         return self.command(record.command_id) or record
+
+    def forget_command(self, command_id: str) -> None:
+        with self._lock, sqlite_errors("forgetting a command"):
+            self.conn.execute("DELETE FROM commands WHERE command_id = ? AND status = 0", (command_id,))
 
     def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:
         self._subscribers.append(callback)

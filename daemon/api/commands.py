@@ -9,8 +9,11 @@ that used the id. The first 2xx answer is kept with the record, so a retry answe
 attempt answered even after later changes (a newer workflow version, a removed model), and a
 `daemon stop` retried against a restarted daemon does not stop it again.
 
-Commands that append events also tag them with the id, so a store-level retry (the job runner's,
-the executor's) answers from the log too; the record here is what the API answers.
+The record is written (pending) before the command runs and answered after it. A daemon killed in
+between leaves it pending; the retry carries the command out again, and since every event a
+command appends is tagged with its id, the store answers those appends from the log instead of
+writing them twice. A command refused (4xx) or broken drops its pending record: nothing changed,
+so the id is free for a corrected retry.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from tunelog.store.base import CommandRecord
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_COMMAND_ID = 200
 """Longest command id accepted (characters)."""
+PENDING = 0
+"""Status of a record whose command is being carried out (written before it runs)."""
 
 
 def command(path: str, handler: Handler, body: type[msgspec.Struct]) -> Route:
@@ -51,8 +56,18 @@ def command(path: str, handler: Handler, body: type[msgspec.Struct]) -> Route:
         done = s.store.command(command_id)
         if done is None:
             _refuse_a_foreign_id(s, command_id)
-            response = await handler(request)
+            done = s.store.record_command(CommandRecord(command_id=command_id, kind=kind, fingerprint=mine,
+                                                        status=PENDING, answer=b""))
+        if done.status == PENDING and done.fingerprint == mine:
+            # First attempt, or one the daemon stopped in before it answered (its appends carry the
+            # command id, so carrying it out again is answered from the log, never appended twice).
+            try:
+                response = await handler(request)
+            except BaseException:
+                s.store.forget_command(command_id)
+                raise
             if not 200 <= response.status_code < 300:
+                s.store.forget_command(command_id)
                 return response
             done = s.store.record_command(CommandRecord(command_id=command_id, kind=kind, fingerprint=mine,
                                                         status=response.status_code, answer=bytes(response.body)))

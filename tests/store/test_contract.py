@@ -64,6 +64,21 @@ def test_a_command_record_keeps_the_first_answer(store: EventStore) -> None:
     assert store.head() == 0  # a record is no event
 
 
+def test_a_pending_command_record_is_answered_by_its_own_command_only(store: EventStore) -> None:
+    pending = CommandRecord(command_id="cmd-2", kind="POST /v1/x", fingerprint="a" * 64, status=0, answer=b"")
+    assert store.record_command(pending) == pending
+    other = CommandRecord(command_id="cmd-2", kind="POST /v1/y", fingerprint="b" * 64, status=201, answer=b"{}")
+    assert store.record_command(other) == pending  # another command cannot answer it
+    answered = CommandRecord(command_id="cmd-2", kind="POST /v1/x", fingerprint="a" * 64, status=201, answer=b"{}")
+    assert store.record_command(answered) == answered
+    store.forget_command("cmd-2")  # answered records stay
+    assert store.command("cmd-2") == answered
+    store.record_command(CommandRecord(command_id="cmd-3", kind="POST /v1/x", fingerprint="c" * 64, status=0,
+                                       answer=b""))
+    store.forget_command("cmd-3")
+    assert store.command("cmd-3") is None
+
+
 def test_a_position_past_64_bits_is_a_validation_error(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "log.sqlite")
     with pytest.raises(ValidationError, match="out of range"):
