@@ -5,7 +5,8 @@ configs), accelerate handles precision and devices (and several GPUs under `acce
 and a bare loop trains: on CPU it is the fastest and the easiest to make bit-exact. The recipe
 reports only through the job context (metrics, progress, log, checkpoints, artifacts).
 
-Determinism (FACTS.md): seed everything before the adapter is built, draw the batch order from a
+Determinism (byte-identical adapters across runs on the same CPU kernel path and library
+versions): seed everything before the adapter is built, draw the batch order from a
 seeded generator (pre-shuffled, no DataLoader workers), pin the optimizer implementation, pad to
 fixed multiples. A checkpoint holds weights, optimizer, scheduler, every RNG state and the
 data-order position, so a resumed run produces the same bytes as one that never stopped.
