@@ -24,7 +24,7 @@ from tunelog.daemon.app import create_app
 from tunelog.daemon.lock import InstanceLock
 from tunelog.daemon.paths import UMASK, Paths
 from tunelog.daemon.peer import bind_unix_socket, checked_protocol
-from tunelog.daemon.services import build_services
+from tunelog.daemon.services import build_services, start_services
 from tunelog.daemon.version import tunelog_version
 from tunelog.events.system import DaemonStarted, DaemonStopped
 
@@ -79,8 +79,6 @@ async def _serve(paths: Paths, extensions: Sequence[Extension]) -> None:
         slots=[s for s in os.environ.get("TUNELOG_SLOTS", "").split(",") if s] or None,
         grace_s=float(os.environ.get("TUNELOG_GRACE_S", "10")))
     store = services.store
-    store.subscribe(services.notifier.notify)
-    store.subscribe(lambda head: services.runs.wake())
     stop = anyio.Event()
     reason = ["unknown"]
 
@@ -99,10 +97,7 @@ async def _serve(paths: Paths, extensions: Sequence[Extension]) -> None:
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, request_stop)
-            await tg.start(services.jobs.run)
-            await services.plugins.scan()
-            await tg.start(services.plugins.watch)
-            await tg.start(services.runs.run)
+            await start_services(services, tg)
             served = anyio.Event()
 
             async def serve() -> None:

@@ -3,7 +3,7 @@
 Two runs, both recorded in the log like any other:
 1. `demo: base answers`: the base model answers general questions. Its answers become training
    data too, so the adapter learns the new facts without overwriting what the model already
-   knew (FACTS.md's recipe).
+   knew (trained on the facts alone, the model answered unrelated questions with them).
 2. `demo: tune`: datasets.prepare -> lora_trainer.train (preset demo-facts) -> evaluate.generate
    with the tuned adapter beside the base model on the fact, held-out and control questions.
 Then a table: each question, the base answer, the tuned answer, and whether each is right.
