@@ -25,18 +25,17 @@ def test_ctrl_c_while_following_a_run_exits_130_and_leaves_the_run_going(daemon:
     out = daemon.tunectl("workflow", "submit", str(graph), "--detach", "--json", "--no-cache")
     assert out.returncode == 0, out.stderr
     run_id = json.loads(out.stdout)["run_id"]
-    follow = subprocess.Popen([*MODULE, "runs", "follow", run_id], env=daemon.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        assert follow.stdout is not None
-        first = follow.stdout.readline()  # following has begun once it prints
-        assert first.strip(), follow.stderr.read() if follow.stderr else ""
-        follow.send_signal(signal.SIGINT)
-        assert follow.wait(timeout=30) == 130
-    finally:
-        if follow.poll() is None:
-            follow.kill()
-            follow.wait()
+    with subprocess.Popen([*MODULE, "runs", "follow", run_id], env=daemon.env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as follow:
+        try:
+            assert follow.stdout is not None
+            assert follow.stdout.readline().strip()  # following has begun once it prints
+            follow.send_signal(signal.SIGINT)
+            _, err = follow.communicate(timeout=30)
+            assert follow.returncode == 130, err
+        finally:
+            if follow.poll() is None:
+                follow.kill()
     assert daemon.json("runs", "show", run_id)["run"]["state"] == "running"  # only the client stopped
     assert daemon.tunectl("runs", "cancel", run_id).returncode == 0
 
