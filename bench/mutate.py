@@ -71,6 +71,7 @@ def build_tree(module: str) -> Path:
         "source_paths": [f"src/tunelog/{module}"],
         "also_copy": also,
         "pytest_add_cli_args": ["-p", "no:randomly", "-p", "no:cacheprovider", "-q", "-x"],
+        "timeout_multiplier": 3.0,  # a mutant that loops forever is given 3x the tests' clean time
         "pytest_add_cli_args_test_selection": TESTS[module],
         "do_not_mutate": DO_NOT_MUTATE.get(module, []),
     }
@@ -79,11 +80,11 @@ def build_tree(module: str) -> Path:
     return tree
 
 
-def run(module: str, *, children: int) -> dict[str, int]:
+def run(module: str, *, children: int, names: list[str]) -> dict[str, int]:
     tree = build_tree(module)
     env = {**os.environ, "PYTHONPATH": str(tree / "mutants" / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
     mutmut = Path(sys.executable).with_name("mutmut")
-    subprocess.run([str(mutmut), "run", "--max-children", str(children)], cwd=tree, env=env, check=True)
+    subprocess.run([str(mutmut), "run", "--max-children", str(children), *names], cwd=tree, env=env, check=True)
     out = subprocess.run([str(mutmut), "results", "--all", "true"], cwd=tree, env=env, check=True,
                          capture_output=True, text=True).stdout
     counts: dict[str, int] = {}
@@ -103,9 +104,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", default=["events", "store", "daemon"], choices=sorted(TESTS))
     parser.add_argument("--children", type=int, default=1, help="mutants tested at once (default 1)")
+    parser.add_argument("--only", action="append", default=[], metavar="GLOB",
+                        help="mutant names to test, e.g. 'tunelog.store.artifacts*' (default: all)")
     args = parser.parse_args()
     for module in args.modules:
-        counts = run(module, children=args.children)
+        counts = run(module, children=args.children, names=args.only)
         killed = sum(n for status, n in counts.items() if status in KILLED)
         judged = sum(n for status, n in counts.items() if status not in {"skipped", "not checked"})
         rate = 100.0 * killed / judged if judged else 0.0
