@@ -55,12 +55,7 @@ def build_tree(module: str) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "node_modules", "*.pyc")
     for folder in FOLDERS:
         shutil.copytree(ROOT / folder, pkg / folder, ignore=ignore)
-    shutil.copytree(ROOT / "tests", tree / "tests", ignore=ignore)
-    for test in (tree / "tests").rglob("test_*.py"):  # property tests run a tenth of their examples
-        text = test.read_text()
-        fewer = re.sub(r"max_examples=(\d+)", lambda m: f"max_examples={max(10, int(m[1]) // 10)}", text)
-        if fewer != text:
-            test.write_text(fewer)
+    copy_tests(tree)
     # Python caches "no such folder" for a sys.path entry: the mutated copy's folder must exist
     # before mutmut starts, or its imports fall through to the editable install's unmutated code.
     (tree / "mutants" / "src").mkdir(parents=True)
@@ -80,19 +75,45 @@ def build_tree(module: str) -> Path:
     return tree
 
 
-def run(module: str, *, children: int, names: list[str]) -> dict[str, int]:
-    tree = build_tree(module)
-    env = {**os.environ, "PYTHONPATH": str(tree / "mutants" / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
+def copy_tests(tree: Path) -> None:
+    """The working copy's tests into the tree and its mutants/ copy (property tests run a tenth of
+    their examples: each mutant runs every test that reaches the mutated function)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for where in (tree / "tests", tree / "mutants" / "tests"):
+        shutil.rmtree(where, ignore_errors=True)
+        shutil.copytree(ROOT / "tests", where, ignore=ignore)
+        for test in where.rglob("test_*.py"):
+            text = test.read_text()
+            fewer = re.sub(r"max_examples=(\d+)", lambda m: f"max_examples={max(10, int(m[1]) // 10)}", text)
+            if fewer != text:
+                test.write_text(fewer)
+
+
+def statuses(tree: Path, env: dict[str, str]) -> dict[str, str]:
     mutmut = Path(sys.executable).with_name("mutmut")
-    subprocess.run([str(mutmut), "run", "--max-children", str(children), *names], cwd=tree, env=env, check=True)
     out = subprocess.run([str(mutmut), "results", "--all", "true"], cwd=tree, env=env, check=True,
                          capture_output=True, text=True).stdout
-    counts: dict[str, int] = {}
-    survivors = []
+    found = {}
     for line in out.splitlines():
         name, _, status = line.strip().rpartition(": ")
-        if not name:
-            continue
+        if name:
+            found[name] = status
+    return found
+
+
+def run(module: str, *, children: int, names: list[str], again: bool) -> dict[str, int]:
+    tree = WORK / module
+    env = {**os.environ, "PYTHONPATH": str(tree / "mutants" / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
+    if again:  # the same mutants against today's tests: only those not killed last time run
+        copy_tests(tree)
+        names = names or [n for n, status in statuses(tree, env).items() if status != "killed"]
+    else:
+        build_tree(module)
+    mutmut = Path(sys.executable).with_name("mutmut")
+    subprocess.run([str(mutmut), "run", "--max-children", str(children), *names], cwd=tree, env=env, check=True)
+    counts: dict[str, int] = {}
+    survivors = []
+    for name, status in statuses(tree, env).items():
         counts[status] = counts.get(status, 0) + 1
         if status != "killed":
             survivors.append(f"{status}\t{name}")
@@ -106,9 +127,11 @@ def main() -> int:
     parser.add_argument("--children", type=int, default=1, help="mutants tested at once (default 1)")
     parser.add_argument("--only", action="append", default=[], metavar="GLOB",
                         help="mutant names to test, e.g. 'tunelog.store.artifacts*' (default: all)")
+    parser.add_argument("--again", action="store_true",
+                        help="keep the last run's mutants and verdicts; test the survivors against today's tests")
     args = parser.parse_args()
     for module in args.modules:
-        counts = run(module, children=args.children, names=args.only)
+        counts = run(module, children=args.children, names=args.only, again=args.again)
         killed = sum(n for status, n in counts.items() if status in KILLED)
         judged = sum(n for status, n in counts.items() if status not in {"skipped", "not checked"})
         rate = 100.0 * killed / judged if judged else 0.0

@@ -41,6 +41,13 @@ def test_a_folder_is_stored_by_a_digest_of_its_relative_paths_and_contents(tmp_p
     assert ref.kind == "dir" and ref.size == 4 and ref.sha256 == tree_digest(src)[0]
     stored = store.path(ref.sha256)
     assert (stored / "sub" / "w.bin").read_bytes() == b"\x00\x01"
+    assert {p.stat().st_mode & 0o777 for p in stored.rglob("*") if p.is_file()} == {0o444}
+    # The digest is recorded in the log (cache keys, verify): it must never change for the same tree.
+    pinned = tmp_path / "pinned"
+    (pinned / "a").mkdir(parents=True)
+    (pinned / "a" / "x.txt").write_bytes(b"hi")
+    (pinned / "b.bin").write_bytes(b"\x00")
+    assert tree_digest(pinned) == ("f809ac24ae914081b656b3dad463cda10b2e6d6d61ea98d27604505e28474e14", 3)
     assert store.put_dir(src) == ref and list((tmp_path / "a" / "tmp").iterdir()) == []
     renamed = tmp_path / "renamed"
     (renamed / "other").mkdir(parents=True)
@@ -60,8 +67,9 @@ def test_a_damaged_file_artifact_is_refused_on_read_naming_both_hashes(tmp_path:
     os.chmod(final, 0o644)
     final.write_bytes(b"the sky is plaid")
     damaged = hashlib.sha256(b"the sky is plaid").hexdigest()
-    with pytest.raises(TunelogError, match=f"artifact {sha[:12]} is damaged: its content hashes to {damaged[:12]}") as err:
+    with pytest.raises(TunelogError) as err:
         store.read_bytes(sha)
+    assert err.value.message == f"artifact {sha[:12]} is damaged: its content hashes to {damaged[:12]}"
     assert err.value.hint == "re-run the job that produced it"
     with pytest.raises(TunelogError, match="is damaged"):
         store.path(sha)
@@ -88,6 +96,11 @@ def test_only_a_sha256_becomes_a_path_in_the_store(tmp_path: Path, bad: str) -> 
         with pytest.raises(ValidationError, match="not an artifact hash") as err:
             call(bad)
         assert err.value.hint == "artifact ids are 64 lowercase hex digits"
+
+
+def test_opening_an_existing_store_again_keeps_its_artifacts(tmp_path: Path) -> None:
+    sha = ArtifactStore(tmp_path / "a").put_bytes(b"kept").sha256
+    assert ArtifactStore(tmp_path / "a").read_bytes(sha) == b"kept"
 
 
 def test_a_missing_artifact_is_not_found_naming_the_store(tmp_path: Path) -> None:
