@@ -4,15 +4,18 @@ time travel's refusals, and the package's lazy names. Written against surviving 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import tunelog.store
 from tunelog.events import jobs as J
+from tunelog.events import runs as R
 from tunelog.events.errors import TunelogError, ValidationError
 from tunelog.events.state import all_folds
-from tunelog.store import SqliteStore
+from tunelog.store import MemoryStore, SqliteStore
+from tunelog.store.base import EventStore
 from tunelog.store.timetravel import copy_prefix, state_at
 
 
@@ -21,17 +24,35 @@ def queued(job_id: str) -> J.JobQueued:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
     s = SqliteStore(tmp_path / "log.sqlite")
-    yield s  # type: ignore[misc]
+    yield s
     s.close()
 
 
-def test_command_causation_and_correlation_ids_are_read_back(store: SqliteStore) -> None:
-    [written] = store.append("job-a", [queued("a")], command_id="cmd", causation_id="cause", correlation_id="corr")
-    [read] = store.read(stream="job-a")
+@pytest.fixture(params=["sqlite", "memory"])
+def either(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    s: EventStore = (SqliteStore(tmp_path / "log.sqlite", clock=lambda: 42.5) if request.param == "sqlite"
+                     else MemoryStore(clock=lambda: 42.5))
+    yield s
+    s.close()
+
+
+def test_command_causation_and_correlation_ids_and_the_time_are_read_back(either: EventStore) -> None:
+    [written] = either.append("job-a", [queued("a")], command_id="cmd", causation_id="cause", correlation_id="corr")
+    [read] = either.read(stream="job-a")
     assert (read.command_id, read.causation_id, read.correlation_id) == ("cmd", "cause", "corr")
+    assert (read.time, read.schema_version, read.type) == (42.5, 1, "job-queued")
     assert read == written
+
+
+def test_a_batch_gets_consecutive_positions_and_a_removal_empties_its_row(either: EventStore) -> None:
+    either.append("job-a", [queued("a")])
+    batch = either.append("models", [R.ModelAdded(name="m", ref="/m"), R.ModelAdded(name="n", ref="/n"),
+                                     R.ModelRemoved(name="m")])
+    assert [(e.position, e.version) for e in batch] == [(2, 1), (3, 2), (4, 3)]
+    assert [r.name for r in either.rows("models")] == ["n"]
+    assert either.projection_position("models") == 4
 
 
 def test_reading_by_several_types_and_a_limit(store: SqliteStore) -> None:
