@@ -106,7 +106,7 @@ def run(module: str, *, children: int, names: list[str], again: bool) -> dict[st
     env = {**os.environ, "PYTHONPATH": str(tree / "mutants" / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
     if again:  # the same mutants against today's tests: only those not killed last time run
         copy_tests(tree)
-        names = names or [n for n, status in statuses(tree, env).items() if status != "killed"]
+        names = names or [n for n, status in statuses(tree, env).items() if status in ("survived", "no tests")]
     else:
         build_tree(module)
     mutmut = Path(sys.executable).with_name("mutmut")

@@ -106,3 +106,17 @@ def test_an_upcaster_is_registered_under_its_tag_and_version() -> None:
     """)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "home"
+
+
+def test_a_fresh_registry_is_rebuilt_with_every_event_and_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry and its decoders are built on first use (and again when new event types appear)."""
+    every = event_types()
+    monkeypatch.setattr(base, "_registry", {})
+    monkeypatch.setattr(base, "_decoder", None)
+    monkeypatch.setattr(base, "_list_decoder", None)
+    monkeypatch.setattr(base, "_current_versions", {})
+    assert event_types() == every and base._registry == every
+    assert all(isinstance(cls, type) and issubclass(cls, base.Event) for cls in base._registry.values())
+    cancelled = JobCancelled(job_id="a", forced=False)
+    assert base.decode_payload("job-cancelled", 1, encode_payload(cancelled)) == cancelled
+    assert decode_payloads([("job-cancelled", 1, encode_payload(cancelled).decode())]) == [cancelled]
