@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup web demo test lint wheel-smoke bench clean
+.PHONY: setup web demo test lint wheel-smoke bench mutate clean
 
 setup: $(VENV)/.installed web
 
@@ -49,6 +49,13 @@ lint: setup
 
 wheel-smoke: setup
 	bash .ci/wheel_smoke.sh
+
+# Mutation testing (mutmut) of the core with the fast tests that cover it; kill rate per module,
+# survivors in .cache/mutate/<module>/survivors.txt, reviewed in tests/MUTANTS.md. Long: run it
+# on the modules a change touches, e.g. `make mutate MUTATE=store`.
+MUTATE ?= events store daemon
+mutate: setup
+	nice -n 15 $(BIN)/python bench/mutate.py $(MUTATE)
 
 bench: setup
 	$(BIN)/python bench/store_bench.py

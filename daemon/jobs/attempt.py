@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 _POINTS_PER_EVENT = 1000
 _MERGE_STREAM = re.compile(r"merge-[0-9a-f]{16}")
+_OUT_OF_MEMORY = ("MemoryError", "OutOfMemoryError")
+"""What an operation that ran out of memory raises: Python's allocator, torch's CUDA/XPU one."""
 """Lineage streams of merges (events/merges.py), named by their output artifact."""
 
 
@@ -274,7 +276,8 @@ class Attempt:
         if self._lost:
             error, cause = f"lost contact with the worker: {self._lost}", "lost"
         elif self._error is not None:
-            error, cause = str(self._error.get("error", "the operation raised")), "exception"
+            error = str(self._error.get("error", "the operation raised"))
+            cause = "oom" if error.startswith(_OUT_OF_MEMORY) else "exception"
         elif sig == "SIGKILL":
             oom = oom_kills() > self._oom_before
             error = "killed by the kernel's out-of-memory killer" if oom else "killed by SIGKILL (out of memory?)"
