@@ -7,7 +7,7 @@ import gc
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,8 @@ import msgspec
 from tunelog.events.base import Envelope, Event, StampedEvent, decode_payload, decode_stored, encode_payload
 from tunelog.events.errors import ConflictError, TunelogError
 from tunelog.events.state import Fold, all_folds
-from tunelog.store.schema import migrate
+from tunelog.store.base import check_fields
+from tunelog.store.schema import field_sql, migrate
 
 _COLUMNS = "position, stream, version, type, schema_version, time, payload, command_id, causation_id, correlation_id"
 _INSERT = (f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -230,6 +231,32 @@ class SqliteStore:
         dec = self._row_decoders[table]
         with self._lock, sqlite_errors(f"reading {table}"):
             return [dec.decode(d) for (d,) in self.conn.execute(f"SELECT data FROM [{table}] ORDER BY key")]
+
+    def select(self, table: str, *, order: str, where: Mapping[str, Any] | None = None, after: Any = None,
+               limit: int | None = None, descending: bool = False) -> list[Any]:
+        fields = [*(where or {}), order]
+        check_fields(self._fold(table), fields)
+        clauses = [f"{field_sql(f)} = ?" for f in where or {}]
+        args = list((where or {}).values())
+        if after is not None:
+            clauses.append(f"{field_sql(order)} {'<' if descending else '>'} ?")
+            args.append(after)
+        sql = (f"SELECT data FROM [{table}] {'WHERE ' + ' AND '.join(clauses) if clauses else ''} "
+               f"ORDER BY {field_sql(order)} {'DESC' if descending else 'ASC'}")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        dec = self._row_decoders[table]
+        with self._lock, sqlite_errors(f"reading {table}"):
+            return [dec.decode(d) for (d,) in self.conn.execute(sql, args)]
+
+    def count_by(self, table: str, field: str) -> dict[Any, int]:
+        check_fields(self._fold(table), [field])
+        with self._lock, sqlite_errors(f"counting {table}"):
+            return dict(self.conn.execute(f"SELECT {field_sql(field)}, count(*) FROM [{table}] "
+                                          f"GROUP BY {field_sql(field)}").fetchall())
+
+    def _fold(self, table: str) -> Fold:
+        return next(f for f in self._folds if f.table == table)
 
     def projection_position(self, table: str) -> int:
         with self._lock:
