@@ -223,6 +223,8 @@ class Fold(msgspec.Struct, frozen=True):
     """The pure fold: (row or None, event) -> row, or None to delete it."""
     evolve_many: Callable[[Any, Sequence[Stamped]], Any] | None = None
     """Optional, for rebuilds: fold consecutive events of one key at once. Must equal `evolve` one by one."""
+    counted: tuple[str, ...] = ()
+    """Row fields whose number of rows per value the store keeps up to date (`count_by`)."""
     indexes: tuple[tuple[str, ...], ...] = ()
     """Row fields the store indexes, each tuple one index: what `select` and `count_by` filter and
     order by, so a listing or a count costs what it returns, not the table's size."""
@@ -245,7 +247,7 @@ CORE_FOLDS: tuple[Fold, ...] = (
     Fold("jobs", JobRow, _tags(J.JobQueued, J.JobStarted, J.JobProgress, J.JobMetrics, J.JobArtifact,
                                J.JobCheckpointed, J.JobCancelRequested, J.JobSucceeded, J.JobFailed,
                                J.JobCancelled, J.JobInterrupted),
-         attrgetter("event.job_id"), evolve_job, evolve_jobs,
+         attrgetter("event.job_id"), evolve_job, evolve_jobs, counted=("state",),
          indexes=(("state", "queued_position"), ("queued_position",))),
 )
 

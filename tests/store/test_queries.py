@@ -6,12 +6,14 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tunelog.events.jobs import JobCancelled, JobQueued, JobStarted
+from tunelog.events.errors import ConflictError
+from tunelog.events.jobs import JobCancelled, JobQueued, JobStarted, JobSucceeded
 from tunelog.store import MemoryStore, SqliteStore
 from tunelog.store.base import EventStore
 from tunelog.store.schema import field_sql
@@ -48,6 +50,23 @@ def test_select_filters_orders_and_pages_by_a_field(store: EventStore) -> None:
 def test_count_by_counts_each_value(store: EventStore) -> None:
     assert store.count_by("jobs", "state") == {"queued": 4, "running": 1, "cancelled": 1}
     assert store.count_by("plugins", "status") == {}
+
+
+def test_counts_follow_appends_refusals_and_rebuilds(store: EventStore) -> None:
+    def recount() -> dict[str, int]:
+        return dict(Counter(r.state for r in store.rows("jobs")))
+
+    assert store.count_by("jobs", "state") == recount()
+    store.append("job-9", [JobStarted(job_id="9", pid=2, slot="cpu0", log_path="l"),
+                           JobSucceeded(job_id="9", outputs={}, duration_s=1.0)])
+    store.append("job-new", [queued("new")])
+    with pytest.raises(ConflictError):  # refused: counts nothing
+        store.append("job-6", [JobCancelled(job_id="6", forced=False)], expected_version=9)
+    assert store.count_by("jobs", "state") == recount() == {"queued": 4, "running": 1, "cancelled": 1,
+                                                            "succeeded": 1}
+    store.rebuild()
+    store.append("job-6", [JobCancelled(job_id="6", forced=False)])
+    assert store.count_by("jobs", "state") == recount()
 
 
 def test_a_field_the_rows_lack_is_refused(store: EventStore) -> None:
