@@ -15,9 +15,9 @@ from tunelog.store.artifacts import ArtifactStore
 from tunelog.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
-    from tunelog.daemon.executor import RunExecutor
-    from tunelog.daemon.jobs import JobRunner
-    from tunelog.daemon.plugins import PluginManager
+    from tunelog.daemon.jobs.runner import JobRunner
+    from tunelog.daemon.plugin_host.manager import PluginManager
+    from tunelog.daemon.runs.executor import RunExecutor
 
 
 class Notifier:
@@ -40,9 +40,9 @@ def build_services(paths: Paths, *, version: str, plugin_dirs: Sequence[Path] = 
                    builtin_dir: Path | None = None, slots: list[str] | None = None,
                    grace_s: float = 10.0) -> Services:
     """The daemon's parts over one data dir, wired together (the daemon and the tests use this)."""
-    from tunelog.daemon.executor import RunExecutor
-    from tunelog.daemon.jobs import JobRunner
-    from tunelog.daemon.plugins import PluginManager
+    from tunelog.daemon.jobs.runner import JobRunner
+    from tunelog.daemon.plugin_host.manager import PluginManager
+    from tunelog.daemon.runs.executor import RunExecutor
 
     paths.ensure()
     store = SqliteStore(paths.db)

@@ -11,7 +11,7 @@ from typing import Any
 from tunelog.events.base import Envelope, Event, decode_payload, encode_payload
 from tunelog.events.errors import ConflictError
 from tunelog.events.state import Fold, all_folds
-from tunelog.store.base import check_fields
+from tunelog.store.base import CommandRecord, check_fields
 
 
 class MemoryStore:
@@ -21,6 +21,7 @@ class MemoryStore:
         self._log: list[Envelope] = []
         self._versions: dict[str, int] = {}
         self._by_command: dict[str, list[Envelope]] = {}
+        self._commands: dict[str, CommandRecord] = {}
         self._folds = folds if folds is not None else all_folds()
         self._tables: dict[str, dict[str, Any]] = {f.table: {} for f in self._folds}
         self._positions = {f.table: 0 for f in self._folds}
@@ -58,6 +59,12 @@ class MemoryStore:
         for cb in list(self._subscribers):
             cb(len(self._log))
         return out
+
+    def command(self, command_id: str) -> CommandRecord | None:
+        return self._commands.get(command_id)
+
+    def record_command(self, record: CommandRecord) -> CommandRecord:
+        return self._commands.setdefault(record.command_id, record)
 
     def _apply(self, env: Envelope, tables: dict[str, dict[str, Any]]) -> None:
         for f in self._folds:

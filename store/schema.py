@@ -39,13 +39,35 @@ CREATE TABLE "projection_positions" (
 """The tables sqlite-utils 4 created for version 1, statement for statement (older logs have them)."""
 
 
+_V2 = """
+CREATE TABLE "commands" (
+   "command_id" TEXT PRIMARY KEY,
+   "kind" TEXT NOT NULL,
+   "fingerprint" TEXT NOT NULL,
+   "status" INTEGER NOT NULL,
+   "answer" BLOB NOT NULL,
+   "time" REAL NOT NULL
+);
+"""
+"""The answers of commands with an idempotency key (not events: a retry reads them, no fold does),
+as sqlite-utils 4 created the table."""
+
+
 def _v1(conn: sqlite3.Connection) -> None:
-    for statement in _V1.split(";"):
+    _run(conn, _V1)
+
+
+def _v2(conn: sqlite3.Connection) -> None:
+    _run(conn, _V2)
+
+
+def _run(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
         if statement.strip():
             conn.execute(statement)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 """Applied in order, each in its own transaction; the database's user_version counts how many
 have run. Append only."""
 

@@ -13,6 +13,8 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 
+from tunelog.daemon.api.errors import int_field
+
 PAGE = 100
 MOST = 1000
 
@@ -26,21 +28,12 @@ class Page(msgspec.Struct, frozen=True):
 def parse_page(request: Request, problems: list[tuple[str, str]]) -> Page:
     """The page a query asks for; a bad parameter is added to `problems` (named by its field)."""
     q = request.query_params
-
-    def number(name: str, default: int | None, low: int, high: int | None = None) -> int | None:
-        raw = q.get(name)
-        if raw is None:
-            return default
-        if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
-            bound = f" and at most {high}" if high is not None else ""
-            problems.append((name, f"must be an integer at least {low}{bound}, got {raw!r}"))
-            return default
-        return int(raw)
-
     order = q.get("order", "asc")
     if order not in ("asc", "desc"):
-        problems.append(("order", f"must be asc (oldest first) or desc (newest first), got {order!r}"))
-    return Page(limit=number("limit", PAGE, 1, MOST) or PAGE, after=number("after", None, 0),
+        problems.append(("order", f"must be asc (oldest first) or desc (newest first), got {order[:40]!r}"))
+    after = q.get("after")
+    return Page(limit=int_field(q.get("limit"), "limit", problems, default=PAGE, low=1, high=MOST),
+                after=None if after is None else int_field(after, "after", problems, default=0),
                 descending=order == "desc")
 
 

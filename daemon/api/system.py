@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tunelog.daemon.api.commands import command
 from tunelog.daemon.api.errors import read_body
 from tunelog.daemon.services import Services
 from tunelog.events.state import all_folds
@@ -23,7 +24,7 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
 
 async def status(request: Request) -> Response:
     s: Services = request.app.state.services
-    jobs = s.store.count_by("jobs", "state")  # counted through an index: history must not slow this
+    jobs = s.store.count_by("jobs", "state")  # kept by the store: history must not slow this
     running = s.store.select("jobs", order="queued_position", where={"state": "running"})
     plugins = s.store.count_by("plugins", "status")
     return JSONResponse({
@@ -65,6 +66,6 @@ async def stop(request: Request) -> Response:
 
 routes = [
     Route("/v1/status", status, methods=["GET"]),
-    Route("/v1/admin/rebuild", rebuild, methods=["POST"]),
-    Route("/v1/daemon/stop", stop, methods=["POST"]),
+    command("/v1/admin/rebuild", rebuild, Command),
+    command("/v1/daemon/stop", stop, Command),
 ]

@@ -51,7 +51,8 @@ def list_jobs(state: str | None, limit: int, as_json: bool) -> None:
 def show(job: str, as_json: bool) -> None:
     """Show one job.
 
-    State, progress, metrics and outputs; the error and last log lines if it failed.
+    State, progress, metrics and outputs; if it failed, its whole error (message, hint, the first
+    20 problems of its problem list; --json has them all) and its log's last lines.
     """
     row = client().get(job_path(job))["job"]
     if as_json:

@@ -65,6 +65,8 @@ def _follow(c: Any, row: dict[str, Any], view: PlainView) -> int:
             final = c.get(job_path(row["job_id"]))["job"]
             ok = final["state"] == "succeeded"
             click.echo(summary(final) if ok else f"Error: {summary(final)}", err=not ok)
+            if not ok:
+                click.echo("".join(f"{line}\n" for line in render.failure_lines(final)), err=True, nl=False)
             if not ok and final.get("last_lines"):
                 click.echo("last lines:\n" + "\n".join(f"  {x}" for x in final["last_lines"]), err=True)
             return exits.OK if ok else exits.JOB_ERROR

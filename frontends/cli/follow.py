@@ -45,13 +45,18 @@ def start(c: Client, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], i
     return c.post(path, body)["run"], after
 
 
-def follow(c: Client, run_id: str, *, after: int, show: bool = True) -> dict[str, Any]:
+def follow(c: Client, run_id: str, *, after: int, show: bool = True,
+           now: dict[str, Any] | None = None) -> dict[str, Any]:
     """Follow the run from log position `after` until it finishes; returns its final view (run + jobs).
 
-    With `show` false (`--json`), nothing is printed while it runs.
+    `now` is the run's view read at `after` when attaching to a run already under way: its node
+    states and running jobs' progress show at once. With `show` false (`--json`), nothing is printed
+    while it runs.
     """
     view = make_view(tty=sys.stdout.isatty()) if show else QuietView()
     nodes: dict[str, str] = {}  # job id -> node id
+    if now is not None:
+        _attach(view, nodes, now)
     try:
         for ev in c.events(query={"after": after, "type": TYPES}, reconnect_s=RECONNECT_S):
             env = json.loads(ev.data)
@@ -64,6 +69,31 @@ def follow(c: Client, run_id: str, *, after: int, show: bool = True) -> dict[str
         raise
     view.close()
     return c.get(run_path(run_id))  # type: ignore[no-any-return]
+
+
+def _attach(view: QuietView, nodes: dict[str, str], now: dict[str, Any]) -> None:
+    """Show where each node of a run under way stands, and learn which job runs which node."""
+    run, jobs = now["run"], now.get("jobs") or {}
+    for node_id in run["order"]:
+        node = run["nodes"][node_id]
+        job = jobs.get(node.get("job_id") or "") or {}
+        if node["state"] in ("queued", "running") and node.get("job_id"):
+            nodes[node["job_id"]] = node_id
+        if node["state"] == "running":
+            view.line(f"{node_id}: running (job {node['job_id']}, {job.get('slot')})")
+            if job.get("metrics"):
+                view.metrics(node["job_id"], job["metrics"])
+            if job.get("step") or job.get("total"):
+                view.progress(node["job_id"], node_id, job.get("step") or 0, job.get("total"), job.get("message") or "")
+        elif node["state"] == "queued":
+            view.line(f"{node_id}: queued as job {node['job_id']}")
+        elif node["state"] in ("completed", "cached"):
+            view.line(f"{node_id}: {node['state']} {outputs_text(node.get('outputs') or {})}".rstrip())
+        elif node["state"] != "pending":
+            view.line(f"{node_id}: {node['state']}" + (f": {render.short(node.get('error'), 200)}"
+                                                        if node.get("error") else ""))
+        else:
+            view.line(f"{node_id}: pending")
 
 
 def _apply(view: QuietView, nodes: dict[str, str], run_id: str, kind: str, e: dict[str, Any]) -> bool:
@@ -91,7 +121,8 @@ def _apply(view: QuietView, nodes: dict[str, str], run_id: str, kind: str, e: di
         view.line(f"{e['node']}: completed {outputs_text(e['outputs'])}".rstrip())
     elif kind == "node-failed":
         view.done(job)
-        view.line(f"{e['node']}: {e['state']}: {render.short(e['error'], 200)}")
+        why = "" if e["error"] in ("", e["state"]) else f": {render.short(e['error'], 200)}"
+        view.line(f"{e['node']}: {e['state']}{why}")
     elif kind == "node-skipped":
         view.line(f"{e['node']}: skipped ({e['reason']})")
     elif kind == "run-resumed":
@@ -109,19 +140,24 @@ def finish(view: dict[str, Any]) -> int:
     click.echo(f"Error: run {run['run_id']} {run['state']}", err=True)
     for node_id in run["order"]:
         node = run["nodes"][node_id]
-        if node["state"] in ("failed", "skipped"):
+        if node["state"] in ("failed", "skipped") or (node["state"] == "cancelled" and node.get("error")):
             click.echo(f"  - {node_id}: {node['error']}", err=True)
         job = view["jobs"].get(node.get("job_id") or "")
         if node["state"] == "failed" and job:
-            click.echo("".join(f"      {line}\n" for line in _last_words(job)), err=True, nl=False)
+            click.echo("".join(f"    {line}\n" for line in render.failure_lines(job)), err=True, nl=False)
+            words = _last_words(job)
+            if words:
+                click.echo("    last lines:\n" + "".join(f"      {line}\n" for line in words), err=True, nl=False)
     click.echo(f"Hint: `tunectl runs show {run['run_id']}` shows it, `tunectl logs JOB` a job's log; "
                f"`tunectl resume {run['run_id']}` runs the failed nodes again", err=True)
     return exits.JOB_ERROR
 
 
 def _last_words(job: dict[str, Any]) -> list[str]:
-    """A failed job's last log lines without traceback frames (`tunectl logs JOB` has them all)."""
-    lines = [x for x in job.get("last_lines") or [] if x.strip() and not x.startswith((" ", "\t", "Traceback ("))]
+    """A failed job's last log lines without its traceback (`tunectl logs JOB` has them all)."""
+    traceback = set(str(job.get("traceback") or "").splitlines())
+    lines = [x for x in job.get("last_lines") or []
+             if x.strip() and x not in traceback and not x.startswith((" ", "\t", "Traceback ("))]
     return lines[-5:]
 
 

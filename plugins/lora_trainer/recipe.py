@@ -53,6 +53,10 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
     dataset_dir = ctx.artifact_path(inputs["dataset"])
     train_rows = encode_split(tokenizer, dataset_dir, "train", params)
     eval_rows = encode_split(tokenizer, dataset_dir, "validation", params) if (dataset_dir / "validation.jsonl").exists() else []
+    encoding = {split: rows.counts for split, rows in (("train", train_rows), ("validation", eval_rows))
+                if isinstance(rows, data.Encoded)}
+    for split, counts in encoding.items():
+        report.log(f"{split}: {data.counts_text(counts)}")
     if not train_rows:
         raise ValidationError("the train split has no example with a target token",
                               hint="check the dataset, max_length and train_on_prompt")
@@ -199,7 +203,7 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
             "tokens": run["tokens"], "elapsed_s": run["elapsed_s"], "trainable_params": n_trainable,
             "total_params": n_total, "params": params.to_dict(), "base_model": {"ref": base_ref, **identity},
             "dataset": {"sha256": inputs["dataset"], "train_features_sha256": fingerprints["data"],
-                        "train_rows": len(train_rows), "validation_rows": len(eval_rows)},
+                        "train_rows": len(train_rows), "validation_rows": len(eval_rows), "encoding": encoding},
             "device": str(device), "processes": world, "threads": torch.get_num_threads(),
             "versions": library_versions()}
     return outputs
@@ -221,7 +225,7 @@ def make_accelerator(params: TrainParams) -> Any:
 
 def resolve_base(ctx: JobContext, ref: str) -> tuple[Path, str]:
     """(local model folder, the name the saved adapter gives its base: `adapters.base_identity`)."""
-    cache = model_cache_dir()
+    cache = Path(ctx.cache_dir) / "models"
     if _is_sha(ref) and not Path(ref).exists():
         return models.resolve_model(str(ctx.artifact_path(ref)), cache_dir=cache), ref
     folder = models.resolve_model(ref, cache_dir=cache)
@@ -235,13 +239,6 @@ def resolve_adapter(ctx: JobContext, ref: str) -> Path:
         raise ValidationError(f"xlora expert {ref[:16]} is not a peft adapter folder",
                               problems=[{"where": "xlora_adapters", "message": "no adapter_config.json"}])
     return path
-
-
-def model_cache_dir() -> Path:
-    """Where converted GGUF models are kept: under the tunelog data dir (TUNELOG_HOME)."""
-    from tunelog.daemon.paths import Paths
-
-    return Paths.from_env().home / "cache" / "models"
 
 
 def _is_sha(ref: str) -> bool:
@@ -265,7 +262,7 @@ def encode_split(tokenizer: Any, folder: Path, split: str, params: TrainParams) 
     """Tokenized (and, with packing, packed) features of one split of the dataset artifact."""
     rows = data.encode_dataset(tokenizer, data.read_dataset(folder, split), max_length=params.max_length,
                                train_on_prompt=params.train_on_prompt, truncation=params.truncation)
-    return data.pack(rows, max_length=params.max_length) if params.packing else rows
+    return data.Encoded(data.pack(rows, max_length=params.max_length), counts=rows.counts) if params.packing else rows
 
 
 def make_batch(rows: list[dict[str, Any]], tokenizer: Any, params: TrainParams, device: torch.device

@@ -99,7 +99,7 @@ def test_a_failed_run_exits_6_and_runs_list_show_resume_describe_it(daemon: Daem
 def test_cancel_then_resume_continues_from_the_checkpoint(daemon: Daemon, tmp_path: Path) -> None:
     graph = {"nodes": {"count": {"op": "testops.checkpointing", "params": {"steps": 300, "step_s": 0.02}}}}
     out = daemon.tunectl("workflow", "submit", str(write(tmp_path / "count.json", graph)), "--detach", "--json")
-    run_id = json.loads(out.stdout)["run_id"]
+    run_id = json.loads(out.stdout)["run"]["run_id"]
     deadline = time.monotonic() + 60
     while daemon.json("jobs", "list", "--state", "running") == []:
         assert time.monotonic() < deadline

@@ -41,7 +41,7 @@ def test_status_permissions_and_a_single_instance(tmp_path: Path) -> None:
         assert status["head"] >= 2 and status["plugins"] == {"loaded": 1} and status["slots"] == {"cpu0": None}
         assert stat.S_IMODE(os.stat(d.paths.socket).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(d.paths.runtime).st_mode) == 0o700
-        second = subprocess.run([sys.executable, "-m", "tunelog.daemon"], env=d.env, capture_output=True,
+        second = subprocess.run([sys.executable, "-m", "tunelog.frontends.cli.main", "daemon", "run"], env=d.env, capture_output=True,
                                 text=True, timeout=30)
         assert second.returncode == 3
         assert "already running" in second.stderr and f"pid {d.proc.pid}" in second.stderr  # type: ignore[union-attr]

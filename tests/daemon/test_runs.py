@@ -104,8 +104,7 @@ def test_a_daemon_stop_mid_run_resumes_the_node_from_its_checkpoint(tmp_path: Pa
     d = Daemon(home).start()
     run_id = d.post("/v1/runs", json={"graph": g}).json()["run"]["run_id"]
     deadline = time.monotonic() + 30
-    while d.get(f"/v1/runs/{run_id}").json()["run"]["nodes"]["count"]["state"] != "queued" or \
-            d.get("/v1/jobs", params={"state": "running"}).json()["jobs"] == []:
+    while d.get(f"/v1/runs/{run_id}").json()["run"]["nodes"]["count"]["state"] != "running":
         assert time.monotonic() < deadline
         time.sleep(0.1)
     time.sleep(1.5)

@@ -91,6 +91,9 @@ def create_editor_app(services: Any, *, start_services: bool = True) -> Starlett
         name = query["workflow"][0] if query.get("workflow") else None
         return WorkflowEditor(services=services, workflow=name, key=name or "")
 
+    from tunelog.frontends.web.server import use_task_local_hook_stack
+
+    use_task_local_hook_stack()  # several pages may render at once here too
     app = Starlette(lifespan=lifespan)
     # reactpy 1.1.0's Starlette backend calls app.add_websocket_route, which Starlette 1.x moved to the router.
     if not hasattr(app, "add_websocket_route"):

@@ -3,7 +3,7 @@
 Each registration is an event on stream `plugin-<name>` (PluginLoaded, PluginReloaded,
 PluginFailed, PluginRemoved); the `plugins` projection says which code hash a job gets. The
 daemon never imports plugin code: a throwaway process imports the immutable snapshot
-(daemon/plugin_check.py). A broken or duplicate plugin becomes a PluginFailed event and never
+(daemon/plugin_host/check.py). A broken or duplicate plugin becomes a PluginFailed event and never
 affects the daemon or the other plugins; the last good version of a broken plugin keeps serving.
 """
 
@@ -25,12 +25,21 @@ from anyio.abc import TaskStatus
 from watchfiles import awatch
 
 import tunelog.plugins
-from tunelog.daemon import params as P
-from tunelog.daemon.manifest import read_manifest
 from tunelog.daemon.paths import Paths
-from tunelog.daemon.plugin_check import run_check
-from tunelog.daemon.plugin_code import code_hash, snapshot
-from tunelog.daemon.plugin_scan import Folder, assign_keys, duplicate, outcome, repeats, survey, unchanged
+from tunelog.daemon.plugin_host import params as P
+from tunelog.daemon.plugin_host.check import run_check
+from tunelog.daemon.plugin_host.manifest import read_manifest
+from tunelog.daemon.plugin_host.presets import Presets, snapshot_presets
+from tunelog.daemon.plugin_host.scan import (
+    Folder,
+    assign_keys,
+    duplicate,
+    outcome,
+    repeats,
+    survey,
+    unchanged,
+)
+from tunelog.daemon.plugin_host.snapshots import code_hash, snapshot
 from tunelog.events.base import Event
 from tunelog.events.errors import NotFoundError, PluginError
 from tunelog.events.plugins import PluginFailed, PluginRemoved
@@ -52,6 +61,10 @@ class Resolved:
     code_dir: Path
     """The immutable snapshot of the registered code (`paths.plugin_code / row.code_hash`)."""
     manifest: Manifest
+
+    def presets(self) -> Presets:
+        """The plugin's named presets (empty when its manifest names none)."""
+        return snapshot_presets(self.code_dir / self.manifest.presets) if self.manifest.presets else {}
 
 
 class PluginManager:
@@ -151,6 +164,14 @@ class PluginManager:
             raise PluginError(f"the code of plugin {plugin!r} ({row.code_hash[:12]}) is missing from {code_dir.parent}",
                               hint="reload the plugin to snapshot its folder again")
         return Resolved(row=row, op=op, code_dir=code_dir, manifest=manifest)
+
+    def presets(self) -> dict[str, Presets]:
+        """Plugin name -> its presets, for every loaded plugin whose manifest names a presets file."""
+        out: dict[str, Presets] = {}
+        for row in self.store.rows("plugins"):
+            if row.code_hash and row.status != "removed" and row.manifest.get("presets"):
+                out[row.name] = snapshot_presets(self.paths.plugin_code / row.code_hash / row.manifest["presets"])
+        return out
 
     def validate_params(self, op: OperationSpec, params: dict[str, Any], *, where: str = "params") -> dict[str, Any]:
         """Params with defaults applied; every problem at once in one ValidationError."""

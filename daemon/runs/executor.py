@@ -18,9 +18,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from tunelog.daemon.graph import Graph, cache_key, parse_graph, refs_in, substitute
-from tunelog.daemon.jobs import JobRunner, new_job_id
-from tunelog.daemon.plugins import PluginManager
+from tunelog.daemon.jobs.runner import JobRunner, new_job_id
+from tunelog.daemon.plugin_host.manager import PluginManager
+from tunelog.daemon.runs.graph import Graph, cache_key, parse_graph, refs_in, substitute
 from tunelog.events import runs as R
 from tunelog.events.base import Event
 from tunelog.events.errors import ConflictError, JobError, NotFoundError, TunelogError, ValidationError
@@ -31,7 +31,10 @@ from tunelog.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
-TERMINAL_NODE = frozenset({"completed", "cached", "failed", "skipped"})
+TERMINAL_NODE = frozenset({"completed", "cached", "failed", "cancelled", "skipped"})
+AGAIN_NODE = frozenset({"failed", "cancelled", "skipped"})
+"""Node states `resume` runs again; a node downstream of one of them is skipped."""
+ACTIVE_NODE = frozenset({"queued", "running"})
 
 
 def path_hashes(op: OperationSpec, inputs: dict[str, Any]) -> dict[str, str]:
@@ -94,11 +97,12 @@ class RunExecutor:
         """Every node asking for several devices must fit this daemon's slots (checked up front)."""
         problems = []
         for node in graph.nodes.values():
-            if "devices" in node.resolved.op.params:
+            op = node.resolved.op
+            if op.devices_param:
                 try:
-                    self.jobs.check_devices(resource=node.resolved.op.resource, devices=int(node.params["devices"]))
+                    self.jobs.check_devices(resource=op.resource, devices=op.devices(node.params))
                 except TunelogError as exc:
-                    problems.append((f"nodes.{node.id}.params.devices", exc.message))
+                    problems.append((f"nodes.{node.id}.params.{op.devices_param}", exc.message))
         if problems:
             raise ValidationError.collect("the graph asks for more devices than this daemon has", problems,
                                           hint="lower `devices`, or give the daemon more slots (TUNELOG_SLOTS)")
@@ -121,7 +125,7 @@ class RunExecutor:
         self.store.append(f"run-{row.run_id}", [R.RunCancelRequested(run_id=row.run_id, reason=reason)],
                           command_id=command_id)
         for node in row.nodes.values():
-            if node.state == "queued" and node.job_id:
+            if node.state in ACTIVE_NODE and node.job_id:
                 job = self.store.get("jobs", node.job_id)
                 if job is not None and job.state in ("queued", "running"):
                     self.jobs.cancel(node.job_id, reason=f"run cancelled: {reason}")
@@ -133,7 +137,7 @@ class RunExecutor:
         row = self.find(run_id)
         if row.state == "running":
             raise JobError(f"run {row.run_id} is still running", hint="cancel it first, or wait for it to finish")
-        again = [n for n in row.order if row.nodes[n].state in ("failed", "skipped")]
+        again = [n for n in row.order if row.nodes[n].state in AGAIN_NODE]
         if not again:
             raise JobError(f"run {row.run_id} has nothing to resume: every node completed")
         self.store.append(f"run-{row.run_id}", [R.RunResumed(run_id=row.run_id, nodes=again)], command_id=command_id)
@@ -191,7 +195,7 @@ class RunExecutor:
 
     def _step(self, row: RunRow, node_id: str) -> list[Event]:
         node = row.nodes[node_id]
-        if node.state == "queued":
+        if node.state in ACTIVE_NODE:
             return self._check_job(row, node_id, node)
         if node.state != "pending":
             return []
@@ -199,7 +203,7 @@ class RunExecutor:
             return [R.NodeSkipped(run_id=row.run_id, node=node_id, reason="the run was cancelled")]
         spec = row.graph["nodes"][node_id]
         upstream = {r["node"] for v in spec["inputs"].values() for r in refs_in(v)}
-        bad = sorted(u for u in upstream if row.nodes[u].state in ("failed", "skipped"))
+        bad = sorted(u for u in upstream if row.nodes[u].state in AGAIN_NODE)
         if bad:
             return [R.NodeSkipped(run_id=row.run_id, node=node_id, reason=f"upstream node {bad[0]!r} did not complete")]
         if any(row.nodes[u].state not in ("completed", "cached") for u in upstream):
@@ -230,7 +234,7 @@ class RunExecutor:
                                code_hash=code["code_hash"], plugin_version=code["version"], resource=resource,
                                command_id=f"{row.run_id}:{node_id}:{attempt}", run_id=row.run_id,
                                resume_of=resume_of, resume_checkpoint=checkpoint,
-                               devices=int(spec["params"].get("devices", 1)) if "devices" in op.params else 1)
+                               devices=op.devices(spec["params"]))
         return [R.NodeQueued(run_id=row.run_id, node=node_id, job_id=job.job_id, cache_key=key, inputs=inputs,
                              input_hashes=hashes, attempt=attempt, resume_of=resume_of)]
 

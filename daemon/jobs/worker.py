@@ -1,6 +1,6 @@
 """The worker process: runs one plugin operation and reports to the daemon in framed messages.
 
-The daemon starts it as `python -P -m tunelog.daemon.worker job.json` in the job folder, in a
+The daemon starts it as `python -P -m tunelog.daemon.jobs.worker job.json` in the job folder, in a
 process group of its own, with stderr going to `worker.log` and stdout to a pipe. The worker
 keeps that pipe on a private descriptor for its messages and points fd 1 at the log, so
 `print()` in plugin code (and in anything it starts) lands in the log. It loads the plugin
@@ -23,10 +23,10 @@ from typing import Any
 
 import msgspec
 
-from tunelog.daemon.plugin_check import import_backend
-from tunelog.daemon.protocol import FrameWriter, WorkerSpec
+from tunelog.daemon.jobs.protocol import FrameWriter, WorkerSpec
+from tunelog.daemon.plugin_host.check import import_backend
 from tunelog.events.base import Event, encode_payload
-from tunelog.events.errors import PluginError
+from tunelog.events.errors import PluginError, TunelogError
 from tunelog.plugins.context import Context, Sink
 from tunelog.store.artifacts import ArtifactStore
 
@@ -67,7 +67,8 @@ def run_operation(spec: WorkerSpec, writer: FrameWriter) -> int:
         artifacts = ArtifactStore(spec.artifacts)
         resume = artifacts.path(spec.resume_sha256) if spec.resume_sha256 else None
         ctx = Context(job_id=spec.job_id, workdir=Path(spec.workdir), artifacts=artifacts,
-                      sink=make_sink(writer, job_id=spec.job_id), resume_from=resume, run_id=spec.run_id)
+                      sink=make_sink(writer, job_id=spec.job_id), resume_from=resume, run_id=spec.run_id,
+                      cache_dir=Path(spec.cache_dir) if spec.cache_dir else None)
         ctx.install_sigterm()
         package = "tunelog_plugin_" + re.sub(r"\W", "_", spec.plugin)
         operation = _operation(import_backend(Path(spec.code_dir), package), spec)
@@ -82,7 +83,7 @@ def run_operation(spec: WorkerSpec, writer: FrameWriter) -> int:
     except BaseException as exc:  # noqa: BLE001 - whatever the plugin raised is the job's failure
         text = traceback.format_exc()
         sys.stderr.write(text)
-        writer.send("error", {"error": _one_line(exc), "traceback": text})
+        writer.send("error", error_body(exc, traceback=text))
         return 1
 
 
@@ -93,9 +94,28 @@ def _operation(backend: ModuleType, spec: WorkerSpec) -> Callable[..., Any]:
     return found  # type: ignore[no-any-return]
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+def error_body(exc: BaseException, *, traceback: str) -> dict[str, Any]:
+    """The body of an `error` message: the whole error, structured as JobFailed keeps it.
+
+    `error` is its first line (the summary lists show); `message`, `hint` and `problems` are whole,
+    so a problem list the user must work through reaches the screen entire.
+    """
+    message = exc.message if isinstance(exc, TunelogError) else str(exc)
+    problems = getattr(exc, "problems", None)
+    hint = getattr(exc, "hint", None)
+    first = message.strip().splitlines()
+    return {"error": f"{type(exc).__name__}: {first[0]}" if first else type(exc).__name__,
+            "error_type": type(exc).__name__, "message": message.strip(),
+            "hint": str(hint) if hint else None, "problems": _plain_problems(problems),
+            "traceback": traceback}
+
+
+def _plain_problems(problems: Any) -> list[dict[str, Any]]:
+    """A problem list as JSON-safe dicts (a plugin's own error may carry anything)."""
+    if not isinstance(problems, list | tuple):
+        return []
+    return [msgspec.to_builtins(p, str_keys=True, enc_hook=str) if isinstance(p, dict) else {"message": str(p)}
+            for p in problems]
 
 
 def _take_channel() -> int:
@@ -107,7 +127,7 @@ def _take_channel() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: `python -m tunelog.daemon.worker job.json`."""
+    """Entry point: `python -m tunelog.daemon.jobs.worker job.json`."""
     args = sys.argv[1:] if argv is None else argv
     channel = _take_channel()
     faulthandler.enable()  # a segfault leaves a Python stack in worker.log

@@ -3,7 +3,7 @@ plugin's up-front checks of a submitted request the same way.
 
 The daemon never imports plugin code itself; it runs
 
-    python -B -m tunelog.daemon.plugin_check <code_dir> <package> <operation>...
+    python -B -m tunelog.daemon.plugin_host.check <code_dir> <package> <operation>...
 
 on an immutable snapshot (`run_check`, the daemon's side) and reads the one JSON line the child
 prints: `{"ok": true}` or `{"ok": false, "error": ..., "traceback": ..., "missing": [...]}`.
@@ -11,7 +11,7 @@ The child's side imports only the standard library, so it starts fast. `import_b
 also how a worker loads a plugin to run it.
 
 A plugin whose manifest names a checks module (`checks: checks.py`) gets its requests checked
-at submit: `python -B -m tunelog.daemon.plugin_check --checks <code_dir> <package> <module>`
+at submit: `python -B -m tunelog.daemon.plugin_host.check --checks <code_dir> <package> <module>`
 reads `{"facts": {...}, "nodes": [{"node", "operation", "params", "inputs"}]}` on stdin, calls
 `<module>.<operation>(params, inputs, facts)` for each node (an operation without such a
 function has no checks) and prints `{"ok": true, "nodes": {node: {"problems": [[where, message],
@@ -52,7 +52,7 @@ async def run_check(python: str, code_dir: Path, *, package: str, operations: li
     """
     import anyio
 
-    cmd = [python, "-B", "-m", "tunelog.daemon.plugin_check", str(code_dir), package, *operations]
+    cmd = [python, "-B", "-m", "tunelog.daemon.plugin_host.check", str(code_dir), package, *operations]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONSAFEPATH": "1"}
     with anyio.move_on_after(timeout) as scope:
         done = await anyio.run_process(cmd, check=False, env=env, cwd=code_dir)
@@ -79,7 +79,7 @@ async def run_checks(python: str, code_dir: Path, *, package: str, module: str, 
     """
     import anyio
 
-    cmd = [python, "-B", "-m", "tunelog.daemon.plugin_check", "--checks", str(code_dir), package, module]
+    cmd = [python, "-B", "-m", "tunelog.daemon.plugin_host.check", "--checks", str(code_dir), package, module]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONSAFEPATH": "1"}
     with anyio.move_on_after(timeout) as scope:
         done = await anyio.run_process(cmd, input=json.dumps(request).encode(), check=False, env=env, cwd=code_dir)

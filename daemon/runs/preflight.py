@@ -5,7 +5,7 @@ plugin's own up-front checks, every problem at once.
   (config.json and weights, or one .gguf file), a .gguf file, or a hub id (`owner/name`).
 - A `path` input is an existing file or folder, or a hub id.
 - A plugin whose manifest names a checks module (`checks: checks.py`) has each of its nodes
-  checked by that module in a throwaway process (daemon/plugin_check.py); the daemon never
+  checked by that module in a throwaway process (daemon/plugin_host/check.py); the daemon never
   imports plugin code. Its problems refuse the run; its warnings go back to the submitter.
 
 A hub id is only assumed when a value looks like one: `owner/name[@revision]`, not starting with
@@ -19,17 +19,25 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tunelog.daemon.graph import Graph, Node, is_ref, parse_graph
-from tunelog.daemon.plugin_check import run_checks
-from tunelog.daemon.ref_kinds import looks_like_hub_id, looks_like_path
+from tunelog.daemon.plugin_host.check import run_checks
+from tunelog.daemon.runs.graph import Graph, Node, is_ref, parse_graph
+from tunelog.daemon.runs.refs import looks_like_hub_id, looks_like_path
 from tunelog.daemon.services import Services
 from tunelog.events.errors import ValidationError
+from tunelog.events.run_state import RunRow
 
 Problems = list[tuple[str, str]]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 CHECK_TIMEOUT_S = 60.0
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+async def submit_checked(s: Services, raw: Any, **submit: Any) -> tuple[RunRow, Problems]:
+    """Check `raw` (refused whole, nothing appended), then submit it as a run: the one way every
+    front end (API, web forms, editor) starts a run. Returns the run and the checks' warnings."""
+    warnings = await check_graph(s, raw)
+    return s.runs.submit(raw, **submit), warnings
 
 
 async def check_graph(s: Services, raw: Any) -> Problems:

@@ -1,6 +1,6 @@
 """Verify a replay against its original, and diff any two runs. Pure: plain dicts in and out.
 
-Both take *run facts* gathered from the log (`daemon/run_facts.py`):
+Both take *run facts* gathered from the log (`daemon/runs/facts.py`):
 
     {"run": <RunRow as a dict>,
      "nodes": {node: {"curve": {step: loss}, "metrics": {job: last metrics},
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunelog.daemon.compare import (
+from tunelog.daemon.runs.compare import (
     Diff,
     Tolerance,
     compare_curves,
@@ -26,7 +26,7 @@ from tunelog.daemon.compare import (
     prefixed,
     worst,
 )
-from tunelog.daemon.graph import refs_in, substitute
+from tunelog.daemon.runs.graph import refs_in, substitute
 
 Facts = dict[str, Any]
 PROVENANCE_IGNORED = frozenset({"run_id", "job_id", "resumed_from_step"})

@@ -5,7 +5,8 @@ replay of a fork of a run shows up in the same place whichever of them is asked 
 entry is `{kind, id, run_id, relation, label, state, children}`; the asked-for run carries
 `focus: true`. Under a run: its resumes (RunResumed), the job chains of nodes that ran more than
 once (each job under the one it resumed), the adapters it produced with the merges that used
-them, then the runs that replay or fork it.
+them, the merges it ran (the adapters that went in, the adapter or model that came out), then
+the runs that replay or fork it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,16 @@ def lineage(focus: str, runs: list[Row], *, resumes: Mapping[str, list[list[str]
     return tree.run(top, relation=_relation(top) if parent_of(top) else "origin")
 
 
+def adapter_listing(adapter: Row, *, run: Row | None, path: str | None) -> dict[str, Any]:
+    """An adapter row with where its folder lives and the base model it belongs to: a merge records
+    it; a trained adapter's is the `model` input of the node that trained it."""
+    base = adapter.get("base_model")
+    if not base and run is not None:
+        model = ((run.get("nodes") or {}).get(adapter.get("node")) or {}).get("inputs", {}).get("model")
+        base = {"ref": model} if model is not None else None
+    return {**adapter, "path": path, "base_model": base}
+
+
 def entry(kind: str, id: str, *, run_id: str | None, relation: str, label: str, state: str,
           children: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"kind": kind, "id": id, "run_id": run_id, "relation": relation, "label": label, "state": state,
@@ -53,7 +64,8 @@ class _Tree:
     def run(self, run: Row, *, relation: str) -> dict[str, Any]:
         rid = run["run_id"]
         self.seen.add(rid)
-        kids = [*self._resumes(rid), *self._chains(run), *self._adapters(rid), *self._descendants(rid)]
+        kids = [*self._resumes(rid), *self._chains(run), *self._adapters(rid), *self._merges(run),
+                *self._descendants(rid)]
         out = entry("run", rid, run_id=rid, relation=relation, label=run.get("label", ""), state=run["state"],
                     children=kids)
         if rid == self.focus:
@@ -99,10 +111,46 @@ class _Tree:
         return entry("adapter", a["sha256"], run_id=a.get("run_id"), relation=relation, label=label, state="",
                      children=merges)
 
+    def _merges(self, run: Row) -> list[dict[str, Any]]:
+        """The merge nodes of a run: what went in and what came out."""
+        out = []
+        for node_id in run.get("order", []):
+            op = str(((run.get("graph") or {}).get("nodes", {}).get(node_id) or {}).get("op", ""))
+            if not op.startswith("adapter_merge."):
+                continue
+            node = run.get("nodes", {}).get(node_id) or {}
+            inputs = node.get("inputs") or {}
+            used = [entry("adapter", sha, run_id=None, relation="input", label=f"weight {w:g}", state="")
+                    for sha, w in _weighted(inputs.get("adapters", inputs.get("adapter")))]
+            made = [entry(port, v, run_id=run["run_id"], relation="produced", label=f"node {node_id}", state="")
+                    for port, v in (node.get("outputs") or {}).items() if port in ("adapter", "model")]
+            base = inputs.get("model")
+            base = base[:12] if isinstance(base, str) and len(base) == 64 else base  # an artifact hash, cut
+            out.append(entry("merge", f"{run['run_id']}:{node_id}", run_id=run["run_id"], relation="merged",
+                             label=f"{op.split('.', 1)[1]} of {len(used)} adapter(s)" + (f" on {base}" if base else ""),
+                             state=node.get("state", ""), children=[*used, *made]))
+        return out
+
     def _descendants(self, rid: str) -> list[dict[str, Any]]:
         kids = sorted((r for r in self.by_id.values() if parent_of(r) == rid and r["run_id"] not in self.seen),
                       key=lambda r: r.get("submitted_position", 0))
         return [self.run(r, relation=_relation(r)) for r in kids]
+
+
+def _weighted(value: Any) -> list[tuple[str, float]]:
+    """(sha256, weight) from a merge node's adapter input: `sha`, `sha:w`, `{"sha256", "weight"}` or a list."""
+    items = value if isinstance(value, list) else [value] if value else []
+    out = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("sha256"), str):
+            out.append((item["sha256"], float(item.get("weight", 1.0))))
+        elif isinstance(item, str):
+            sha, _, w = item.partition(":")
+            try:
+                out.append((sha, float(w) if w else 1.0))
+            except ValueError:
+                out.append((sha, 1.0))
+    return out
 
 
 def _relation(run: Row) -> str:

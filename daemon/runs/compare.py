@@ -1,5 +1,5 @@
 """Comparison primitives over plain JSON values: the key paths where two values differ, numbers
-within a tolerance, artifact hashes, and loss curves. Pure (no I/O); `daemon/verify.py` builds
+within a tolerance, artifact hashes, and loss curves. Pure (no I/O); `daemon/runs/verify.py` builds
 the verify and diff reports from them."""
 
 from __future__ import annotations

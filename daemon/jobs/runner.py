@@ -8,7 +8,7 @@ is killed if it survived) becomes interrupted, and a new job with `resume_of` ca
 its last checkpoint.
 
 Commands (`submit`, `cancel`, `find`) are plain functions callable from any thread; `run` is the
-scheduler task. Nothing here imports torch: workers do (see `daemon/worker.py`).
+scheduler task. Nothing here imports torch: workers do (see `daemon/jobs/worker.py`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 
-from tunelog.daemon.job_process import Attempt
+from tunelog.daemon.jobs.attempt import Attempt
+from tunelog.daemon.jobs.processes import kill_leftover
 from tunelog.daemon.paths import Paths
-from tunelog.daemon.processes import kill_leftover
 from tunelog.events import jobs as J
 from tunelog.events.base import Event
 from tunelog.events.errors import ConflictError, JobError, NotFoundError, ValidationError

@@ -1,6 +1,6 @@
 """Gathering what the verify, diff and lineage reports compare, from the log and its projections.
 
-The reports themselves are pure (`daemon/verify.py`, `daemon/lineage.py`); this module is the
+The reports themselves are pure (`daemon/runs/verify.py`, `daemon/runs/lineage.py`); this module is the
 I/O side: it reads run, job, plugin and adapter rows and the few events projections do not keep
 (per-step metric points, checkpoints, resumes) and hands them over as plain dicts.
 """

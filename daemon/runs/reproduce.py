@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tunelog.daemon.run_facts import checkpoints
+from tunelog.daemon.runs.facts import checkpoints
 from tunelog.daemon.services import Services
 from tunelog.events.errors import ValidationError
 from tunelog.events.run_state import RunRow

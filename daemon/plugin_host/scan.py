@@ -1,5 +1,5 @@
 """Finding plugin folders, deciding which registration (stream key) each one gets, and which
-event its state calls for. No store and no processes here: the manager (daemon/plugins.py)
+event its state calls for. No store and no processes here: the manager (daemon/plugin_host/manager.py)
 drives these and appends the events.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import msgspec
 
-from tunelog.daemon.manifest import MANIFEST, declared_name
-from tunelog.daemon.plugin_check import CheckResult
-from tunelog.daemon.plugin_code import code_hash, read_files
+from tunelog.daemon.plugin_host.check import CheckResult
+from tunelog.daemon.plugin_host.manifest import MANIFEST, declared_name
+from tunelog.daemon.plugin_host.snapshots import code_hash, read_files
 from tunelog.events.base import Event
 from tunelog.events.plugins import PluginFailed, PluginLoaded, PluginReloaded
 from tunelog.events.state import PluginRow

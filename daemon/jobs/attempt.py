@@ -16,10 +16,10 @@ import anyio
 import anyio.abc
 import msgspec
 
-from tunelog.daemon.launch import cpu_launch_command, free_port, launch_command
+from tunelog.daemon.jobs.launch import cpu_launch_command, free_port, launch_command
+from tunelog.daemon.jobs.processes import killpg, oom_kills, signal_name, tail_lines
+from tunelog.daemon.jobs.protocol import FrameReader, Message, WorkerSpec
 from tunelog.daemon.paths import UMASK, Paths
-from tunelog.daemon.processes import killpg, oom_kills, signal_name, tail_lines
-from tunelog.daemon.protocol import FrameReader, Message, WorkerSpec
 from tunelog.events import jobs as J
 from tunelog.events.base import Event, decode_payload
 from tunelog.events.errors import JobError
@@ -45,6 +45,7 @@ class Attempt:
         self.log_path = self.folder / "worker.log"
         self._code_dir = paths.plugin_code / row.code_hash
         self._artifacts = paths.artifacts
+        self._cache = paths.home / "cache"
         self._streams = {self.stream} | ({f"run-{row.run_id}"} if row.run_id else set())
         self._stop_reason: str | None = None
         self._stop = anyio.Event()
@@ -95,7 +96,7 @@ class Attempt:
             return self._failed(f"could not start the worker: {exc}", cause="start")
         self._proc, self._started, self._oom_before = proc, time.monotonic(), oom_kills()
         self.store.append(self.stream, [J.JobStarted(job_id=self.row.job_id, pid=proc.pid, slot=self.slot,
-                                                     log_path=str(self.log_path))])
+                                                     log_path=str(self.log_path), run_id=self.row.run_id)])
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._flush_loop)
             tg.start_soon(self._stop_when_asked, proc)
@@ -111,7 +112,8 @@ class Attempt:
         spec = WorkerSpec(job_id=self.row.job_id, plugin=self.row.plugin, operation=self.row.operation,
                           params=self.row.params, inputs=self.row.inputs, code_dir=str(self._code_dir),
                           artifacts=str(self._artifacts), workdir=str(self.folder / "work"),
-                          resume_sha256=self._resume_sha(), run_id=self.row.run_id)
+                          resume_sha256=self._resume_sha(), run_id=self.row.run_id,
+                          cache_dir=str(self._cache))
         spec_fd = os.open(self.folder / "job.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(spec_fd, "wb") as f:
             f.write(msgspec.json.encode(spec))
@@ -122,7 +124,7 @@ class Attempt:
 
     def _command(self) -> list[str]:
         """One worker process, or a launcher starting one per slot (rank 0 alone talks to us)."""
-        worker = ["-m", "tunelog.daemon.worker", "job.json"]
+        worker = ["-m", "tunelog.daemon.jobs.worker", "job.json"]
         slots = self.slot.split(",")
         if len(slots) == 1:
             return [self.python, "-P", *worker]
@@ -281,10 +283,15 @@ class Attempt:
             error, cause = f"worker died from {sig} ({signal.strsignal(-rc) or 'unknown signal'})", "signal"
         else:
             error, cause = f"worker exited with status {rc} before returning a result", "exit"
-        tb = str(self._error.get("traceback", "")) if self._error else ""
-        return self._failed(error, cause=cause, exit_code=rc if rc >= 0 else None, sig=sig, tb=tb)
+        return self._failed(error, cause=cause, exit_code=rc if rc >= 0 else None, sig=sig, raised=self._error)
 
     def _failed(self, error: str, *, cause: str, exit_code: int | None = None, sig: str | None = None,
-                tb: str = "") -> J.JobFailed:
+                raised: dict[str, Any] | None = None) -> J.JobFailed:
+        """The JobFailed event; `raised` is the worker's `error` message when the operation raised."""
+        raised = raised or {}
+        problems = raised.get("problems")
         return J.JobFailed(job_id=self.row.job_id, error=error, cause=cause, exit_code=exit_code, signal=sig,
-                           traceback=tb, last_lines=tail_lines(self.log_path))
+                           traceback=str(raised.get("traceback") or ""), last_lines=tail_lines(self.log_path),
+                           error_type=str(raised.get("error_type") or ""), message=str(raised.get("message") or ""),
+                           hint=str(raised["hint"]) if raised.get("hint") else None,
+                           problems=[p for p in problems if isinstance(p, dict)] if isinstance(problems, list) else [])
