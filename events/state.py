@@ -232,6 +232,11 @@ class Fold(msgspec.Struct, frozen=True):
     """The pure fold: (row or None, event) -> row, or None to delete it."""
     evolve_many: Callable[[Any, Sequence[Stamped]], Any] | None = None
     """Optional, for rebuilds: fold consecutive events of one key at once. Must equal `evolve` one by one."""
+    counted: tuple[str, ...] = ()
+    """Row fields whose number of rows per value the store keeps up to date (`count_by`)."""
+    indexes: tuple[tuple[str, ...], ...] = ()
+    """Row fields the store indexes, each tuple one index: what `select` and `count_by` filter and
+    order by, so a listing or a count costs what it returns, not the table's size."""
 
     def fold_many(self, row: Any, envs: Sequence[Stamped]) -> Any:
         """Fold consecutive events of one key: `evolve_many` if the fold has one, else one by one."""
@@ -251,7 +256,8 @@ CORE_FOLDS: tuple[Fold, ...] = (
     Fold("jobs", JobRow, _tags(J.JobQueued, J.JobStarted, J.JobProgress, J.JobMetrics, J.JobArtifact,
                                J.JobCheckpointed, J.JobCancelRequested, J.JobSucceeded, J.JobFailed,
                                J.JobCancelled, J.JobInterrupted),
-         attrgetter("event.job_id"), evolve_job, evolve_jobs),
+         attrgetter("event.job_id"), evolve_job, evolve_jobs, counted=("state",),
+         indexes=(("state", "queued_position"), ("queued_position",))),
 )
 
 
@@ -270,7 +276,8 @@ def all_folds() -> tuple[Fold, ...]:
                      R.RunCancelRequested, R.RunResumed, R.RunFinished, R.TrainingStarted)
     return (*CORE_FOLDS,
             Fold("workflows", RS.WorkflowRow, _tags(R.WorkflowSaved), attrgetter("event.name"), RS.evolve_workflow),
-            Fold("runs", RS.RunRow, run_tags, _run_key, RS.evolve_run),
+            Fold("runs", RS.RunRow, run_tags, _run_key, RS.evolve_run,
+                 indexes=(("state", "submitted_position"), ("submitted_position",))),
             Fold("cache", RS.CacheRow, _tags(R.NodeCompleted), attrgetter("event.cache_key"), RS.evolve_cache),
             Fold("adapters", RS.AdapterRow, _tags(R.NodeCompleted, M.AdapterMerged), RS._adapter_key,
                  RS.evolve_adapter),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import msgspec
 
 from tunelog.events.base import Envelope, Event
+from tunelog.events.state import Fold
 
 
 class CommandRecord(msgspec.Struct, frozen=True):
@@ -66,6 +67,19 @@ class EventStore(Protocol):
         """Every row of a projection, ordered by key."""
         ...
 
+    def select(self, table: str, *, order: str, where: Mapping[str, Any] | None = None, after: Any = None,
+               limit: int | None = None, descending: bool = False) -> list[Any]:
+        """Rows whose fields equal `where`, ordered by the field `order`, those past `after` in that
+        order (a page's cursor: the last row's `order` value), at most `limit`.
+
+        Fields are top-level fields of the projection's row type; a fold's `indexes` make this
+        cost the page, not the table."""
+        ...
+
+    def count_by(self, table: str, field: str) -> dict[Any, int]:
+        """Number of rows for each value of one field."""
+        ...
+
     def projection_position(self, table: str) -> int:
         """The log position a projection has applied up to."""
         ...
@@ -94,3 +108,11 @@ class EventStore(Protocol):
     def close(self) -> None:
         """Release resources."""
         ...
+
+
+def check_fields(fold: Fold, fields: Iterable[str]) -> None:
+    """Refuse a field its rows do not have (names also go into SQL, so only declared ones pass)."""
+    known = fold.row_type.__struct_fields__
+    unknown = [f for f in fields if f not in known]
+    if unknown:
+        raise ValueError(f"{fold.table} rows have no field {', '.join(map(repr, unknown))}")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 from tunelog.events.base import Envelope, Event, decode_payload, encode_payload
 from tunelog.events.errors import ConflictError
 from tunelog.events.state import Fold, all_folds
-from tunelog.store.base import CommandRecord
+from tunelog.store.base import CommandRecord, check_fields
 
 
 class MemoryStore:
@@ -109,6 +111,20 @@ class MemoryStore:
 
     def rows(self, table: str) -> list[Any]:
         return [v for _, v in sorted(self._tables[table].items())]
+
+    def select(self, table: str, *, order: str, where: Mapping[str, Any] | None = None, after: Any = None,
+               limit: int | None = None, descending: bool = False) -> list[Any]:
+        fold = next(f for f in self._folds if f.table == table)
+        check_fields(fold, [*(where or {}), order])
+        rows = [r for r in self._tables[table].values()
+                if all(getattr(r, k) == v for k, v in (where or {}).items())
+                and (after is None or (getattr(r, order) < after if descending else getattr(r, order) > after))]
+        rows.sort(key=attrgetter(order), reverse=descending)
+        return rows if limit is None else rows[:limit]
+
+    def count_by(self, table: str, field: str) -> dict[Any, int]:
+        check_fields(next(f for f in self._folds if f.table == table), [field])
+        return dict(Counter(getattr(r, field) for r in self._tables[table].values()))
 
     def projection_position(self, table: str) -> int:
         return self._positions[table]

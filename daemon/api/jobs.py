@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from tunelog.daemon.api.commands import command
 from tunelog.daemon.api.errors import read_body
+from tunelog.daemon.api.paging import page_body, parse_page
 from tunelog.daemon.services import Services
 from tunelog.events.errors import ValidationError
 
@@ -63,12 +64,17 @@ async def submit(request: Request) -> Response:
 
 async def list_jobs(request: Request) -> Response:
     s: Services = request.app.state.services
+    """A page of jobs in queue order, optionally in one state (see `daemon/api/paging.py`)."""
+    problems: list[tuple[str, str]] = []
     state = request.query_params.get("state")
     if state is not None and state not in STATES:
-        raise ValidationError.collect("invalid job query", [("state", f"must be one of {', '.join(STATES)}")])
-    rows = [r for r in s.store.rows("jobs") if state is None or r.state == state]
-    rows.sort(key=lambda r: r.queued_position)
-    return json({"jobs": rows})
+        problems.append(("state", f"must be one of {', '.join(STATES)}"))
+    page = parse_page(request, problems)
+    if problems:
+        raise ValidationError.collect("invalid job query", problems)
+    rows = s.store.select("jobs", order="queued_position", where={"state": state} if state else None,
+                          after=page.after, limit=page.limit + 1, descending=page.descending)
+    return json(page_body("jobs", rows, page, "queued_position"))
 
 
 async def show(request: Request) -> Response:

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from tunelog.daemon.api.commands import command
 from tunelog.daemon.api.errors import parse_int, read_body
+from tunelog.daemon.api.paging import page_body, parse_page
 from tunelog.daemon.runs.graph import parse_graph
 from tunelog.daemon.runs.lineage import adapter_listing
 from tunelog.daemon.runs.preflight import submit_checked
@@ -96,8 +97,13 @@ def run_view(s: Services, run: Any) -> dict[str, Any]:
 
 async def list_runs(request: Request) -> Response:
     s: Services = request.app.state.services
-    rows = sorted(s.store.rows("runs"), key=lambda r: r.submitted_position)
-    return json({"runs": rows})
+    problems: list[tuple[str, str]] = []
+    page = parse_page(request, problems)
+    if problems:
+        raise ValidationError.collect("invalid run query", problems)
+    rows = s.store.select("runs", order="submitted_position", after=page.after, limit=page.limit + 1,
+                          descending=page.descending)
+    return json(page_body("runs", rows, page, "submitted_position"))
 
 
 async def show_run(request: Request) -> Response:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 
 import msgspec
 from starlette.requests import Request
@@ -25,10 +24,9 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
 
 async def status(request: Request) -> Response:
     s: Services = request.app.state.services
-    rows = s.store.rows("jobs")
-    jobs = Counter(r.state for r in rows)
-    running = [r for r in rows if r.state == "running"]
-    plugins = Counter(r.status for r in s.store.rows("plugins"))
+    jobs = s.store.count_by("jobs", "state")  # kept by the store: history must not slow this
+    running = s.store.select("jobs", order="queued_position", where={"state": "running"})
+    plugins = s.store.count_by("plugins", "status")
     return JSONResponse({
         "version": s.version,
         "pid": os.getpid(),
@@ -38,8 +36,8 @@ async def status(request: Request) -> Response:
         "log_file": str(s.paths.log_file),
         "head": s.store.head(),
         "projections": {f.table: s.store.projection_position(f.table) for f in all_folds()},
-        "jobs": dict(jobs),
-        "plugins": dict(plugins),
+        "jobs": jobs,
+        "plugins": plugins,
         "slots": {slot: next((r.job_id for r in running if r.slot == slot), None) for slot in s.jobs.slots},
     })
 

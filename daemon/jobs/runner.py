@@ -262,8 +262,8 @@ class JobRunner:
         Queued jobs stay queued: the scheduler starts them in their order.
         """
         found = []
-        for row in self.store.rows("jobs"):
-            if row.state == "running" and row.queued_position <= self._boot_head and row.job_id not in self._attempts:
+        for row in self.store.select("jobs", order="queued_position", where={"state": "running"}):
+            if row.queued_position <= self._boot_head and row.job_id not in self._attempts:
                 if row.pid:
                     kill_leftover(row.pid, row.job_id)
                 self.store.append(f"job-{row.job_id}", [J.JobInterrupted(job_id=row.job_id,
@@ -277,9 +277,8 @@ class JobRunner:
             free = [s for s in self.slots if s not in self._busy]
             if self._stopping or not free:
                 return
-            queued = sorted((r for r in self.store.rows("jobs") if r.state == "queued"
-                             and r.job_id not in self._attempts), key=lambda r: r.queued_position)
-            for row in queued:
+            queued = self.store.select("jobs", order="queued_position", where={"state": "queued"})
+            for row in (r for r in queued if r.job_id not in self._attempts):
                 slots = _pick_slots(row.resource, free, row.devices)
                 if not slots:
                     continue

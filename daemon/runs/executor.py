@@ -175,12 +175,11 @@ class RunExecutor:
 
     def advance(self) -> None:
         """One pass over every running run."""
-        for row in self.store.rows("runs"):
-            if row.state == "running":
-                try:
-                    self._advance(row)
-                except TunelogError as exc:
-                    log.warning("run %s: %s", row.run_id, exc)
+        for row in self.store.select("runs", order="submitted_position", where={"state": "running"}):
+            try:
+                self._advance(row)
+            except TunelogError as exc:
+                log.warning("run %s: %s", row.run_id, exc)
 
     def _advance(self, row: RunRow) -> None:
         for node_id in row.order:

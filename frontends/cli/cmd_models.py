@@ -35,8 +35,8 @@ def list_adapters(as_json: bool) -> None:
     c = client()
     rows = c.get("/v1/adapters")["adapters"]
     if any(a.get("run_id") is None and a.get("job_id") for a in rows):  # merges: the run of their job
-        runs = {j["job_id"]: j.get("run_id") for j in c.get("/v1/jobs")["jobs"]}
-        rows = [{**a, "run_id": a.get("run_id") or runs.get(a.get("job_id"))} for a in rows]
+        rows = [{**a, "run_id": a.get("run_id") or c.get(f"/v1/jobs/{a['job_id']}")["job"].get("run_id")}
+                if a.get("run_id") is None and a.get("job_id") else a for a in rows]
     if as_json:
         print_json(rows)
     else:

@@ -9,6 +9,7 @@ import click
 from tunelog.frontends.cli import follow as F
 from tunelog.frontends.cli import render_runs
 from tunelog.frontends.cli.common import client, json_option, print_json
+from tunelog.frontends.cli.paging import limit_option, more_note, newest
 from tunelog.frontends.data_counts import data_counts
 
 detach_option = click.option("--detach", "-d", is_flag=True,
@@ -29,13 +30,16 @@ def runs(ctx: click.Context) -> None:
 
 
 @runs.command("list")
+@limit_option
 @json_option
-def list_runs(as_json: bool) -> None:
-    """List runs, oldest first.
+def list_runs(limit: int, as_json: bool) -> None:
+    """List the newest runs, oldest first.
 
     Columns: run id, state, nodes done of all, submitted, run time, label (else workflow or operations).
     """
-    rows = client().get("/v1/runs")["runs"]
+    rows, more = newest(client(), "/v1/runs", "runs", limit=limit)
+    if note := more_note(len(rows), more, "runs"):
+        click.echo(note, err=True)
     if as_json:
         print_json(rows)
     else:
