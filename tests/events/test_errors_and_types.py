@@ -101,7 +101,6 @@ def test_a_fresh_registry_is_rebuilt_with_every_event_and_decodes(monkeypatch: p
     every = event_types()
     monkeypatch.setattr(base, "_registry", {})
     monkeypatch.setattr(base, "_decoder", None)
-    monkeypatch.setattr(base, "_current_versions", {})
     assert event_types() == every and base._registry == every
     assert all(isinstance(cls, type) and issubclass(cls, base.Event) for cls in base._registry.values())
     cancelled = JobCancelled(job_id="a", forced=False)
