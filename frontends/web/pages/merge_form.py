@@ -9,12 +9,14 @@ from typing import Any, cast
 
 from reactpy import component, hooks, html
 
+from tunelog.daemon.runs.preflight import submit_checked
 from tunelog.events.errors import ValidationError
 from tunelog.events.run_state import AdapterRow, RunRow
 from tunelog.frontends.web.pages.job_failure import failure_view
 from tunelog.frontends.web.ui import Ui
 from tunelog.frontends.web.widgets import (
     act,
+    act_async,
     badge,
     button,
     field,
@@ -24,6 +26,7 @@ from tunelog.frontends.web.widgets import (
     short,
     text_input,
     use_notice,
+    warnings_notice,
 )
 
 METHODS = ("cat", "linear", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd",
@@ -113,11 +116,13 @@ def MergeForm(ui: Ui, adapters: list[AdapterRow]) -> Any:
     by_sha = {a.sha256: a for a in adapters}
     default_model = next((ui.adapter_base(by_sha[s]) for s in chosen if s in by_sha), "")
 
-    def submit(_: Any) -> None:
+    async def submit(_: Any) -> None:
         graph = act(lambda: merge_graph(model or default_model, chosen, method=method, density=density), set_notice)
-        row = act(lambda: ui.services.runs.submit(graph, label=graph["description"]), set_notice) if graph else None
-        if row is not None:
-            set_run_id(row.run_id)
+        done = await act_async(lambda: submit_checked(ui.services, graph, label=graph["description"]),
+                               set_notice) if graph else None
+        if done is not None:
+            set_run_id(done[0].run_id)
+            set_notice(warnings_notice(done[1], "merge started, with warnings"))
 
     row, outcome = run_outcome(ui, run_id)
     made = row.nodes["merge"].outputs.get("adapter") if row is not None and row.state == "succeeded" else None
