@@ -3,25 +3,21 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any, cast
 
 from reactpy import component, hooks, html
 
 from tunelog.daemon.runs.preflight import submit_checked
 from tunelog.events.errors import ValidationError
-from tunelog.events.run_state import AdapterRow, RunRow
-from tunelog.frontends.web.pages.job_failure import failure_view
+from tunelog.events.run_state import AdapterRow
+from tunelog.frontends.web.forms import adapter_picker, run_outcome
 from tunelog.frontends.web.ui import Ui
 from tunelog.frontends.web.widgets import (
     act,
     act_async,
-    badge,
     button,
     field,
     notice_view,
-    run_link,
     select,
     short,
     text_input,
@@ -36,47 +32,6 @@ DENSITY_METHODS = ("ties", "dare", "magnitude_prune")
 METHOD_HINT = ("Only `cat` is the exact weighted sum of the adapters' updates (its rank is the sum of the "
                "ranks). linear, ties, dare and magnitude_prune mix the A and B factors separately (not the sum "
                "of the updates) and need equal ranks; the svd types are rank-truncated approximations.")
-
-
-def adapter_picker(adapters: list[AdapterRow], chosen: dict[str, str], set_chosen: Callable[[Any], None], *,
-                   weights: bool, prefix: str) -> Any:
-    """A checkbox per adapter (and a weight box for the chosen ones when `weights`)."""
-    def toggle(sha: str) -> None:
-        set_chosen(lambda c: {k: v for k, v in c.items() if k != sha} if sha in c else {**c, sha: "1"})
-
-    def on_toggle(sha: str, event: Any) -> None:
-        toggle(sha)
-
-    def weigh(sha: str, value: str) -> None:
-        set_chosen(lambda c: {**c, sha: value})
-
-    rows = []
-    for i, a in enumerate(adapters):
-        box = html.input({"type": "checkbox", "checked": a.sha256 in chosen, "id": f"{prefix}-pick-{i}",
-                          "data-sha": a.sha256, "onChange": functools.partial(on_toggle, a.sha256)})
-        weight = text_input(chosen[a.sha256], functools.partial(weigh, a.sha256), size=5,
-                            id=f"{prefix}-weight-{i}") if weights and a.sha256 in chosen else ""
-        what = f"{a.merge_type} merge" if a.source == "merge" else f"run {a.run_id} / {a.node}"
-        rows.append(html.div({"key": a.sha256, "className": "row"},
-                             html.label(box, " ", html.span({"className": "mono"}, short(a.sha256)), f"  {what}"),
-                             weight))
-    return html.div({"className": "picker"}, rows or html.p({"className": "muted"}, "no adapters yet"))
-
-
-def run_outcome(ui: Ui, run_id: str | None) -> tuple[RunRow | None, Any]:
-    """The row of a run this form started, and a one-line view of where it stands."""
-    if not run_id:
-        return None, ""
-    row = ui.services.store.get("runs", run_id)
-    if row is None:
-        return None, ""
-    jobs = {n: ui.services.store.get("jobs", node.job_id) if node.state == "failed" and node.job_id else None
-            for n, node in row.nodes.items()}
-    failed = [failure_view(job, node=n) for n, job in jobs.items() if job is not None and job.state == "failed"]
-    errors = [f"{n}: {node.error}" for n, node in row.nodes.items() if node.error and jobs.get(n) is None]
-    return row, html.div({"className": "run-outcome", "data-state": row.state},
-                         html.p("run ", run_link(run_id), " ", badge(row.state),
-                                html.span({"className": "error-text"}, "  " + "; ".join(errors))), *failed)
 
 
 def merge_graph(model: str, chosen: dict[str, str], *, method: str, density: str) -> dict[str, Any]:
@@ -124,7 +79,8 @@ def MergeForm(ui: Ui, adapters: list[AdapterRow]) -> Any:
             set_run_id(done[0].run_id)
             set_notice(warnings_notice(done[1], "merge started, with warnings"))
 
-    row, outcome = run_outcome(ui, run_id)
+    row = ui.services.store.get("runs", run_id) if run_id else None
+    outcome = run_outcome(row, lambda j: ui.services.store.get("jobs", j))
     made = row.nodes["merge"].outputs.get("adapter") if row is not None and row.state == "succeeded" else None
     return html.section(
         {"className": "panel", "id": "merge"},

@@ -12,8 +12,8 @@ from reactpy import component, hooks, html
 
 from tunelog.daemon.runs.preflight import submit_checked
 from tunelog.events.errors import ValidationError
+from tunelog.frontends.web.forms import adapter_picker, run_outcome
 from tunelog.frontends.web.live import use_head
-from tunelog.frontends.web.pages.merge_form import adapter_picker, run_outcome
 from tunelog.frontends.web.ui import Ui
 from tunelog.frontends.web.widgets import (
     act,
@@ -86,7 +86,8 @@ def PlaygroundPage(ui: Ui, *, query: dict[str, str]) -> Any:
             set_run_id(done[0].run_id)
             set_notice(warnings_notice(done[1], "started, with warnings"))
 
-    row, outcome = run_outcome(ui, run_id)
+    row = ui.services.store.get("runs", run_id) if run_id else None
+    outcome = run_outcome(row, lambda j: ui.services.store.get("jobs", j))
     report = row.nodes["generate"].outputs.get("report") if row is not None and "generate" in row.nodes else None
     return html.div(
         html.h1("Playground"),
