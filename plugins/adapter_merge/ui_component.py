@@ -1,17 +1,18 @@
-"""The merge form: choose adapters and weights, a method and a density; it submits an
-`adapter_merge.combine` run (the same graph `tunectl merge` builds) and shows the new adapter."""
+"""The adapter_merge plugin's page (`component(api)`, api: `tunelog.plugins.api.UiApi`): choose
+adapters and weights, a method (each labelled exact or approximate) and a density; it submits an
+`adapter_merge.combine` run through the daemon's checked submit (the same graph `tunectl merge`
+builds) and shows the new adapter, or the whole reason the merge failed."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from reactpy import component, hooks, html
+from reactpy import component as reactpy_component
+from reactpy import html
 
-from tunelog.daemon.runs.preflight import submit_checked
 from tunelog.events.errors import ValidationError
-from tunelog.events.run_state import AdapterRow
+from tunelog.events.merges import EXACT_COMBINATIONS
 from tunelog.frontends.web.forms import adapter_picker, run_outcome
-from tunelog.frontends.web.ui import Ui
 from tunelog.frontends.web.widgets import (
     act,
     act_async,
@@ -28,6 +29,8 @@ from tunelog.frontends.web.widgets import (
 METHODS = ("cat", "linear", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd",
            "dare_ties_svd", "magnitude_prune", "magnitude_prune_svd")
 """adapter_merge.combine's `combination_type` choices."""
+TITLE = "Merge"
+NAV_ORDER = 30
 DENSITY_METHODS = ("ties", "dare", "magnitude_prune")
 METHOD_HINT = ("Only `cat` is the exact weighted sum of the adapters' updates (its rank is the sum of the "
                "ranks). linear, ties, dare and magnitude_prune mix the A and B factors separately (not the sum "
@@ -59,42 +62,55 @@ def merge_graph(model: str, chosen: dict[str, str], *, method: str, density: str
                                 "inputs": {"model": model, "adapters": pairs}}}}
 
 
-@component
-def MergeForm(ui: Ui, adapters: list[AdapterRow]) -> Any:
-    """Merge adapters into a new one; shows the run and, once it succeeded, the new adapter."""
-    chosen, set_chosen = hooks.use_state(cast(dict[str, str], {}))
-    method, set_method = hooks.use_state("cat")
-    density, set_density = hooks.use_state("0.5")
-    model, set_model = hooks.use_state("")
-    run_id, set_run_id = hooks.use_state(None)
+def method_label(method: str) -> str:
+    """`cat (exact)`, `linear (approximate)`...: exact means the weighted sum of the updates (with a
+    float32 base; a single adapter is always applied with linear, exactly)."""
+    return f"{method} ({'exact' if method in EXACT_COMBINATIONS else 'approximate'})"
+
+
+def component(api: Any) -> Any:
+    """The plugin's page in the web UI."""
+    return MergeForm(api)
+
+
+@reactpy_component
+def MergeForm(api: Any) -> Any:
+    """Merge adapters into a new one; shows the run and, once it succeeded, the new adapter (or why not)."""
+    api.use_log_head()
+    adapters = api.adapters()
+    chosen, set_chosen = api.use_form("chosen", {})
+    method, set_method = api.use_form("method", "cat")
+    density, set_density = api.use_form("density", "0.5")
+    model, set_model = api.use_form("model", "")
+    run_id, set_run_id = api.use_form("run_id", None)
     notice, set_notice = use_notice()
-    by_sha = {a.sha256: a for a in adapters}
-    default_model = next((ui.adapter_base(by_sha[s]) for s in chosen if s in by_sha), "")
+    default_model = next((api.adapter_base(s) for s in chosen), "")
 
     async def submit(_: Any) -> None:
         graph = act(lambda: merge_graph(model or default_model, chosen, method=method, density=density), set_notice)
-        done = await act_async(lambda: submit_checked(ui.services, graph, label=graph["description"]),
-                               set_notice) if graph else None
+        done = await act_async(lambda: api.submit(graph, label=graph["description"]), set_notice) if graph else None
         if done is not None:
-            set_run_id(done[0].run_id)
+            set_run_id(done[0])
             set_notice(warnings_notice(done[1], "merge started, with warnings"))
 
-    row = ui.services.store.get("runs", run_id) if run_id else None
-    outcome = run_outcome(row, lambda j: ui.services.store.get("jobs", j))
+    row = api.run(run_id) if run_id else None
     made = row.nodes["merge"].outputs.get("adapter") if row is not None and row.state == "succeeded" else None
     return html.section(
         {"className": "panel", "id": "merge"},
         html.h2("Merge adapters"),
         adapter_picker(adapters, chosen, set_chosen, weights=True, prefix="merge"),
         html.div({"className": "row"},
-                 field("method", select(method, [(m, m) for m in METHODS], set_method, id="merge-method")),
+                 field("method", select(method, [(m, method_label(m)) for m in METHODS], set_method,
+                                        id="merge-method")),
                  field("density", text_input(density, set_density, size=5, id="merge-density"),
                        hint="ties, dare, magnitude_prune only"),
                  field("base model", text_input(model, set_model, id="merge-model", size=48,
                                                 placeholder=default_model or "folder, hub id or registered name")),
                  button("Merge", submit, id="merge-button")),
-        html.small({"className": "muted"}, METHOD_HINT),
-        notice_view(notice), outcome,
+        html.small({"className": "muted", "id": "merge-exactness"},
+                   f"{method_label(method)}: " + METHOD_HINT),
+        notice_view(notice), run_outcome(row, api.job),
         html.p({"id": "merge-result", "data-sha": made}, "new adapter ",
-               html.a({"href": f"#{made}", "className": "mono"}, short(made))) if made else "",
+               html.a({"href": f"/adapters#{made}", "className": "mono"}, short(made)),
+               " · export: `tunectl export` (its button belongs here)") if made else "",
     )
