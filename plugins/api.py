@@ -123,6 +123,8 @@ class UiApi(Protocol):
 
     manifest: Manifest
     """The manifest of the plugin this page belongs to (its loaded version)."""
+    query: dict[str, str]
+    """The page address's query parameters (e.g. `?data=...` from a link of another page)."""
 
     def use_log_head(self) -> int:
         """A hook (call it at the top of a component): the log position; the component re-renders

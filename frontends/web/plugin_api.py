@@ -51,9 +51,11 @@ def upload_name(name: str) -> str:
 class WebUiApi:
     """`UiApi` for one plugin's page, over the UI's shared handle."""
 
-    def __init__(self, ui: Ui, manifest: Manifest, *, memory: dict[str, Any] | None = None):
+    def __init__(self, ui: Ui, manifest: Manifest, *, memory: dict[str, Any] | None = None,
+                 query: dict[str, str] | None = None):
         self._ui = ui
         self.manifest = manifest
+        self.query = dict(query or {})
         self._memory = memory if memory is not None else {}
 
     def use_log_head(self) -> int:

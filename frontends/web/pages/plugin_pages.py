@@ -94,7 +94,7 @@ def loaded_error(row: PluginRow) -> Any:
 
 
 @component
-def PluginView(ui: Ui, name: str) -> Any:
+def PluginView(ui: Ui, name: str, query: dict[str, str]) -> Any:
     """The plugin's page, or why it cannot be shown; follows the log, so a reload shows the new code."""
     use_head(ui)
     memory = hooks.use_ref(cast(dict[str, Any], {})).current
@@ -105,7 +105,7 @@ def PluginView(ui: Ui, name: str) -> Any:
     row, folder = found[name]
     try:
         module = load(folder, row.name, row.code_hash)
-        api = WebUiApi(ui, msgspec.convert(row.manifest, Manifest), memory=memory)
+        api = WebUiApi(ui, msgspec.convert(row.manifest, Manifest), memory=memory, query=query)
         body = module.component(api)
     except Exception:
         return html.div({"className": "notice notice-error", "id": f"plugin-page-error-{name}"},
@@ -129,5 +129,5 @@ def PluginPageList(ui: Ui) -> Any:
 def PluginPagesPage(ui: Ui, name: str | None = None, *, query: dict[str, str]) -> Any:
     """The list of plugin pages, or one of them."""
     if name:
-        return html.div(html.h1(f"Plugin page: {name}"), PluginView(ui, name))
+        return html.div(html.h1(f"Plugin page: {name}"), PluginView(ui, name, query))
     return html.div(html.h1("Plugin pages"), PluginPageList(ui))
