@@ -1,6 +1,7 @@
 """`POST /uploads`: a file from the browser's upload form (multipart/form-data, field `file`),
 stored content-addressed and recorded as a `file-uploaded` event; the browser is sent back to
-the page in the form's `next` field with `?source=<stored path>`.
+the page in the form's `next` field with `?source=<stored path>`, or with `?upload_error=<why>`
+when the file is refused (too large, empty, no name). A body far past the limit is cut off with 413.
 
 A plain HTML form needs no script (the page's CSP allows none inline). The body is read up to
 the upload limit (`TUNELOG_UPLOAD_MAX_MB`) and refused past it; multipart is parsed with the
@@ -53,19 +54,20 @@ def endpoint(ui: Ui) -> Any:
             if len(body) > limit + 64 * 1024:
                 return PlainTextResponse(f"413 the upload is larger than {limit // (1024 * 1024)} MB "
                                          "(TUNELOG_UPLOAD_MAX_MB)\n", status_code=413)
+        fields: dict[str, tuple[str | None, bytes]] = {}
         try:
             fields = parse_form(request.headers.get("content-type", ""), bytes(body))
             name, data = fields.get("file", (None, b""))
             if not name:
                 raise ValidationError.collect("nothing was uploaded", [("file", "choose a file")])
             sha = store_upload(ui, name, data)
+            answer = {"source": next(u["path"] for u in list_uploads(ui) if u["sha256"] == sha)}
         except TunelogError as exc:
             lines = [f"{p.get('where')}: {p.get('message')}" for p in exc.problems]
-            return PlainTextResponse("\n".join([f"400 {exc.message}", *lines]) + "\n", status_code=400)
-        path = next(u["path"] for u in list_uploads(ui) if u["sha256"] == sha)
+            answer = {"upload_error": "; ".join([exc.message, *lines])}
         back = fields.get("next", (None, b"/"))[1].decode("utf-8", "replace")
         if not back.startswith("/") or back.startswith("//"):
             back = "/"
-        return RedirectResponse(f"{quote(back)}?{urlencode({'source': path})}", status_code=303)
+        return RedirectResponse(f"{quote(back)}?{urlencode(answer)}", status_code=303)
 
     return upload

@@ -157,6 +157,8 @@ def DataPage(api: Any) -> Any:
                  field("format", select(fmt, [("auto", "auto (detect)")] + [(f, f) for f in FORMATS], set_fmt,
                                         id="data-format"))),
         upload_form(),
+        html.div({"className": "notice notice-error", "id": "data-upload-error"}, "Upload refused: ",
+                 api.query["upload_error"]) if api.query.get("upload_error") else "",
         notice_view((result or {}).get("error")),
         html.div(
             {"id": "data-preview", "data-format": p["format"]},

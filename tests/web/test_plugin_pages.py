@@ -99,6 +99,11 @@ def test_a_plugin_page_follows_reloads_keeps_the_form_and_shows_a_broken_page_in
     assert "NameError" in page.inner_text("#plugin-page-error-pagey")
     browsing.shot(page, "plugin-page-broken")
 
+    write_plugin(plugin_dir / "pagey", version="v4", page=PAGE.replace("VERSION", "v4").replace(
+        "    text, set_text", "    1 / 0\n    text, set_text"))  # imports, fails while rendering
+    reload(ui_daemon)
+    page.wait_for_selector("#plugin-page-error-pagey:has-text('ZeroDivisionError')", timeout=20_000)
+
     shutil.rmtree(plugin_dir / "pagey")
     reload(ui_daemon)
     page.wait_for_selector("#plugin-page-missing", timeout=20_000)

@@ -66,7 +66,7 @@ def test_data_train_follow_merge_from_the_browser(browsing: Browsing, ui_daemon:
     trained = data.locator('#data-records .turn[data-trained="true"]')
     assert trained.count() == 5 and all(t.startswith("assistant:") for t in trained.all_inner_texts())
     assert data.locator('#data-records .turn[data-trained="false"]').count() == 5
-    browsing.shot(data, "whole-job-1-data")
+    browsing.shot(data, "whole-job-1-data", full_page=False)
 
     # 2. Train: the Data page hands over the file, format and mapping.
     data.click("#data-train")
@@ -82,7 +82,8 @@ def test_data_train_follow_merge_from_the_browser(browsing: Browsing, ui_daemon:
     for name, value in SETTINGS.items():
         train.fill(f"#train-param-{name}", value)
     train.wait_for_selector('#train-problems[data-count="0"]')
-    browsing.shot(train, "whole-job-2-train")
+    train.evaluate("() => window.scrollTo(0, 0)")
+    browsing.shot(train, "whole-job-2-train", full_page=False)
     train.click("#train-start")
     train.wait_for_url("**/runs/*", timeout=60_000)
     run_id = train.url.rsplit("/", 1)[-1]
@@ -99,7 +100,7 @@ def test_data_train_follow_merge_from_the_browser(browsing: Browsing, ui_daemon:
     follow = browsing.open(browsing.new_page(), f"/runs/{run_id}", "[data-run]")
     follow.wait_for_selector('[data-run][data-state="succeeded"]', timeout=600_000)
     train.wait_for_selector('[data-run][data-state="succeeded"]', timeout=60_000)
-    browsing.shot(follow, "whole-job-3-run")
+    browsing.shot(follow, "whole-job-3-run", full_page=False)
     adapter = ui_daemon.run(run_id)["nodes"]["train"]["outputs"]["adapter"]
 
     # 4. Merge, in a third tab.
@@ -112,9 +113,11 @@ def test_data_train_follow_merge_from_the_browser(browsing: Browsing, ui_daemon:
     merge.wait_for_selector("#merge-result", timeout=300_000)
     merged = merge.get_attribute("#merge-result", "data-sha")
     assert merged and merged != adapter
-    browsing.shot(merge, "whole-job-4-merged")
+    browsing.shot(merge, "whole-job-4-merged", full_page=False)
     adapters = browsing.open(merge, "/adapters", f'span[id="{merged}"]')
     assert "merge" in adapters.locator(f'#adapters tr:has(span[id="{merged}"])').inner_text()
+    maps = Path(f"/proc/{ui_daemon.daemon.proc.pid}/maps").read_text()  # the pages ran in the daemon
+    assert "libtorch" not in maps and "/torch/" not in maps and "/transformers/" not in maps
 
 
 def test_an_upload_over_the_limit_is_refused_and_stores_nothing(browsing: Browsing, ui_daemon: UiDaemon,
@@ -122,10 +125,12 @@ def test_an_upload_over_the_limit_is_refused_and_stores_nothing(browsing: Browsi
     big = tmp_path / "big.jsonl"
     big.write_bytes(b'{"text": "' + b"x" * (1024 * 1024 + 10) + b'"}\n')
     before = len(list((ui_daemon.daemon.home / "artifacts" / "sha256").rglob("*")))
+    uploads = ui_daemon.daemon.get("/v1/events", params={"type": "file-uploaded"}).json()
     page = browsing.open(browsing.login(), "/plugin-pages/datasets", "#data-upload")
     page.set_input_files("#data-file", str(big))
-    with page.expect_navigation():
-        page.click("#data-upload-button")
-    assert "413 the upload is larger than 1 MB" in page.inner_text("body")
+    page.click("#data-upload-button")
+    page.wait_for_selector("#data-upload-error")
+    assert "more than the 1 MB allowed (TUNELOG_UPLOAD_MAX_MB)" in page.inner_text("#data-upload-error")
     assert len(list((ui_daemon.daemon.home / "artifacts" / "sha256").rglob("*"))) == before
+    assert ui_daemon.daemon.get("/v1/events", params={"type": "file-uploaded"}).json() == uploads
 

@@ -25,6 +25,7 @@ from typing import Any, cast
 
 import msgspec
 from reactpy import component, hooks, html
+from reactpy.core.component import Component
 
 from tunelog.events.state import PluginRow
 from tunelog.frontends.web.live import use_head
@@ -93,6 +94,21 @@ def loaded_error(row: PluginRow) -> Any:
                     f"{row.version}, code {short(row.code_hash)})", html.pre(row.traceback) if row.traceback else "")
 
 
+def error_view(name: str) -> Any:
+    return html.div({"className": "notice notice-error", "id": f"plugin-page-error-{name}"},
+                    f"The page of plugin {name} failed:", html.pre(traceback.format_exc()))
+
+
+@component
+def Guarded(body: Any, name: str) -> Any:
+    """Render a plugin's component here, so that an error while rendering it is shown in its place
+    (reactpy would render nothing). Its hooks are this component's: it is mounted in its stead."""
+    try:
+        return body.render()
+    except Exception:
+        return error_view(name)
+
+
 @component
 def PluginView(ui: Ui, name: str, query: dict[str, str]) -> Any:
     """The plugin's page, or why it cannot be shown; follows the log, so a reload shows the new code."""
@@ -108,8 +124,9 @@ def PluginView(ui: Ui, name: str, query: dict[str, str]) -> Any:
         api = WebUiApi(ui, msgspec.convert(row.manifest, Manifest), memory=memory, query=query)
         body = module.component(api)
     except Exception:
-        return html.div({"className": "notice notice-error", "id": f"plugin-page-error-{name}"},
-                        f"The page of plugin {name} failed to load:", html.pre(traceback.format_exc()))
+        return error_view(name)
+    if isinstance(body, Component):
+        body = Guarded(body, name)
     return html.div({"id": f"plugin-page-{name}", "className": "plugin-page", "data-code": row.code_hash},
                     loaded_error(row), html.div({"key": row.code_hash}, body))
 
