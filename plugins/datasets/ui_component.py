@@ -85,10 +85,11 @@ def counts_view(p: dict[str, Any]) -> Any:
     rows = [(r, [r, str(n)]) for r, n in p["reasons"]]
     return html.div(
         {"id": "data-counts", "data-rows": p["rows"], "data-used": p["used"], "data-left-out": p["left_out"]},
-        html.p(f"{p['rows']} rows read, {p['used']} would be used, {p['left_out']} left out"
-               + (f" (first: {', '.join(p['where'])})" if p["where"] else "") + ". Truncation to `max_length` "
-               "is counted when training (it needs the model's tokenizer)."),
-        table(("LEFT OUT BECAUSE", "ROWS"), rows, id="data-reasons") if rows else "")
+        html.p(f"{p['rows']} rows read, {p['used']} would be used"
+               + (f"; {p['left_out']} have problems (first: {', '.join(p['where'])}), and datasets.prepare refuses "
+                  "the file until they are fixed or mapped" if p["left_out"] else "; none has a problem")
+               + ". Truncation to `max_length` is counted when training (it needs the model's tokenizer)."),
+        table(("PROBLEM", "ROWS"), rows, id="data-reasons") if rows else "")
 
 
 def upload_form() -> Any:
