@@ -74,6 +74,11 @@ def test_data_train_follow_merge_from_the_browser(browsing: Browsing, ui_daemon:
     train = data
     assert train.input_value("#train-data") == uploaded
     train.fill("#train-model", str(tiny_model_dir))
+    train.select_option("#train-preset", "demo-facts")
+    train.wait_for_selector("#train-preset-values")
+    assert "lr" in train.inner_text("#train-preset-values")
+    train.select_option("#train-preset", "")
+    train.wait_for_selector("#train-preset-values", state="detached")
     train.click("#train-params summary")
     train.fill("#train-param-lr", "fast")
     train.wait_for_selector("#train-problem-lr")
