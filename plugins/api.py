@@ -5,7 +5,7 @@ A plugin is a folder:
     my_plugin/
       manifest.yaml      name, version, description, operations (typed ports, parameter schema)
       backend.py         one function per operation: `def op(ctx, params, inputs) -> outputs`
-      ui_component.py    optional: a ReactPy component for the web UI
+      ui_component.py    optional: `component(api)` returning a ReactPy page for the web UI (api: UiApi)
 
 The folder is loaded as a package, so `backend.py` may import sibling modules relatively
 (`from .recipe import train`). Code runs in a worker process with the user's rights.
