@@ -27,7 +27,7 @@ def rss_mb(pid: int) -> float:
 
 def measure(home: Path, settle_s: float = 5.0) -> float:
     env = {**os.environ, "TUNELOG_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "tunelog.daemon"], env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "tunelog.frontends.cli.main", "daemon", "run"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     sock = Paths.from_env(home).socket
     deadline = time.monotonic() + 60

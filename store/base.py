@@ -5,7 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+import msgspec
+
 from tunelog.events.base import Envelope, Event
+
+
+class CommandRecord(msgspec.Struct, frozen=True):
+    """What a command answered the first time, kept under its command id so a retry gets the same."""
+
+    command_id: str
+    """The client's idempotency key."""
+    kind: str
+    """The command, e.g. `POST /v1/models`: named in the conflict when the id is reused."""
+    fingerprint: str
+    """sha256 of the kind, the path parameters and the canonical body: a reuse is a different value."""
+    status: int
+    """The HTTP status of the first answer; 0 while the command is being carried out (pending)."""
+    answer: bytes
+    """The first answer's body."""
 
 
 class EventStore(Protocol):
@@ -18,7 +35,8 @@ class EventStore(Protocol):
       ConflictError and nothing is written (0 means "the stream must not exist yet");
     - an `append` whose `command_id` is already in the log returns the stored envelopes and
       writes nothing;
-    - projections reflect exactly the events up to `head()`.
+    - projections reflect exactly the events up to `head()`;
+    - `record_command` keeps the first record of a command id: a second one returns the first.
     """
 
     def append(self, stream: str, events: Sequence[Event], *, expected_version: int | None = None,
@@ -54,6 +72,19 @@ class EventStore(Protocol):
 
     def rebuild(self) -> int:
         """Recreate every projection from the log; returns the number of events folded."""
+        ...
+
+    def command(self, command_id: str) -> CommandRecord | None:
+        """The record of a command answered before, or None."""
+        ...
+
+    def record_command(self, record: CommandRecord) -> CommandRecord:
+        """Keep a command's first answer; returns the record now stored. An answered record wins; a
+        pending one (status 0) is answered by a record with the same fingerprint."""
+        ...
+
+    def forget_command(self, command_id: str) -> None:
+        """Drop a pending record (a command refused before it changed anything); answered ones stay."""
         ...
 
     def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:

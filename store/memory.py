@@ -9,6 +9,7 @@ from typing import Any
 from tunelog.events.base import Envelope, Event, decode_payload, encode_payload
 from tunelog.events.errors import ConflictError
 from tunelog.events.state import Fold, all_folds
+from tunelog.store.base import CommandRecord
 
 
 class MemoryStore:
@@ -18,6 +19,7 @@ class MemoryStore:
         self._log: list[Envelope] = []
         self._versions: dict[str, int] = {}
         self._by_command: dict[str, list[Envelope]] = {}
+        self._commands: dict[str, CommandRecord] = {}
         self._folds = folds if folds is not None else all_folds()
         self._tables: dict[str, dict[str, Any]] = {f.table: {} for f in self._folds}
         self._positions = {f.table: 0 for f in self._folds}
@@ -55,6 +57,20 @@ class MemoryStore:
         for cb in list(self._subscribers):
             cb(len(self._log))
         return out
+
+    def command(self, command_id: str) -> CommandRecord | None:
+        return self._commands.get(command_id)
+
+    def record_command(self, record: CommandRecord) -> CommandRecord:
+        held = self._commands.get(record.command_id)
+        if held is None or (held.status == 0 and held.fingerprint == record.fingerprint):
+            self._commands[record.command_id] = record
+        return self._commands[record.command_id]
+
+    def forget_command(self, command_id: str) -> None:
+        held = self._commands.get(command_id)
+        if held is not None and held.status == 0:
+            del self._commands[command_id]
 
     def _apply(self, env: Envelope, tables: dict[str, dict[str, Any]]) -> None:
         for f in self._folds:

@@ -24,7 +24,15 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["projection_positions"].create({"name": str, "position": int}, pk="name")  # type: ignore[union-attr]
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    """The answers of commands with an idempotency key (not events: a retry reads them, no fold does)."""
+    db["commands"].create(  # type: ignore[union-attr]
+        {"command_id": str, "kind": str, "fingerprint": str, "status": int, "answer": bytes, "time": float},
+        pk="command_id", not_null={"kind", "fingerprint", "status", "answer", "time"},
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 """Applied in order; the database's user_version counts how many have run. Append only."""
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import msgspec
 
 from tunelog.events.base import Envelope, Event, StampedEvent, decode_payload, decode_stored, encode_payload
-from tunelog.events.errors import ConflictError, TunelogError
+from tunelog.events.errors import ConflictError, TunelogError, ValidationError
 from tunelog.events.state import Fold, all_folds
+from tunelog.store.base import CommandRecord
 from tunelog.store.schema import migrate
 
 _COLUMNS = "position, stream, version, type, schema_version, time, payload, command_id, causation_id, correlation_id"
@@ -30,6 +31,9 @@ def sqlite_errors(what: str) -> Iterator[None]:
     """Map sqlite3 errors to tunelog errors: the one place that knows sqlite3's exceptions."""
     try:
         yield
+    except OverflowError as exc:  # a Python int past SQLite's 64 bits, e.g. a position from a client
+        raise ValidationError(f"{what}: a number is out of range ({exc})",
+                              hint=f"positions and versions are at most {(1 << 63) - 1}") from exc
     except sqlite3.IntegrityError as exc:
         raise ConflictError(f"{what}: {exc}", hint="re-read the stream and retry") from exc
     except sqlite3.OperationalError as exc:
@@ -218,7 +222,7 @@ class SqliteStore:
         return int(self.conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
 
     def stream_version(self, stream: str) -> int:
-        with self._lock:
+        with self._lock, sqlite_errors(f"reading the version of {stream!r}"):
             row = self.conn.execute("SELECT max(version) FROM events WHERE stream = ?", (stream,)).fetchone()
         return int(row[0] or 0)
 
@@ -232,9 +236,28 @@ class SqliteStore:
             return [dec.decode(d) for (d,) in self.conn.execute(f"SELECT data FROM [{table}] ORDER BY key")]
 
     def projection_position(self, table: str) -> int:
-        with self._lock:
+        with self._lock, sqlite_errors(f"reading the position of {table}"):
             row = self.conn.execute("SELECT position FROM projection_positions WHERE name = ?", (table,)).fetchone()
         return int(row[0]) if row else 0
+
+    def command(self, command_id: str) -> CommandRecord | None:
+        with self._lock, sqlite_errors("looking up a command"):
+            row = self.conn.execute("SELECT command_id, kind, fingerprint, status, answer FROM commands "
+                                    "WHERE command_id = ?", (command_id,)).fetchone()
+        return None if row is None else CommandRecord(*row)
+
+    def record_command(self, record: CommandRecord) -> CommandRecord:
+        with self._lock, sqlite_errors("recording a command"):
+            self.conn.execute("INSERT INTO commands (command_id, kind, fingerprint, status, answer, time) "
+                              "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (command_id) DO UPDATE SET "
+                              "status = excluded.status, answer = excluded.answer, time = excluded.time "
+                              "WHERE commands.status = 0 AND commands.fingerprint = excluded.fingerprint",
+                              (*msgspec.structs.astuple(record), self._clock()))
+        return self.command(record.command_id) or record
+
+    def forget_command(self, command_id: str) -> None:
+        with self._lock, sqlite_errors("forgetting a command"):
+            self.conn.execute("DELETE FROM commands WHERE command_id = ? AND status = 0", (command_id,))
 
     def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:
         self._subscribers.append(callback)

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tunelog.daemon.api.commands import command
 from tunelog.daemon.api.errors import read_body
 from tunelog.daemon.services import Services
 from tunelog.events.errors import ValidationError
@@ -56,7 +57,7 @@ async def submit(request: Request) -> Response:
     row = s.jobs.submit(plugin=cmd.plugin, operation=cmd.operation, params=params, inputs=inputs,
                         code_hash=resolved.row.code_hash, plugin_version=resolved.row.version,
                         resource=resolved.op.resource, command_id=cmd.command_id,
-                        devices=int(params.get("devices", 1)) if "devices" in resolved.op.params else 1)
+                        devices=resolved.op.devices(params))
     return json({"job": row}, 201)
 
 
@@ -83,8 +84,8 @@ async def cancel(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/jobs", submit, methods=["POST"]),
+    command("/v1/jobs", submit, SubmitJob),
     Route("/v1/jobs", list_jobs, methods=["GET"]),
     Route("/v1/jobs/{job_id}", show, methods=["GET"]),
-    Route("/v1/jobs/{job_id}/cancel", cancel, methods=["POST"]),
+    command("/v1/jobs/{job_id}/cancel", cancel, CancelJob),
 ]

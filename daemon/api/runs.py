@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tunelog.daemon.api.errors import read_body
+from tunelog.daemon.api.commands import command
+from tunelog.daemon.api.errors import parse_int, read_body
 from tunelog.daemon.runs.graph import parse_graph
 from tunelog.daemon.runs.lineage import adapter_listing
 from tunelog.daemon.runs.preflight import submit_checked
@@ -65,11 +66,13 @@ def workflow_graph(s: Services, ref: str) -> tuple[str, int, dict[str, Any]]:
         raise NotFoundError(f"no workflow named {name!r}", hint="`tunectl workflow list` shows them")
     if not version:
         return name, row.version, row.graph
-    if not version.isdigit() or not 1 <= int(version) <= row.version:
-        raise ValidationError.collect("invalid workflow version", [("workflow", f"{name} has versions 1..{row.version}")])
+    number = parse_int(version, low=1, high=row.version)
+    if number is None:
+        raise ValidationError.collect("invalid workflow version", [
+            ("workflow", f"{name} has versions 1..{row.version}, got {version[:40]!r}")])
     for env in s.store.read(stream=f"workflow-{name}"):
-        if env.event.version == int(version):  # type: ignore[attr-defined]
-            return name, int(version), env.event.graph  # type: ignore[attr-defined]
+        if env.event.version == number:  # type: ignore[attr-defined]
+            return name, number, env.event.graph  # type: ignore[attr-defined]
     raise NotFoundError(f"workflow {ref} is not in the log")
 
 
@@ -185,9 +188,9 @@ async def add_model(request: Request) -> Response:
 async def remove_model(request: Request) -> Response:
     s: Services = request.app.state.services
     name = request.path_params["name"]
+    cmd = await read_body(request, RunCommand)
     if s.store.get("models", name) is None:
         raise NotFoundError(f"no model named {name!r}")
-    cmd = await read_body(request, RunCommand)
     s.store.append(f"model-{name}", [R.ModelRemoved(name=name)], command_id=cmd.command_id)
     return json({"removed": name})
 
@@ -204,25 +207,26 @@ async def list_operations(request: Request) -> Response:
 
 
 async def list_presets(request: Request) -> Response:
-    from tunelog.plugins.common.presets import load_presets
-
-    return json({"presets": load_presets()})
+    """Every loaded plugin's presets, each naming its plugin."""
+    s: Services = request.app.state.services
+    return json({"presets": {name: {**preset, "plugin": plugin}
+                             for plugin, presets in s.plugins.presets().items() for name, preset in presets.items()}})
 
 
 routes = [
-    Route("/v1/runs", submit, methods=["POST"]),
+    command("/v1/runs", submit, SubmitRun),
     Route("/v1/runs", list_runs, methods=["GET"]),
     Route("/v1/runs/{run_id}", show_run, methods=["GET"]),
-    Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
-    Route("/v1/runs/{run_id}/resume", resume_run, methods=["POST"]),
-    Route("/v1/workflows", save_workflow, methods=["POST"]),
+    command("/v1/runs/{run_id}/cancel", cancel_run, RunCommand),
+    command("/v1/runs/{run_id}/resume", resume_run, RunCommand),
+    command("/v1/workflows", save_workflow, SaveWorkflow),
     Route("/v1/workflows", list_workflows, methods=["GET"]),
     Route("/v1/workflows/validate", validate_workflow, methods=["POST"]),
     Route("/v1/workflows/{name}", show_workflow, methods=["GET"]),
     Route("/v1/adapters", list_adapters, methods=["GET"]),
     Route("/v1/models", list_models, methods=["GET"]),
-    Route("/v1/models", add_model, methods=["POST"]),
-    Route("/v1/models/{name}/remove", remove_model, methods=["POST"]),
+    command("/v1/models", add_model, AddModel),
+    command("/v1/models/{name}/remove", remove_model, RunCommand),
     Route("/v1/operations", list_operations, methods=["GET"]),
     Route("/v1/presets", list_presets, methods=["GET"]),
 ]

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tunelog.daemon.api.commands import command
 from tunelog.daemon.api.errors import read_body
 from tunelog.daemon.services import Services
 from tunelog.events.state import all_folds
@@ -67,6 +68,6 @@ async def stop(request: Request) -> Response:
 
 routes = [
     Route("/v1/status", status, methods=["GET"]),
-    Route("/v1/admin/rebuild", rebuild, methods=["POST"]),
-    Route("/v1/daemon/stop", stop, methods=["POST"]),
+    command("/v1/admin/rebuild", rebuild, Command),
+    command("/v1/daemon/stop", stop, Command),
 ]

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 _POINTS_PER_EVENT = 1000
 _MERGE_STREAM = re.compile(r"merge-[0-9a-f]{16}")
+_OUT_OF_MEMORY = ("MemoryError", "OutOfMemoryError")
+"""What an operation that ran out of memory raises: Python's allocator, torch's CUDA/XPU one."""
 """Lineage streams of merges (events/merges.py), named by their output artifact."""
 
 
@@ -45,6 +47,7 @@ class Attempt:
         self.log_path = self.folder / "worker.log"
         self._code_dir = paths.plugin_code / row.code_hash
         self._artifacts = paths.artifacts
+        self._cache = paths.home / "cache"
         self._streams = {self.stream} | ({f"run-{row.run_id}"} if row.run_id else set())
         self._stop_reason: str | None = None
         self._stop = anyio.Event()
@@ -111,7 +114,8 @@ class Attempt:
         spec = WorkerSpec(job_id=self.row.job_id, plugin=self.row.plugin, operation=self.row.operation,
                           params=self.row.params, inputs=self.row.inputs, code_dir=str(self._code_dir),
                           artifacts=str(self._artifacts), workdir=str(self.folder / "work"),
-                          resume_sha256=self._resume_sha(), run_id=self.row.run_id)
+                          resume_sha256=self._resume_sha(), run_id=self.row.run_id,
+                          cache_dir=str(self._cache))
         spec_fd = os.open(self.folder / "job.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(spec_fd, "wb") as f:
             f.write(msgspec.json.encode(spec))
@@ -272,7 +276,8 @@ class Attempt:
         if self._lost:
             error, cause = f"lost contact with the worker: {self._lost}", "lost"
         elif self._error is not None:
-            error, cause = str(self._error.get("error", "the operation raised")), "exception"
+            error = str(self._error.get("error", "the operation raised"))
+            cause = "oom" if error.startswith(_OUT_OF_MEMORY) else "exception"
         elif sig == "SIGKILL":
             oom = oom_kills() > self._oom_before
             error = "killed by the kernel's out-of-memory killer" if oom else "killed by SIGKILL (out of memory?)"

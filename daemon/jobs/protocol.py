@@ -57,6 +57,8 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Checkpoint artifact to resume from; the worker verifies it before use."""
     run_id: str | None = None
     """The run the job belongs to (its events may go to `run-<run_id>`)."""
+    cache_dir: str = ""
+    """Folder for caches shared by every job of this data dir (e.g. GGUF models converted once)."""
 
 
 def _to_builtin(obj: Any) -> Any:

@@ -67,7 +67,8 @@ def run_operation(spec: WorkerSpec, writer: FrameWriter) -> int:
         artifacts = ArtifactStore(spec.artifacts)
         resume = artifacts.path(spec.resume_sha256) if spec.resume_sha256 else None
         ctx = Context(job_id=spec.job_id, workdir=Path(spec.workdir), artifacts=artifacts,
-                      sink=make_sink(writer, job_id=spec.job_id), resume_from=resume, run_id=spec.run_id)
+                      sink=make_sink(writer, job_id=spec.job_id), resume_from=resume, run_id=spec.run_id,
+                      cache_dir=Path(spec.cache_dir) if spec.cache_dir else None)
         ctx.install_sigterm()
         package = "tunelog_plugin_" + re.sub(r"\W", "_", spec.plugin)
         operation = _operation(import_backend(Path(spec.code_dir), package), spec)

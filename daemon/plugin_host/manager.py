@@ -29,6 +29,7 @@ from tunelog.daemon.paths import Paths
 from tunelog.daemon.plugin_host import params as P
 from tunelog.daemon.plugin_host.check import run_check
 from tunelog.daemon.plugin_host.manifest import read_manifest
+from tunelog.daemon.plugin_host.presets import Presets, snapshot_presets
 from tunelog.daemon.plugin_host.scan import (
     Folder,
     assign_keys,
@@ -60,6 +61,10 @@ class Resolved:
     code_dir: Path
     """The immutable snapshot of the registered code (`paths.plugin_code / row.code_hash`)."""
     manifest: Manifest
+
+    def presets(self) -> Presets:
+        """The plugin's named presets (empty when its manifest names none)."""
+        return snapshot_presets(self.code_dir / self.manifest.presets) if self.manifest.presets else {}
 
 
 class PluginManager:
@@ -159,6 +164,14 @@ class PluginManager:
             raise PluginError(f"the code of plugin {plugin!r} ({row.code_hash[:12]}) is missing from {code_dir.parent}",
                               hint="reload the plugin to snapshot its folder again")
         return Resolved(row=row, op=op, code_dir=code_dir, manifest=manifest)
+
+    def presets(self) -> dict[str, Presets]:
+        """Plugin name -> its presets, for every loaded plugin whose manifest names a presets file."""
+        out: dict[str, Presets] = {}
+        for row in self.store.rows("plugins"):
+            if row.code_hash and row.status != "removed" and row.manifest.get("presets"):
+                out[row.name] = snapshot_presets(self.paths.plugin_code / row.code_hash / row.manifest["presets"])
+        return out
 
     def validate_params(self, op: OperationSpec, params: dict[str, Any], *, where: str = "params") -> dict[str, Any]:
         """Params with defaults applied; every problem at once in one ValidationError."""

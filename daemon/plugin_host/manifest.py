@@ -18,6 +18,7 @@ import msgspec
 import yaml
 
 from tunelog.daemon.plugin_host.params import Problems, check_value, type_problem
+from tunelog.daemon.plugin_host.presets import check_presets
 from tunelog.plugins.api import PORT_TYPES, Manifest, OperationSpec, ParamSpec, PortSpec
 
 MANIFEST = "manifest.yaml"
@@ -70,10 +71,13 @@ def check_manifest(raw: Any, *, folder: Path) -> ManifestResult:
     operations = _check_operations(raw.get("operations"), problems)
     problems += _check_files(folder, raw.get("ui_component"))
     problems += _check_file(folder, "checks", raw.get("checks"))
+    problems += _check_file(folder, "presets", raw.get("presets"))
     good_name = name if isinstance(name, str) and NAME_RE.match(name) else None
     if problems or top is None or operations is None:
         return ManifestResult(None, problems, good_name)
-    return ManifestResult(Manifest(**top, operations=operations), [], good_name)
+    manifest = Manifest(**top, operations=operations)
+    problems = check_presets(folder, manifest)
+    return ManifestResult(None if problems else manifest, problems, good_name)
 
 
 def convert_fields(raw: dict[Any, Any], cls: type[msgspec.Struct], where: str, problems: Problems, *,
@@ -131,6 +135,9 @@ def _check_operation(name: Any, raw: Any, problems: Problems) -> OperationSpec |
             continue
         parts[part] = {k: spec for k, v in items.items()
                        if (spec := _check_item(f"{where}.{part}.{k}", k, v, cls, problems)) is not None}
+    devices = raw.get("devices_param")
+    if devices is not None and getattr(parts.get("params", {}).get(devices), "type", None) != "integer":
+        problems.append((f"{where}.devices_param", f"must name an integer parameter of the operation, got {devices!r}"))
     if len(problems) > before or top is None:
         return None
     return OperationSpec(**top, inputs=parts["inputs"], outputs=parts["outputs"], params=parts["params"])

@@ -97,11 +97,12 @@ class RunExecutor:
         """Every node asking for several devices must fit this daemon's slots (checked up front)."""
         problems = []
         for node in graph.nodes.values():
-            if "devices" in node.resolved.op.params:
+            op = node.resolved.op
+            if op.devices_param:
                 try:
-                    self.jobs.check_devices(resource=node.resolved.op.resource, devices=int(node.params["devices"]))
+                    self.jobs.check_devices(resource=op.resource, devices=op.devices(node.params))
                 except TunelogError as exc:
-                    problems.append((f"nodes.{node.id}.params.devices", exc.message))
+                    problems.append((f"nodes.{node.id}.params.{op.devices_param}", exc.message))
         if problems:
             raise ValidationError.collect("the graph asks for more devices than this daemon has", problems,
                                           hint="lower `devices`, or give the daemon more slots (TUNELOG_SLOTS)")
@@ -234,7 +235,7 @@ class RunExecutor:
                                code_hash=code["code_hash"], plugin_version=code["version"], resource=resource,
                                command_id=f"{row.run_id}:{node_id}:{attempt}", run_id=row.run_id,
                                resume_of=resume_of, resume_checkpoint=checkpoint,
-                               devices=int(spec["params"].get("devices", 1)) if "devices" in op.params else 1)
+                               devices=op.devices(spec["params"]))
         return [R.NodeQueued(run_id=row.run_id, node=node_id, job_id=job.job_id, cache_key=key, inputs=inputs,
                              input_hashes=hashes, attempt=attempt, resume_of=resume_of)]
 

@@ -25,6 +25,7 @@ import msgspec
 
 from tunelog.daemon.plugin_host import params as P
 from tunelog.daemon.plugin_host.manager import PluginManager, Resolved
+from tunelog.daemon.plugin_host.presets import apply_preset
 from tunelog.events.errors import TunelogError, ValidationError
 
 Problems = list[tuple[str, str]]
@@ -160,12 +161,10 @@ def resolve_params(resolved: Resolved, params: Any, *, where: str) -> dict[str, 
     """Defaults, then a named preset (operations with a `preset` parameter), then the given values."""
     out = P.validate_params(resolved.op, params, where=where)
     if "preset" in resolved.op.params and out.get("preset"):
-        from tunelog.plugins.common.presets import resolve_params as apply_preset
-
         defaults = {k: s.default for k, s in resolved.op.params.items() if s.default is not msgspec.UNSET}
         given = {k: v for k, v in params.items() if k != "preset"} if isinstance(params, Mapping) else {}
         try:
-            out = apply_preset(out["preset"], given, defaults)
+            out = apply_preset(out["preset"], given, defaults, presets=resolved.presets())
         except ValidationError as exc:
             raise ValidationError.collect(exc.message, [(f"{where}.preset", exc.message + (
                 f" ({exc.hint})" if exc.hint else ""))]) from exc

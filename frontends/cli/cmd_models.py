@@ -94,7 +94,7 @@ def remove_model(name: str) -> None:
 @click.group(invoke_without_command=True)
 @click.pass_context
 def presets(ctx: click.Context) -> None:
-    """Show the training presets (plugins/presets.yaml).
+    """Show the training presets (each plugin names its own, e.g. lora_trainer/presets.yaml).
 
     A preset replaces lora_trainer.train's defaults; `--set` on `tunectl train` replaces the
     preset's values. Without a command: `presets list`.

@@ -1,4 +1,5 @@
-"""Submitting runs and following them live until they finish.
+"""Submitting runs and following them live until they finish, and the views that show what is
+followed (a run here, one job in `tunectl logs -f`).
 
 A follower reads the log after the position it saw before its command was sent, so nothing the
 command caused is missed: node changes print as lines; each running job gets a progress bar with
@@ -161,6 +162,14 @@ def _last_words(job: dict[str, Any]) -> list[str]:
     return lines[-5:]
 
 
+def progress_text(node: str, step: int, total: int | None, extra: str) -> str:
+    """`train: step 5/10 (50%) loss=1.2` for a run's node; `[progress 5/10 (50%)] ...` for a job
+    followed alone (`node` empty)."""
+    where = render.progress({"step": step, "total": total})
+    head = f"{node}: step {where}" if node else f"[progress {where}]"
+    return f"{head} {extra}".rstrip()
+
+
 def metric_text(point: dict[str, Any]) -> str:
     """`loss=1.234 tok/s=456` from a metrics point (the values tunectl shows while training)."""
     parts = []
@@ -178,7 +187,7 @@ class QuietView:
         """A node changed."""
 
     def progress(self, job: str, node: str, step: int, total: int | None, message: str) -> None:
-        """A job reported progress."""
+        """A job reported progress (`node` is the run's node it runs, empty for a job alone)."""
 
     def metrics(self, job: str, point: dict[str, Any]) -> None:
         """A job reported metrics."""
@@ -220,9 +229,8 @@ class PlainView(QuietView):
         node, step, total, message = self._where[job]
         if step == total and not final:
             return  # the last line waits for the job's end, when its final metrics are in
-        where = render.progress({"step": step, "total": total})
         extra = " ".join(p for p in (message, metric_text(self._metrics.get(job, {}))) if p)
-        text = f"{node}: step {where} {extra}".rstrip()
+        text = progress_text(node, step, total, extra)
         last_at, last_text = self._shown.get(job, (-PLAIN_EVERY_S, ""))
         if text != last_text and (final or time.monotonic() - last_at >= PLAIN_EVERY_S):
             self._shown[job] = (time.monotonic(), text)
@@ -254,7 +262,7 @@ class RichView(PlainView):
         if job not in self._tasks:
             self._tasks[job] = self._bar.add_task(node, total=total)
         self._where[job] = (node, step, total, message)
-        self._notes[job] = node + (f" {message}" if message else "")
+        self._notes[job] = " ".join(p for p in (node, message) if p)
         self._bar.update(self._tasks[job], completed=step, total=total, description=self._describe(job))
 
     def metrics(self, job: str, point: dict[str, Any]) -> None:
@@ -271,8 +279,7 @@ class RichView(PlainView):
             self._bar.remove_task(self._tasks.pop(job))
             self._bar.refresh()
             node, step, total, _ = self._where[job]
-            where = render.progress({"step": step, "total": total})
-            self.line(f"{node}: step {where} {metric_text(self._metrics.get(job, {}))}".rstrip())
+            self.line(progress_text(node, step, total, metric_text(self._metrics.get(job, {}))))
 
     def close(self) -> None:
         if self._bar is not None:

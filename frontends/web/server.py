@@ -13,6 +13,7 @@ port chosen explicitly that is taken leaves the daemon running without a UI, sai
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import json
 import logging
@@ -34,7 +35,8 @@ from tunelog.events.errors import ValidationError
 from tunelog.frontends.web.security import TOKEN_FILE, LocalGuard, load_or_create_token
 
 if TYPE_CHECKING:
-    from tunelog.daemon.services import Services
+    from tunelog.daemon.main import Extension
+from tunelog.daemon.services import Services
 
 log = logging.getLogger("tunelog.web")
 
@@ -159,6 +161,12 @@ def write_ui_file(home: Path, *, port: int) -> Path:
     tmp.write_text(json.dumps({"port": port, "pid": os.getpid(), "url": f"http://127.0.0.1:{port}/"}) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def ui_extension(environ: dict[str, str] | None = None) -> Extension:
+    """The web UI as a daemon extension, on the port `TUNELOG_UI_PORT` asks for (checked now, so a
+    bad value stops the daemon before it starts)."""
+    return functools.partial(serve_ui, port=ui_port_from_env(environ))
 
 
 async def serve_ui(services: Services, *, port: int | None,

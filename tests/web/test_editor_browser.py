@@ -21,11 +21,11 @@ import uvicorn
 
 from tests.daemon.daemon_proc import FIXTURES
 from tests.web.conftest import report
+from tests.web.editor_app import create_editor_app
 from tunelog.daemon.paths import Paths
 from tunelog.daemon.services import Services, build_services
 from tunelog.events.runs import WorkflowSaved
 from tunelog.frontends.web.editor.bundle import BUILD_HINT, BUNDLE
-from tunelog.frontends.web.editor.testapp import create_editor_app
 
 pytestmark = pytest.mark.browser
 
@@ -39,8 +39,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Serv
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    # The daemon's loop is asyncio (anyio.run); uvloop's subprocess_exec refuses the workers' umask.
     config = uvicorn.Config(create_editor_app(services), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on")
+                            lifespan="on", loop="asyncio")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

@@ -2,5 +2,5 @@
 
 Python owns the graph (the daemon's format, see `daemon/runs/graph.py`); the browser keeps a local
 copy for smooth dragging and reports coarse edits. `component.WorkflowEditor` is the public
-entry; `testapp.create_editor_app` serves it alone for tests.
+entry.
 """

@@ -132,8 +132,9 @@ def WorkflowEditor(services: Any, workflow: str | None = None) -> Any:
     status = use_run_status(services, doc.run_id)
     canvas = canvas_component()
     if canvas is None:
-        return html.div({"className": "tl-wfe tl-wfe-missing", "id": "editor-missing"},
-                        html.style(CSS), f"The workflow editor's browser code is not built: {BUILD_HINT}.")
+        return html.div({"className": "tl-wfe tl-wfe-missing notice notice-error", "id": "editor-missing"},
+                        html.style(CSS), "Error: the workflow editor's browser code (frontends/web/static/bundle/"
+                                         f"editor.js) is not built: {BUILD_HINT}.")
 
     def act(step: Callable[[D.Doc], D.Doc]) -> None:
         set_doc(step)  # functional update: applied at once to the latest doc

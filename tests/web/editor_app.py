@@ -1,25 +1,23 @@
-"""A Starlette app that serves the workflow editor alone over real Services (for its tests and
-for trying it out before the web UI mounts it): `/` is a new workflow, `/?workflow=<name>`
-opens a saved one.
+"""A Starlette app that serves the workflow editor alone over real Services (for its browser
+tests): `/` is a new workflow, `/?workflow=<name>` opens a saved one.
 
-Its lifespan does what daemon start-up does for these parts: scan plugins, run the job
-runner and the run executor, and wake the notifier after each commit (from the loop thread,
-whichever thread appended).
+Its lifespan starts the parts as daemon start-up does (`start_services`), without the plugin
+watcher.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
+import anyio
 from reactpy import component, html, use_location
 from reactpy.backend.starlette import Options, configure
 from starlette.applications import Starlette
 
+from tunelog.daemon.services import start_services
 from tunelog.frontends.web.editor.component import WorkflowEditor
 
 POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -47,42 +45,18 @@ class ContentSecurityPolicy:
         await self.app(scope, receive, send_with_policy)
 
 
-def _on_loop(loop: asyncio.AbstractEventLoop, fn: Any) -> Any:
-    """A store subscriber that calls `fn(head)` in `loop`'s thread."""
-    owner = threading.get_ident()
-
-    def call(head: int) -> None:
-        if threading.get_ident() == owner:
-            fn(head)
-        else:
-            loop.call_soon_threadsafe(fn, head)
-
-    return call
-
-
-def create_editor_app(services: Any, *, start_services: bool = True) -> Starlette:
-    """The editor on `/`, over `services`; `start_services=False` when something else runs them."""
+def create_editor_app(services: Any) -> Starlette:
+    """The editor on `/`, over `services` (started and stopped by the app's lifespan)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if not start_services:
-            yield
-            return
-        import anyio
-
-        loop = asyncio.get_running_loop()
-        unsubscribe = [services.store.subscribe(_on_loop(loop, services.notifier.notify)),
-                       services.store.subscribe(_on_loop(loop, lambda head: services.runs.wake()))]
         async with anyio.create_task_group() as tg:
-            await tg.start(services.jobs.run)
-            await services.plugins.scan()
-            await tg.start(services.runs.run)
+            stop_waking = await start_services(services, tg, watch_plugins=False)
             try:
                 yield
             finally:
                 await services.jobs.shutdown()
-                for undo in unsubscribe:
-                    undo()
+                stop_waking()
                 tg.cancel_scope.cancel()
 
     @component
