@@ -130,13 +130,18 @@ class UiApi(Protocol):
 
     Reads return the projections' rows (`tunelog.events.state` / `tunelog.events.run_state`
     structs, read-only); commands raise a `TunelogError` naming every problem (the UI shows it).
-    A component may also import `reactpy` and the web UI's view helpers
-    (`tunelog.frontends.web.widgets`)."""
+    A component builds its page with `reactpy` and the helpers in `kit`; it never imports the
+    front end or the daemon."""
 
     manifest: Manifest
     """The manifest of the plugin this page belongs to (its loaded version)."""
     query: dict[str, str]
     """The page address's query parameters (e.g. `?data=...` from a link of another page)."""
+    kit: Any
+    """The web UI's view helpers: link, run_link, short, when, badge, table, json_block, field,
+    text_input, select, button, use_notice, notice_view, error_notice, ok_notice, warnings_notice,
+    act (run a command, show its error), act_async, adapter_picker, run_outcome (a run's state and
+    each failed job's whole error)."""
 
     def use_log_head(self) -> int:
         """A hook (call it at the top of a component): the log position; the component re-renders
@@ -166,7 +171,7 @@ class UiApi(Protocol):
         """Every loaded operation by `plugin.operation`."""
 
     def presets(self) -> dict[str, dict[str, Any]]:
-        """Training presets by name: {"description", "params"}."""
+        """This plugin's presets by name ({"description", "params"}; empty without a presets file)."""
 
     def adapter_base(self, sha256: str) -> str:
         """The base model an adapter was trained or merged on ('' if unknown)."""

@@ -12,6 +12,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from reactpy import hooks
@@ -56,6 +57,7 @@ class WebUiApi:
         self._ui = ui
         self.manifest = manifest
         self.query = dict(query or {})
+        self.kit = kit()
         self._memory = memory if memory is not None else {}
 
     def use_log_head(self) -> int:
@@ -100,9 +102,7 @@ class WebUiApi:
         return out
 
     def presets(self) -> dict[str, dict[str, Any]]:
-        from tunelog.plugins.common.presets import load_presets
-
-        return load_presets()
+        return self._ui.services.plugins.presets().get(self.manifest.name, {})
 
     def adapter_base(self, sha256: str) -> str:
         row = self._ui.services.store.get("adapters", sha256)
@@ -131,6 +131,18 @@ class WebUiApi:
 
     def data_dirs(self) -> list[Path]:
         return data_dirs(self._ui.services.paths.home)
+
+
+def kit() -> SimpleNamespace:
+    """The web UI's view helpers a plugin page uses (`api.kit`), so that plugins never import the
+    front end: links, tables, fields, notices, the adapter picker and a run's outcome."""
+    from tunelog.frontends.web import forms, widgets
+
+    names = ("act", "act_async", "badge", "button", "error_notice", "field", "json_block", "link", "notice_view",
+             "ok_notice", "run_link", "select", "short", "table", "text_input", "use_notice", "warnings_notice",
+             "when")
+    return SimpleNamespace(**{n: getattr(widgets, n) for n in names}, adapter_picker=forms.adapter_picker,
+                           run_outcome=forms.run_outcome)
 
 
 def data_dirs(home: Path, environ: dict[str, str] | None = None) -> list[Path]:

@@ -12,19 +12,6 @@ from reactpy import html
 
 from tunelog.events.errors import ValidationError
 from tunelog.events.merges import EXACT_COMBINATIONS
-from tunelog.frontends.web.forms import adapter_picker, run_outcome
-from tunelog.frontends.web.widgets import (
-    act,
-    act_async,
-    button,
-    field,
-    notice_view,
-    select,
-    short,
-    text_input,
-    use_notice,
-    warnings_notice,
-)
 
 METHODS = ("cat", "linear", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd",
            "dare_ties_svd", "magnitude_prune", "magnitude_prune_svd")
@@ -77,40 +64,41 @@ def component(api: Any) -> Any:
 def MergeForm(api: Any) -> Any:
     """Merge adapters into a new one; shows the run and, once it succeeded, the new adapter (or why not)."""
     api.use_log_head()
+    k = api.kit
     adapters = api.adapters()
     chosen, set_chosen = api.use_form("chosen", {})
     method, set_method = api.use_form("method", "cat")
     density, set_density = api.use_form("density", "0.5")
     model, set_model = api.use_form("model", "")
     run_id, set_run_id = api.use_form("run_id", None)
-    notice, set_notice = use_notice()
+    notice, set_notice = k.use_notice()
     default_model = next((api.adapter_base(s) for s in chosen), "")
 
     async def submit(_: Any) -> None:
-        graph = act(lambda: merge_graph(model or default_model, chosen, method=method, density=density), set_notice)
-        done = await act_async(lambda: api.submit(graph, label=graph["description"]), set_notice) if graph else None
+        graph = k.act(lambda: merge_graph(model or default_model, chosen, method=method, density=density), set_notice)
+        done = await k.act_async(lambda: api.submit(graph, label=graph["description"]), set_notice) if graph else None
         if done is not None:
             set_run_id(done[0])
-            set_notice(warnings_notice(done[1], "merge started, with warnings"))
+            set_notice(k.warnings_notice(done[1], "merge started, with warnings"))
 
     row = api.run(run_id) if run_id else None
     made = row.nodes["merge"].outputs.get("adapter") if row is not None and row.state == "succeeded" else None
     return html.section(
         {"className": "panel", "id": "merge"},
         html.h2("Merge adapters"),
-        adapter_picker(adapters, chosen, set_chosen, weights=True, prefix="merge"),
+        k.adapter_picker(adapters, chosen, set_chosen, weights=True, prefix="merge"),
         html.div({"className": "row"},
-                 field("method", select(method, [(m, method_label(m)) for m in METHODS], set_method,
+                 k.field("method", k.select(method, [(m, method_label(m)) for m in METHODS], set_method,
                                         id="merge-method")),
-                 field("density", text_input(density, set_density, size=5, id="merge-density"),
+                 k.field("density", k.text_input(density, set_density, size=5, id="merge-density"),
                        hint="ties, dare, magnitude_prune only"),
-                 field("base model", text_input(model, set_model, id="merge-model", size=48,
+                 k.field("base model", k.text_input(model, set_model, id="merge-model", size=48,
                                                 placeholder=default_model or "folder, hub id or registered name")),
-                 button("Merge", submit, id="merge-button")),
+                 k.button("Merge", submit, id="merge-button")),
         html.small({"className": "muted", "id": "merge-exactness"},
                    f"{method_label(method)}: " + METHOD_HINT),
-        notice_view(notice), run_outcome(row, api.job),
+        k.notice_view(notice), k.run_outcome(row, api.job),
         html.p({"id": "merge-result", "data-sha": made}, "new adapter ",
-               html.a({"href": f"/adapters#{made}", "className": "mono"}, short(made)),
+               html.a({"href": f"/adapters#{made}", "className": "mono"}, k.short(made)),
                " · export: `tunectl export` (its button belongs here)") if made else "",
     )

@@ -21,7 +21,6 @@ from reactpy import component as reactpy_component
 from reactpy import hooks, html
 
 from tunelog.events.errors import TunelogError
-from tunelog.frontends.web.widgets import error_notice, field, notice_view, select, short, table, text_input
 
 from .backend import _check_mapped_columns, _choose_format, _normalise_all
 from .formats import FIELDS, FORMATS, KIND, expand_columns
@@ -81,7 +80,7 @@ def record_view(i: int, record: dict[str, Any]) -> Any:
     return html.div({"key": str(i), "className": "record"}, html.small(f"record {i + 1}"), *turns)
 
 
-def counts_view(p: dict[str, Any]) -> Any:
+def counts_view(k: Any, p: dict[str, Any]) -> Any:
     rows = [(r, [r, str(n)]) for r, n in p["reasons"]]
     return html.div(
         {"id": "data-counts", "data-rows": p["rows"], "data-used": p["used"], "data-left-out": p["left_out"]},
@@ -89,7 +88,7 @@ def counts_view(p: dict[str, Any]) -> Any:
                + (f"; {p['left_out']} have problems (first: {', '.join(p['where'])}), and datasets.prepare refuses "
                   "the file until they are fixed or mapped" if p["left_out"] else "; none has a problem")
                + ". Truncation to `max_length` is counted when training (it needs the model's tokenizer)."),
-        table(("PROBLEM", "ROWS"), rows, id="data-reasons") if rows else "")
+        k.table(("PROBLEM", "ROWS"), rows, id="data-reasons") if rows else "")
 
 
 def upload_form() -> Any:
@@ -116,6 +115,7 @@ def component(api: Any) -> Any:
 @reactpy_component
 def DataPage(api: Any) -> Any:
     api.use_log_head()
+    k = api.kit
     source, set_source = api.use_form("source", api.query.get("source", ""))
     fmt, set_fmt = api.use_form("format", "auto")
     columns, set_columns = api.use_form("columns", {})
@@ -129,9 +129,9 @@ def DataPage(api: Any) -> Any:
         try:
             set_result({"ok": await anyio.to_thread.run_sync(lambda: preview(source, fmt=fmt, columns=columns))})
         except TunelogError as exc:
-            set_result({"error": error_notice(exc)})
+            set_result({"error": k.error_notice(exc)})
 
-    choices = [("", "choose a file")] + [(u["path"], f"{u['name']} (uploaded, {short(u['sha256'])})")
+    choices = [("", "choose a file")] + [(u["path"], f"{u['name']} (uploaded, {k.short(u['sha256'])})")
                                          for u in api.uploads()]
     choices += [(str(p), str(p)) for p in data_files(api.data_dirs())]
     p = (result or {}).get("ok")
@@ -142,7 +142,7 @@ def DataPage(api: Any) -> Any:
         set_columns(lambda c: {**c, name: value})
 
     mapping = html.div({"className": "row", "id": "data-mapping"}, [
-        html.span({"key": f}, field(f, text_input(columns.get(f, ""), lambda v, f=f: set_column(f, v), size=12,
+        html.span({"key": f}, k.field(f, k.text_input(columns.get(f, ""), lambda v, f=f: set_column(f, v), size=12,
                                                   id=f"data-col-{f}",
                                                   placeholder=(p or {}).get("mapping", {}).get(f, f))))
         for f in fields])
@@ -152,15 +152,15 @@ def DataPage(api: Any) -> Any:
         html.p({"className": "muted"}, "Data folders: " + ", ".join(str(d) for d in api.data_dirs())
                + " (TUNELOG_DATA_DIRS). Or upload a file: it is stored content-addressed, like artifacts."),
         html.div({"className": "row"},
-                 field("file", select(source if source in dict(choices) else "", choices, set_source,
+                 k.field("file", k.select(source if source in dict(choices) else "", choices, set_source,
                                       id="data-pick")),
-                 field("or a path", text_input(source, set_source, size=60, id="data-source")),
-                 field("format", select(fmt, [("auto", "auto (detect)")] + [(f, f) for f in FORMATS], set_fmt,
+                 k.field("or a path", k.text_input(source, set_source, size=60, id="data-source")),
+                 k.field("format", k.select(fmt, [("auto", "auto (detect)")] + [(f, f) for f in FORMATS], set_fmt,
                                         id="data-format"))),
         upload_form(),
         html.div({"className": "notice notice-error", "id": "data-upload-error"}, "Upload refused: ",
                  api.query["upload_error"]) if api.query.get("upload_error") else "",
-        notice_view((result or {}).get("error")),
+        k.notice_view((result or {}).get("error")),
         html.div(
             {"id": "data-preview", "data-format": p["format"]},
             html.p(html.b("format "), html.span({"id": "data-detected"}, p["format"]),
@@ -169,7 +169,7 @@ def DataPage(api: Any) -> Any:
             html.h3("Column mapping"), mapping,
             html.h3("First records (highlighted: what the loss is computed on)"),
             html.div({"id": "data-records"}, [record_view(i, r) for i, r in enumerate(p["records"])]),
-            html.h3("Rows"), counts_view(p),
+            html.h3("Rows"), counts_view(k, p),
             html.p(html.a({"href": train_link(source, fmt, columns), "id": "data-train"}, "Train on this data →")),
         ) if p else "",
     )

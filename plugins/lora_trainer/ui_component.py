@@ -14,19 +14,6 @@ from typing import Any
 from reactpy import component as reactpy_component
 from reactpy import html
 
-from tunelog.frontends.web.widgets import (
-    act_async,
-    button,
-    field,
-    link,
-    notice_view,
-    select,
-    table,
-    text_input,
-    use_notice,
-    warnings_notice,
-)
-
 TITLE = "Train"
 NAV_ORDER = 20
 OP = "lora_trainer.train"
@@ -70,13 +57,13 @@ def data_params(query: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def param_field(name: str, spec: Any, value: str, on_value: Any, problem: str, placeholder: str) -> Any:
-    control = (select(value, [("", f"(default: {placeholder})")] + [(str(c), str(c)) for c in spec.choices],
+def param_field(k: Any, name: str, spec: Any, value: str, on_value: Any, problem: str, placeholder: str) -> Any:
+    control = (k.select(value, [("", f"(default: {placeholder})")] + [(str(c), str(c)) for c in spec.choices],
                       on_value, id=f"train-param-{name}")
-               if spec.choices else text_input(value, on_value, id=f"train-param-{name}", size=14,
+               if spec.choices else k.text_input(value, on_value, id=f"train-param-{name}", size=14,
                                                placeholder=placeholder))
     return html.div({"key": name, "title": spec.description},
-                    field(name, control, hint=spec.description[:90]),
+                    k.field(name, control, hint=spec.description[:90]),
                     html.div({"className": "field-problem", "id": f"train-problem-{name}"}, problem) if problem else "")
 
 
@@ -88,13 +75,14 @@ def component(api: Any) -> Any:
 @reactpy_component
 def TrainPage(api: Any) -> Any:
     api.use_log_head()
+    k = api.kit
     op = api.manifest.operations["train"]
     model, set_model = api.use_form("model", api.query.get("model", ""))
     data, set_data = api.use_form("data", api.query.get("data", ""))
     chosen, set_chosen = api.use_form("chosen", {})
     typed, set_typed = api.use_form("typed", {})
     run_id, set_run_id = api.use_form("run_id", None)
-    notice, set_notice = use_notice()
+    notice, set_notice = k.use_notice()
     presets = api.presets()
     params = form_params(typed, chosen)
     graph = train_graph(model=model, data=data, params=params, data_params=data_params(api.query),
@@ -112,48 +100,48 @@ def TrainPage(api: Any) -> Any:
         set_typed(lambda t: {**t, name: value})
 
     async def start(_: Any) -> None:
-        done = await act_async(lambda: api.submit(graph, label=graph["description"]), set_notice)
+        done = await k.act_async(lambda: api.submit(graph, label=graph["description"]), set_notice)
         if done is not None:
             set_run_id(done[0])
-            set_notice(warnings_notice(done[1], "training started, with warnings"))
+            set_notice(k.warnings_notice(done[1], "training started, with warnings"))
 
     def shown(name: str) -> str:
         value = base.get(name, op.params[name].default)
         return json.dumps(value) if not isinstance(value, str) else value
 
     registered = [("", "registered models…")] + [(m.name, f"{m.name} ({m.ref})") for m in api.models()]
-    prominent = [html.span({"key": name}, field(name, select(
+    prominent = [html.span({"key": name}, k.field(name, k.select(
         chosen.get(name, ""), [("", f"(default: {shown(name) or 'none'})")]
         + [(str(c), str(c)) for c in (op.params[name].choices or ())], lambda v, n=name: choose(n, v),
         id=f"train-{name}"), hint=op.params[name].description[:90])) for name in PROMINENT
         if name in op.params and name != "preset"]
-    rest = [param_field(name, spec, typed.get(name, ""), lambda v, n=name: type_param(n, v), by_param.get(name, ""),
+    rest = [param_field(k, name, spec, typed.get(name, ""), lambda v, n=name: type_param(n, v), by_param.get(name, ""),
                         shown(name)) for name, spec in op.params.items() if name not in PROMINENT]
     preset_rows = [(k, [k, json.dumps(v)]) for k, v in base.items()]
     return html.section(
         {"className": "panel", "id": "train"},
         html.h2("Train an adapter"),
         html.div({"className": "row"},
-                 field("model", html.span(text_input(model, set_model, id="train-model", size=48,
+                 k.field("model", html.span(k.text_input(model, set_model, id="train-model", size=48,
                                                      placeholder="registered name, model folder or .gguf file"),
-                                          select("", registered, set_model, id="train-registered"))),
-                 field("data", text_input(data, set_data, id="train-data", size=48,
+                                          k.select("", registered, set_model, id="train-registered"))),
+                 k.field("data", k.text_input(data, set_data, id="train-data", size=48,
                                           placeholder="a data file (the Data page hands one over)"),
                        hint=f"prepared as: {json.dumps(data_params(api.query))}")),
         html.div({"className": "row"},
-                 field("preset", select(preset, [("", "none (the defaults)")] + [
+                 k.field("preset", k.select(preset, [("", "none (the defaults)")] + [
                      (n, f"{n}: {p.get('description', '')}"[:90]) for n, p in sorted(presets.items())],
                      lambda v: choose("preset", v), id="train-preset")), *prominent),
-        table(("PRESET SETS", "VALUE"), preset_rows, id="train-preset-values") if preset_rows else "",
+        k.table(("PRESET SETS", "VALUE"), preset_rows, id="train-preset-values") if preset_rows else "",
         html.details({"id": "train-params"}, html.summary(f"All {len(rest)} other parameters"),
                      html.div({"className": "params-grid"}, rest)),
         html.div({"id": "train-problems", "data-count": len(problems)},
                  html.ul([html.li({"key": f"{w}{m}"}, f"{w}: {m}".lstrip(": ")) for w, m in problems])
                  if problems else html.small({"className": "muted"}, "parameters valid")),
         html.div({"className": "row"},
-                 button("Start", start, id="train-start", disabled=bool(problems) or not model or not data)),
-        notice_view(notice),
+                 k.button("Start", start, id="train-start", disabled=bool(problems) or not model or not data)),
+        k.notice_view(notice),
         html.div(html.meta({"httpEquiv": "refresh", "content": f"0;url=/runs/{run_id}"}),
-                 html.p({"id": "train-run"}, "run ", link(f"/runs/{run_id}", run_id, className="mono"),
+                 html.p({"id": "train-run"}, "run ", k.link(f"/runs/{run_id}", run_id, className="mono"),
                         " started: opening its page")) if run_id else "",
     )
