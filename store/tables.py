@@ -7,7 +7,8 @@ the row type the fold in `events.state.all_folds()` declares for that table.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
 
 from tunelog.events.run_state import AdapterRow, CacheRow, ModelRow, RunRow, WorkflowRow
 from tunelog.events.state import DaemonRow, JobRow, PluginRow
@@ -33,6 +34,18 @@ class Table(Generic[Row]):
         """Every row, ordered by key."""
         rows: list[Row] = self.store.rows(self.name)
         return rows
+
+    def select(self, *, order: str, where: Mapping[str, Any] | None = None, after: Any = None,
+               limit: int | None = None, descending: bool = False) -> list[Row]:
+        """Rows whose fields equal `where`, ordered by `order`, past `after`, at most `limit`
+        (`EventStore.select`)."""
+        rows: list[Row] = self.store.select(self.name, order=order, where=where, after=after, limit=limit,
+                                            descending=descending)
+        return rows
+
+    def count_by(self, field: str) -> dict[Any, int]:
+        """Number of rows for each value of one field."""
+        return self.store.count_by(self.name, field)
 
 
 class Tables:

@@ -72,8 +72,8 @@ async def list_jobs(request: Request) -> Response:
     page = parse_page(request, problems)
     if problems:
         raise ValidationError.collect("invalid job query", problems)
-    rows = s.store.select("jobs", order="queued_position", where={"state": state} if state else None,
-                          after=page.after, limit=page.limit + 1, descending=page.descending)
+    rows = s.tables.jobs.select(order="queued_position", where={"state": state} if state else None,
+                                after=page.after, limit=page.limit + 1, descending=page.descending)
     return json(page_body("jobs", rows, page, "queued_position"))
 
 

@@ -25,6 +25,7 @@ from tunelog.events.base import Event, decode_payload
 from tunelog.events.errors import JobError
 from tunelog.events.state import JobRow
 from tunelog.store.base import EventStore
+from tunelog.store.tables import Tables
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class Attempt:
     def __init__(self, row: JobRow, slot: str, *, store: EventStore, paths: Paths, python: str,
                  grace_s: float, flush_s: float):
         self.row, self.slot, self.store = row, slot, store
+        self.tables = Tables(store)
         self.python, self.grace_s, self.flush_s = python, grace_s, flush_s
         self.stream = f"job-{row.job_id}"
         self.folder = paths.jobs / row.job_id
@@ -140,7 +142,7 @@ class Attempt:
             return None
         if self.row.resume_checkpoint:
             return str(self.row.resume_checkpoint)
-        prev = self.store.get("jobs", self.row.resume_of)
+        prev = self.tables.jobs.get(self.row.resume_of)
         if prev is None or not prev.checkpoint_sha256:
             raise JobError(f"job {self.row.resume_of} has no checkpoint to resume from")
         return str(prev.checkpoint_sha256)

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import cast
 
 import anyio
 import anyio.abc
@@ -37,6 +36,7 @@ from tunelog.events.errors import ConflictError, JobError, NotFoundError, Valida
 from tunelog.events.state import JobRow
 from tunelog.store.artifacts import ArtifactStore
 from tunelog.store.base import EventStore
+from tunelog.store.tables import Tables
 
 RESOURCES = ("cpu", "gpu", "any")
 _ACTIVE = ("queued", "running")
@@ -90,6 +90,7 @@ class JobRunner:
                  slots: list[str] | None = None, grace_s: float = 10.0, flush_s: float = 0.2,
                  python: str = sys.executable):
         self.store, self.paths, self.artifacts = store, paths, artifacts
+        self.tables = Tables(store)
         self.slots = list(slots) if slots is not None else detect_slots()
         if not self.slots:
             raise ValidationError.collect("the job runner needs slots", [("slots", "give at least one, e.g. cpu0")])
@@ -151,7 +152,7 @@ class JobRunner:
             raise JobError("the job needs a GPU and this machine has none",
                            hint="set TUNELOG_GPUS if nvidia-smi cannot see your GPUs")
         if resume_of is not None:
-            prev = self.store.get("jobs", resume_of)
+            prev = self.tables.jobs.get(resume_of)
             if prev is None:
                 raise NotFoundError(f"no job {resume_of} to resume")
             if not prev.checkpoint_sha256:
@@ -210,16 +211,16 @@ class JobRunner:
         """A job by id or unique id prefix."""
         if not prefix:
             raise ValidationError.collect("no job id given", [("job", "give a job id or a prefix of one")])
-        row = self.store.get("jobs", prefix)
+        row = self.tables.jobs.get(prefix)
         if row is not None:
-            return cast(JobRow, row)
-        matches = [r for r in self.store.rows("jobs") if r.job_id.startswith(prefix)]
+            return row
+        matches = [r for r in self.tables.jobs.all() if r.job_id.startswith(prefix)]
         if not matches:
             raise NotFoundError(f"no job matches {prefix!r}", hint="list jobs with `tunectl jobs`")
         if len(matches) > 1:
             raise ValidationError.collect(f"{prefix!r} matches {len(matches)} jobs",
                                           [("job", r.job_id) for r in matches[:10]], hint="give more of the id")
-        return cast(JobRow, matches[0])
+        return matches[0]
 
     def _answered(self, command_id: str | None) -> JobRow | None:
         """The job a command with this id already acted on, if it ran before (idempotent retry)."""
@@ -234,10 +235,10 @@ class JobRunner:
         return self._row(job_id)
 
     def _row(self, job_id: str) -> JobRow:
-        row = self.store.get("jobs", job_id)
+        row = self.tables.jobs.get(job_id)
         if row is None:
             raise NotFoundError(f"no job {job_id}")
-        return cast(JobRow, row)
+        return row
 
     # -- the scheduler -----------------------------------------------------------------------
 
@@ -262,7 +263,7 @@ class JobRunner:
         Queued jobs stay queued: the scheduler starts them in their order.
         """
         found = []
-        for row in self.store.select("jobs", order="queued_position", where={"state": "running"}):
+        for row in self.tables.jobs.select(order="queued_position", where={"state": "running"}):
             if row.queued_position <= self._boot_head and row.job_id not in self._attempts:
                 if row.pid:
                     kill_leftover(row.pid, row.job_id)
@@ -277,7 +278,7 @@ class JobRunner:
             free = [s for s in self.slots if s not in self._busy]
             if self._stopping or not free:
                 return
-            queued = self.store.select("jobs", order="queued_position", where={"state": "queued"})
+            queued = self.tables.jobs.select(order="queued_position", where={"state": "queued"})
             for row in (r for r in queued if r.job_id not in self._attempts):
                 slots = _pick_slots(row.resource, free, row.devices)
                 if not slots:

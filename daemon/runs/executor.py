@@ -28,6 +28,7 @@ from tunelog.events.run_state import NodeRow, RunRow
 from tunelog.plugins.api import OperationSpec
 from tunelog.store.artifacts import sha256_file, tree_digest
 from tunelog.store.sqlite import SqliteStore
+from tunelog.store.tables import Tables
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class RunExecutor:
 
     def __init__(self, store: SqliteStore, plugins: PluginManager, jobs: JobRunner, *, max_resumes: int = 3):
         self.store, self.plugins, self.jobs = store, plugins, jobs
+        self.tables = Tables(store)
         self.max_resumes = max_resumes
         self._wake = anyio.Event()
 
@@ -114,7 +116,7 @@ class RunExecutor:
             for port, spec in node.resolved.op.inputs.items():
                 value = node.inputs.get(port)
                 if spec.type == "model" and isinstance(value, str):
-                    row = self.store.get("models", value)
+                    row = self.tables.models.get(value)
                     if row is not None:
                         node.inputs[port] = row.ref
 
@@ -126,7 +128,7 @@ class RunExecutor:
                           command_id=command_id)
         for node in row.nodes.values():
             if node.state in ACTIVE_NODE and node.job_id:
-                job = self.store.get("jobs", node.job_id)
+                job = self.tables.jobs.get(node.job_id)
                 if job is not None and job.state in ("queued", "running"):
                     self.jobs.cancel(node.job_id, reason=f"run cancelled: {reason}")
         self.wake()
@@ -146,12 +148,12 @@ class RunExecutor:
 
     def find(self, prefix: str) -> RunRow:
         """A run by id or unique prefix."""
-        row = self.store.get("runs", prefix)
+        row = self.tables.runs.get(prefix)
         if row is not None:
-            return row  # type: ignore[no-any-return]
-        matches = [r for r in self.store.rows("runs") if r.run_id.startswith(prefix)] if prefix else []
+            return row
+        matches = [r for r in self.tables.runs.all() if r.run_id.startswith(prefix)] if prefix else []
         if len(matches) == 1:
-            return matches[0]  # type: ignore[no-any-return]
+            return matches[0]
         if not matches:
             raise NotFoundError(f"no run {prefix!r}", hint="`tunectl runs list` shows them")
         raise ValidationError(f"run id prefix {prefix!r} is ambiguous: {', '.join(r.run_id for r in matches[:5])}")
@@ -175,7 +177,7 @@ class RunExecutor:
 
     def advance(self) -> None:
         """One pass over every running run."""
-        for row in self.store.select("runs", order="submitted_position", where={"state": "running"}):
+        for row in self.tables.runs.select(order="submitted_position", where={"state": "running"}):
             try:
                 self._advance(row)
             except TunelogError as exc:
@@ -223,7 +225,7 @@ class RunExecutor:
         hashes = path_hashes(op, inputs)
         key = cache_key(op=spec["op"], code_hash=code["code_hash"], params=spec["params"],
                         inputs={**inputs, **{f"{p}#sha256": h for p, h in hashes.items()}})
-        hit = self.store.get("cache", key)
+        hit = self.tables.cache.get(key)
         if hit is not None and not node.jobs and not self._must_run(row, node_id):
             return [R.NodeCached(run_id=row.run_id, node=node_id, cache_key=key, outputs=hit.outputs,
                                  source_job=hit.job_id)]
@@ -261,7 +263,7 @@ class RunExecutor:
         """(job, checkpoint) to continue from: the node's own latest job that left a checkpoint,
         else, for the forked node of a fork, the checkpoint it was forked from."""
         for job_id in reversed(node.jobs):
-            job = self.store.get("jobs", job_id)
+            job = self.tables.jobs.get(job_id)
             if job is not None and job.checkpoint_sha256:
                 return job_id, None
         fork = row.forked_from or {}
@@ -272,11 +274,11 @@ class RunExecutor:
     def _resumes(self, node: NodeRow) -> int:
         """How often the node was resumed: interrupted attempts after the first, counting only jobs
         whose worker started (a job a daemon stop caught still queued never ran)."""
-        started = [j for j in node.jobs if (job := self.store.get("jobs", j)) is not None and job.started_at]
+        started = [j for j in node.jobs if (job := self.tables.jobs.get(j)) is not None and job.started_at]
         return max(len(started) - 1, 0)
 
     def _check_job(self, row: RunRow, node_id: str, node: NodeRow) -> list[Event]:
-        job = self.store.get("jobs", node.job_id) if node.job_id else None
+        job = self.tables.jobs.get(node.job_id) if node.job_id else None
         if job is None or job.state in ("queued", "running"):
             return []
         if job.state == "succeeded":
