@@ -22,7 +22,7 @@ RunStatus = dict[str, Any]
 
 def open_doc(services: Any, name: str | None) -> Doc:
     """The latest saved version of `name`, or an empty new workflow (named `name` if given)."""
-    row = services.store.get("workflows", name) if name else None
+    row = services.tables.workflows.get(name) if name else None
     if row is None:
         doc = new_doc(name or "", 0, None)
         return notify(doc, f"new workflow {name!r}: add nodes from the palette" if name else
@@ -93,20 +93,20 @@ def run(services: Any, doc: Doc) -> Doc:
 
 def latest_run(services: Any, name: str) -> str | None:
     """The most recent run of a saved workflow, to show its node states on opening."""
-    runs = [r for r in services.store.rows("runs") if r.workflow == name]
+    runs = [r for r in services.tables.runs.all() if r.workflow == name]
     return max(runs, key=lambda r: r.submitted_position).run_id if runs else None
 
 
 def run_status(services: Any, run_id: str | None) -> RunStatus | None:
     """Where each node of a run stands (None when there is no such run)."""
-    row = services.store.get("runs", run_id) if run_id else None
+    row = services.tables.runs.get(run_id) if run_id else None
     if row is None:
         return None
     nodes = {}
     for node_id, node in row.nodes.items():
         state, detail = node.state, node.error
         if state in ("queued", "running") and node.job_id:
-            job = services.store.get("jobs", node.job_id)
+            job = services.tables.jobs.get(node.job_id)
             # a job that already succeeded stays `running` until the executor records the node
             if job is not None and job.state in ("running", "succeeded"):
                 state = "running"

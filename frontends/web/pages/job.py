@@ -69,7 +69,7 @@ def JobPage(ui: Ui, job_id: str, *, query: dict[str, str]) -> Any:
     """The job page; follows the log."""
     use_head(ui)
     tail = hooks.use_ref(LogTail()).current.read(ui, job_id)
-    job = ui.services.store.get("jobs", job_id)
+    job = ui.services.tables.jobs.get(job_id)
     if job is None:
         return html.div(html.h1("Job not found"), html.p(f"No job {job_id!r}."), link("/", "All runs"))
     events = [e for e in ui.services.store.read(stream=f"job-{job_id}") if e.type not in QUIET]

@@ -64,10 +64,10 @@ def run_outcome(ui: Ui, run_id: str | None) -> tuple[RunRow | None, Any]:
     """The row of a run this form started, and a one-line view of where it stands."""
     if not run_id:
         return None, ""
-    row = ui.services.store.get("runs", run_id)
+    row = ui.services.tables.runs.get(run_id)
     if row is None:
         return None, ""
-    jobs = {n: ui.services.store.get("jobs", node.job_id) if node.state == "failed" and node.job_id else None
+    jobs = {n: ui.services.tables.jobs.get(node.job_id) if node.state == "failed" and node.job_id else None
             for n, node in row.nodes.items()}
     failed = [failure_view(job, node=n) for n, job in jobs.items() if job is not None and job.state == "failed"]
     errors = [f"{n}: {node.error}" for n, node in row.nodes.items() if node.error and jobs.get(n) is None]

@@ -36,7 +36,7 @@ def header(run: RunRow) -> Any:
 
 def node_cells(ui: Ui, run: RunRow, node_id: str) -> list[Any]:
     node, spec = run.nodes[node_id], run.graph["nodes"][node_id]
-    job = ui.services.store.get("jobs", node.job_id) if node.job_id else None
+    job = ui.services.tables.jobs.get(node.job_id) if node.job_id else None
     progress = ""
     if job is not None:
         progress = f"step {job.step}/{job.total}" if job.total else (f"step {job.step}" if job.step else "")
@@ -55,7 +55,7 @@ def failures(ui: Ui, run: RunRow) -> Any:
     shown = []
     for node_id in run.order:
         node = run.nodes[node_id]
-        job = ui.services.store.get("jobs", node.job_id) if node.state == "failed" and node.job_id else None
+        job = ui.services.tables.jobs.get(node.job_id) if node.state == "failed" and node.job_id else None
         if job is not None and job.state == "failed":
             shown.append(html.div({"key": node_id}, failure_view(job, node=node_id)))
     return html.section({"className": "panel", "id": "failures"}, html.h2("Why it failed"), shown) if shown else ""

@@ -73,7 +73,7 @@ def verify_view(report: dict[str, Any]) -> Any:
 @component
 def VerifyPanel(ui: Ui, run: RunRow) -> Any:
     """For a finished replay: whether it reproduces the run it replays."""
-    baseline = ui.services.store.get("runs", run.replay_of) if run.replay_of else None
+    baseline = ui.services.tables.runs.get(run.replay_of) if run.replay_of else None
     ready = baseline is not None and "running" not in (run.state, baseline.state)
     s = ui.services.store
 
@@ -121,7 +121,7 @@ def ForkForm(ui: Ui, run: RunRow, set_notice: Any) -> Any:
 @component
 def DiffForm(ui: Ui, run: RunRow, set_notice: Any) -> Any:
     """Diff this run with another one."""
-    others = [r for r in sorted(ui.services.store.rows("runs"), key=lambda r: -r.submitted_position)
+    others = [r for r in sorted(ui.services.tables.runs.all(), key=lambda r: -r.submitted_position)
               if r.run_id != run.run_id][:100]
     other, set_other = hooks.use_state(run.replay_of or (others[0].run_id if others else ""))
     result, set_result = hooks.use_state(None)

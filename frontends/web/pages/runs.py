@@ -23,7 +23,7 @@ def progress(ui: Ui, run: RunRow) -> str:
     text = f"{done}/{len(run.nodes)} nodes"
     for node_id in run.order:
         node = run.nodes[node_id]
-        job = ui.services.store.get("jobs", node.job_id) if node.state == "running" and node.job_id else None
+        job = ui.services.tables.jobs.get(node.job_id) if node.state == "running" and node.job_id else None
         if job is not None and job.state == "running":
             step = f"{job.step}/{job.total}" if job.total else str(job.step)
             loss = job.metrics.get("loss")
@@ -53,7 +53,7 @@ def run_cells(ui: Ui, run: RunRow) -> list[Any]:
 def RunsPage(ui: Ui, *, query: dict[str, str]) -> Any:
     """The runs list; follows the log."""
     use_head(ui)
-    runs = sorted(ui.services.store.rows("runs"), key=lambda r: r.submitted_position, reverse=True)
+    runs = sorted(ui.services.tables.runs.all(), key=lambda r: r.submitted_position, reverse=True)
     shown = runs if query.get("all") else runs[:SHOWN]
     more = (html.p(link("/?all=1", f"show all {len(runs)} runs")) if len(shown) < len(runs) else "")
     if not runs:
