@@ -18,6 +18,7 @@ from tunelog.daemon.runs.preflight import submit_checked
 from tunelog.daemon.services import Services
 from tunelog.events import runs as R
 from tunelog.events.errors import NotFoundError, ValidationError
+from tunelog.events.streams import model_stream, workflow_stream
 
 _json = msgspec.json.Encoder()
 
@@ -71,7 +72,7 @@ def workflow_graph(s: Services, ref: str) -> tuple[str, int, dict[str, Any]]:
     if number is None:
         raise ValidationError.collect("invalid workflow version", [
             ("workflow", f"{name} has versions 1..{row.version}, got {version[:40]!r}")])
-    for env in s.store.read(stream=f"workflow-{name}"):
+    for env in s.store.read(stream=workflow_stream(name)):
         if env.event.version == number:  # type: ignore[attr-defined]
             return name, number, env.event.graph  # type: ignore[attr-defined]
     raise NotFoundError(f"workflow {ref} is not in the log")
@@ -130,7 +131,7 @@ async def save_workflow(request: Request) -> Response:
     if not cmd.name or not all(c.isalnum() or c in "-_." for c in cmd.name):
         raise ValidationError.collect("invalid workflow name", [("name", "letters, digits, '-', '_' and '.' only")])
     parse_graph(cmd.graph, s.plugins)
-    stream = f"workflow-{cmd.name}"
+    stream = workflow_stream(cmd.name)
     version = s.store.stream_version(stream) + 1
     s.store.append(stream, [R.WorkflowSaved(name=cmd.name, version=version, graph=cmd.graph)],
                    expected_version=version - 1, command_id=cmd.command_id)
@@ -186,7 +187,7 @@ async def add_model(request: Request) -> Response:
         problems.append(("ref", "a local folder, a .gguf file or a hub id"))
     if problems:
         raise ValidationError.collect("cannot add the model", problems)
-    s.store.append(f"model-{cmd.name}", [R.ModelAdded(name=cmd.name, ref=cmd.ref, note=cmd.note)],
+    s.store.append(model_stream(cmd.name), [R.ModelAdded(name=cmd.name, ref=cmd.ref, note=cmd.note)],
                    command_id=cmd.command_id)
     return json({"model": s.tables.models.get(cmd.name)}, 201)
 
@@ -197,7 +198,7 @@ async def remove_model(request: Request) -> Response:
     cmd = await read_body(request, RunCommand)
     if s.tables.models.get(name) is None:
         raise NotFoundError(f"no model named {name!r}")
-    s.store.append(f"model-{name}", [R.ModelRemoved(name=name)], command_id=cmd.command_id)
+    s.store.append(model_stream(name), [R.ModelRemoved(name=name)], command_id=cmd.command_id)
     return json({"removed": name})
 
 

@@ -24,6 +24,7 @@ from tunelog.events import jobs as J
 from tunelog.events.base import Event, decode_payload
 from tunelog.events.errors import JobError
 from tunelog.events.state import JobRow
+from tunelog.events.streams import job_stream, run_stream
 from tunelog.store.base import EventStore
 from tunelog.store.tables import Tables
 
@@ -44,13 +45,13 @@ class Attempt:
         self.row, self.slot, self.store = row, slot, store
         self.tables = Tables(store)
         self.python, self.grace_s, self.flush_s = python, grace_s, flush_s
-        self.stream = f"job-{row.job_id}"
+        self.stream = job_stream(row.job_id)
         self.folder = paths.jobs / row.job_id
         self.log_path = self.folder / "worker.log"
         self._code_dir = paths.plugin_code / row.code_hash
         self._artifacts = paths.artifacts
         self._cache = paths.home / "cache"
-        self._streams = {self.stream} | ({f"run-{row.run_id}"} if row.run_id else set())
+        self._streams = {self.stream} | ({run_stream(row.run_id)} if row.run_id else set())
         self._stop_reason: str | None = None
         self._stop = anyio.Event()
         self._dirty = anyio.Event()

@@ -34,6 +34,7 @@ from tunelog.events import jobs as J
 from tunelog.events.base import Event
 from tunelog.events.errors import ConflictError, JobError, NotFoundError, ValidationError
 from tunelog.events.state import JobRow
+from tunelog.events.streams import job_stream, stream_kind
 from tunelog.store.artifacts import ArtifactStore
 from tunelog.store.base import EventStore
 from tunelog.store.tables import Tables
@@ -126,7 +127,7 @@ class JobRunner:
         self._check_submit(resource=resource, resume_of=resume_of, resume_checkpoint=resume_checkpoint)
         self.check_devices(resource=resource, devices=devices)
         job_id = new_job_id()
-        self.store.append(f"job-{job_id}", [J.JobQueued(
+        self.store.append(job_stream(job_id), [J.JobQueued(
             job_id=job_id, plugin=plugin, operation=operation, params=params, inputs=inputs, code_hash=code_hash,
             plugin_version=plugin_version, resource=resource, resume_of=resume_of, run_id=run_id,
             resume_checkpoint=resume_checkpoint, devices=devices,
@@ -166,7 +167,7 @@ class JobRunner:
         if resume_of is None:
             raise ValidationError.collect("cannot queue the job", [
                 ("resume_checkpoint", "needs resume_of: the job that saved the checkpoint")])
-        saved = [e.event for e in self.store.read(stream=f"job-{resume_of}", types=["job-checkpointed"])
+        saved = [e.event for e in self.store.read(stream=job_stream(resume_of), types=["job-checkpointed"])
                  if isinstance(e.event, J.JobCheckpointed)]
         if not any(c.sha256 == sha256 for c in saved):
             steps = ", ".join(str(c.step) for c in saved) or "none"
@@ -193,7 +194,7 @@ class JobRunner:
 
     def _append_cancel(self, job_id: str, *, reason: str, command_id: str | None) -> Attempt | None:
         """Record the cancel request (and, for a job no worker has claimed, the cancel itself)."""
-        stream = f"job-{job_id}"
+        stream = job_stream(job_id)
         with self._lock:
             version = self.store.stream_version(stream)
             row, attempt = self._row(job_id), self._attempts.get(job_id)
@@ -226,11 +227,11 @@ class JobRunner:
         """The job a command with this id already acted on, if it ran before (idempotent retry)."""
         if command_id is None:
             return None
-        done = self.store.append("job-", [], command_id=command_id)  # an empty append only looks the id up
+        done = self.store.append(job_stream(""), [], command_id=command_id)  # an empty append only looks the id up
         if not done:
             return None
         job_id = getattr(done[0].event, "job_id", None)
-        if not done[0].stream.startswith("job-") or job_id is None:
+        if stream_kind(done[0].stream) != "job" or job_id is None:
             raise ConflictError(f"command id {command_id!r} was already used for another command")
         return self._row(job_id)
 
@@ -267,8 +268,8 @@ class JobRunner:
             if row.queued_position <= self._boot_head and row.job_id not in self._attempts:
                 if row.pid:
                     kill_leftover(row.pid, row.job_id)
-                self.store.append(f"job-{row.job_id}", [J.JobInterrupted(job_id=row.job_id,
-                                                                         reason="daemon restarted")])
+                self.store.append(job_stream(row.job_id), [J.JobInterrupted(job_id=row.job_id,
+                                                                             reason="daemon restarted")])
                 found.append(row.job_id)
         return found
 

@@ -44,6 +44,7 @@ from tunelog.events.base import Event
 from tunelog.events.errors import NotFoundError, PluginError
 from tunelog.events.plugins import PluginFailed, PluginRemoved
 from tunelog.events.state import PluginRow
+from tunelog.events.streams import plugin_stream
 from tunelog.plugins.api import Manifest, OperationSpec
 from tunelog.store.tables import Tables
 
@@ -272,7 +273,7 @@ class PluginManager:
     # -- helpers -----------------------------------------------------------------------------
 
     def _append(self, key: str, event: Event) -> None:
-        self.store.append(f"plugin-{key}", [event])
+        self.store.append(plugin_stream(key), [event])
         if isinstance(event, PluginFailed):
             log.warning("plugin %s failed: %s", key, event.error)
 

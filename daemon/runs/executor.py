@@ -25,6 +25,7 @@ from tunelog.events import runs as R
 from tunelog.events.base import Event
 from tunelog.events.errors import ConflictError, JobError, NotFoundError, TunelogError, ValidationError
 from tunelog.events.run_state import NodeRow, RunRow
+from tunelog.events.streams import run_stream
 from tunelog.plugins.api import OperationSpec
 from tunelog.store.artifacts import sha256_file, tree_digest
 from tunelog.store.sqlite import SqliteStore
@@ -71,7 +72,7 @@ class RunExecutor:
         by default each node gets the plugin's current version.
         """
         if command_id is not None:  # a retried command: the log answers it (an empty append only looks the id up)
-            done = self.store.append("run-", [], command_id=command_id)
+            done = self.store.append(run_stream(""), [], command_id=command_id)
             if done:
                 run_id = getattr(done[0].event, "run_id", None)
                 if run_id is None:
@@ -88,7 +89,7 @@ class RunExecutor:
         current = {n.id: {"plugin": n.plugin, "version": n.resolved.row.version, "code_hash": n.resolved.row.code_hash}
                    for n in parsed.nodes.values()}
         code = {**current, **(code or {})}
-        self.store.append(f"run-{run_id}", [R.RunSubmitted(
+        self.store.append(run_stream(run_id), [R.RunSubmitted(
             run_id=run_id, graph=parsed.spec(), order=parsed.order, code=code, workflow=workflow,
             workflow_version=workflow_version, no_cache=no_cache, force=force, replay_of=replay_of,
             forked_from=forked_from, label=label or parsed.description)], expected_version=0, command_id=command_id)
@@ -124,7 +125,7 @@ class RunExecutor:
         row = self.find(run_id)
         if row.state != "running":
             raise JobError(f"run {row.run_id} is {row.state}; only a running run can be cancelled")
-        self.store.append(f"run-{row.run_id}", [R.RunCancelRequested(run_id=row.run_id, reason=reason)],
+        self.store.append(run_stream(row.run_id), [R.RunCancelRequested(run_id=row.run_id, reason=reason)],
                           command_id=command_id)
         for node in row.nodes.values():
             if node.state in ACTIVE_NODE and node.job_id:
@@ -142,7 +143,7 @@ class RunExecutor:
         again = [n for n in row.order if row.nodes[n].state in AGAIN_NODE]
         if not again:
             raise JobError(f"run {row.run_id} has nothing to resume: every node completed")
-        self.store.append(f"run-{row.run_id}", [R.RunResumed(run_id=row.run_id, nodes=again)], command_id=command_id)
+        self.store.append(run_stream(row.run_id), [R.RunResumed(run_id=row.run_id, nodes=again)], command_id=command_id)
         self.wake()
         return self.find(row.run_id)
 
@@ -187,13 +188,13 @@ class RunExecutor:
         for node_id in row.order:
             events = self._step(row, node_id)
             if events:
-                self.store.append(f"run-{row.run_id}", events)
+                self.store.append(run_stream(row.run_id), events)
                 row = self.find(row.run_id)
         if all(n.state in TERMINAL_NODE for n in row.nodes.values()):
             states = {n.state for n in row.nodes.values()}
             state = ("cancelled" if row.cancel_requested else
                      "succeeded" if states <= {"completed", "cached"} else "failed")
-            self.store.append(f"run-{row.run_id}", [R.RunFinished(run_id=row.run_id, state=state)])
+            self.store.append(run_stream(row.run_id), [R.RunFinished(run_id=row.run_id, state=state)])
 
     def _step(self, row: RunRow, node_id: str) -> list[Event]:
         node = row.nodes[node_id]

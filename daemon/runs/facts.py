@@ -14,6 +14,7 @@ import msgspec
 from tunelog.events import jobs as J
 from tunelog.events import runs as R
 from tunelog.events.run_state import NodeRow, RunRow
+from tunelog.events.streams import job_stream
 from tunelog.store.base import EventStore
 from tunelog.store.tables import Tables
 
@@ -29,7 +30,7 @@ def loss_curve(store: EventStore, jobs: list[str]) -> dict[int, float]:
     """Loss by step from the JobMetrics points of `jobs`; a later job (a resume) overrides a step."""
     curve: dict[int, float] = {}
     for job_id in jobs:
-        for env in store.read(stream=f"job-{job_id}", types=["job-metrics"]):
+        for env in store.read(stream=job_stream(job_id), types=["job-metrics"]):
             points = env.event.points if isinstance(env.event, J.JobMetrics) else []
             for point in points:
                 loss, step = point.get("loss"), point.get("step")
@@ -42,7 +43,7 @@ def checkpoints(store: EventStore, jobs: list[str]) -> list[dict[str, Any]]:
     """Every checkpoint the jobs saved, in log order: `{job, step, sha256}`."""
     out = []
     for job_id in jobs:
-        for env in store.read(stream=f"job-{job_id}", types=["job-checkpointed"]):
+        for env in store.read(stream=job_stream(job_id), types=["job-checkpointed"]):
             e = env.event
             if isinstance(e, J.JobCheckpointed):
                 out.append({"job": job_id, "step": e.step, "sha256": e.sha256, "position": env.position})

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tunelog.events import jobs as J
+from tunelog.events.streams import job_stream
 
 if TYPE_CHECKING:
     from tunelog.daemon.services import Services
@@ -52,7 +53,7 @@ class MetricsCache:
             return s
         row = services.tables.jobs.get(job_id)
         ended = row is not None and row.state in ENDED  # checked first: its metrics precede its end
-        for env in services.store.read(after=s.position, stream=f"job-{job_id}", types=["job-metrics"]):
+        for env in services.store.read(after=s.position, stream=job_stream(job_id), types=["job-metrics"]):
             if isinstance(env.event, J.JobMetrics):
                 s.points.extend(env.event.points)
             s.position, s.last_time = env.position, env.time

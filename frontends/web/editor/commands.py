@@ -12,6 +12,7 @@ from typing import Any
 from tunelog.daemon.runs.graph import parse_graph
 from tunelog.events.errors import ConflictError, TunelogError, ValidationError
 from tunelog.events.runs import WorkflowSaved
+from tunelog.events.streams import workflow_stream
 from tunelog.frontends.web.editor.doc import Doc, new_doc, notify, valid_name
 from tunelog.frontends.web.editor.model import normalize, strip_empty
 
@@ -61,10 +62,10 @@ def save(services: Any, doc: Doc) -> Doc:
         return replace(failed, notice=f"not saved: {failed.notice}")
     version = doc.version + 1
     try:
-        services.store.append(f"workflow-{doc.name}", [WorkflowSaved(name=doc.name, version=version, graph=graph)],
+        services.store.append(workflow_stream(doc.name), [WorkflowSaved(name=doc.name, version=version, graph=graph)],
                               expected_version=doc.version)
     except ConflictError:
-        now = services.store.stream_version(f"workflow-{doc.name}")
+        now = services.store.stream_version(workflow_stream(doc.name))
         why = (f"a workflow named {doc.name!r} exists already" if doc.version == 0 else
                f"{doc.name} was saved elsewhere meanwhile (now v{now}); reload to edit the latest")
         return notify(doc, f"not saved: {why}", "error")

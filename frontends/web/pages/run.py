@@ -13,6 +13,7 @@ from reactpy import component, hooks, html
 from tunelog.events import runs as R
 from tunelog.events.errors import NotFoundError, TunelogError
 from tunelog.events.run_state import RunRow
+from tunelog.events.streams import run_stream
 from tunelog.frontends.data_counts import data_counts
 from tunelog.frontends.web.charts import line_chart
 from tunelog.frontends.web.live import use_head
@@ -82,7 +83,7 @@ def node_charts(ui: Ui, run: RunRow) -> list[Any]:
 def ConfigSnapshot(ui: Ui, run_id: str) -> Any:
     """The graph and plugin code as recorded when the run was submitted."""
     submitted = hooks.use_memo(lambda: next((e for e in ui.services.store.read(
-        stream=f"run-{run_id}", types=["run-submitted"], limit=1)), None), [run_id])
+        stream=run_stream(run_id), types=["run-submitted"], limit=1)), None), [run_id])
     if submitted is None or not isinstance(submitted.event, R.RunSubmitted):
         return html.p("No RunSubmitted event for this run.")
     e = submitted.event
