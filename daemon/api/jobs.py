@@ -14,9 +14,10 @@ from tunelog.daemon.api.errors import read_body
 from tunelog.daemon.api.paging import page_body, parse_page
 from tunelog.daemon.services import Services
 from tunelog.events.errors import ValidationError
+from tunelog.events.state import JobState
 
 _json = msgspec.json.Encoder()
-STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+STATES = tuple(JobState)
 
 
 class SubmitJob(msgspec.Struct, forbid_unknown_fields=True):

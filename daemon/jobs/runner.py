@@ -33,14 +33,13 @@ from tunelog.daemon.paths import Paths
 from tunelog.events import jobs as J
 from tunelog.events.base import Event
 from tunelog.events.errors import ConflictError, JobError, NotFoundError, ValidationError
-from tunelog.events.state import JobRow
+from tunelog.events.state import JOB_ACTIVE, JobRow, JobState
 from tunelog.events.streams import job_stream, stream_kind
 from tunelog.store.artifacts import ArtifactStore
 from tunelog.store.base import EventStore
 from tunelog.store.tables import Tables
 
 RESOURCES = ("cpu", "gpu", "any")
-_ACTIVE = ("queued", "running")
 
 
 def detect_slots(env: Mapping[str, str] = os.environ) -> list[str]:
@@ -198,9 +197,9 @@ class JobRunner:
         with self._lock:
             version = self.store.stream_version(stream)
             row, attempt = self._row(job_id), self._attempts.get(job_id)
-            if row.state not in _ACTIVE:
+            if row.state not in JOB_ACTIVE:
                 raise JobError(f"job {job_id} has already ended ({row.state})")
-            if attempt is None and row.state == "running":
+            if attempt is None and row.state == JobState.RUNNING:
                 raise JobError(f"job {job_id} is not supervised by this daemon yet", hint="retry in a moment")
             events: list[Event] = [J.JobCancelRequested(job_id=job_id, reason=reason)]
             if attempt is None:
@@ -264,7 +263,7 @@ class JobRunner:
         Queued jobs stay queued: the scheduler starts them in their order.
         """
         found = []
-        for row in self.tables.jobs.select(order="queued_position", where={"state": "running"}):
+        for row in self.tables.jobs.select(order="queued_position", where={"state": JobState.RUNNING}):
             if row.queued_position <= self._boot_head and row.job_id not in self._attempts:
                 if row.pid:
                     kill_leftover(row.pid, row.job_id)
@@ -279,7 +278,7 @@ class JobRunner:
             free = [s for s in self.slots if s not in self._busy]
             if self._stopping or not free:
                 return
-            queued = self.tables.jobs.select(order="queued_position", where={"state": "queued"})
+            queued = self.tables.jobs.select(order="queued_position", where={"state": JobState.QUEUED})
             for row in (r for r in queued if r.job_id not in self._attempts):
                 slots = _pick_slots(row.resource, free, row.devices)
                 if not slots:

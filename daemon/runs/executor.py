@@ -24,7 +24,17 @@ from tunelog.daemon.runs.graph import Graph, cache_key, parse_graph, refs_in, su
 from tunelog.events import runs as R
 from tunelog.events.base import Event
 from tunelog.events.errors import ConflictError, JobError, NotFoundError, TunelogError, ValidationError
-from tunelog.events.run_state import NodeRow, RunRow
+from tunelog.events.run_state import (
+    NODE_ACTIVE,
+    NODE_AGAIN,
+    NODE_DONE,
+    NODE_ENDED,
+    NodeRow,
+    NodeState,
+    RunRow,
+    RunState,
+)
+from tunelog.events.state import JOB_ACTIVE, JobState
 from tunelog.events.streams import run_stream
 from tunelog.plugins.api import OperationSpec
 from tunelog.store.artifacts import sha256_file, tree_digest
@@ -32,11 +42,6 @@ from tunelog.store.sqlite import SqliteStore
 from tunelog.store.tables import Tables
 
 log = logging.getLogger(__name__)
-
-TERMINAL_NODE = frozenset({"completed", "cached", "failed", "cancelled", "skipped"})
-AGAIN_NODE = frozenset({"failed", "cancelled", "skipped"})
-"""Node states `resume` runs again; a node downstream of one of them is skipped."""
-ACTIVE_NODE = frozenset({"queued", "running"})
 
 
 def path_hashes(op: OperationSpec, inputs: dict[str, Any]) -> dict[str, str]:
@@ -123,14 +128,14 @@ class RunExecutor:
 
     def cancel(self, run_id: str, *, reason: str = "cancelled by user", command_id: str | None = None) -> RunRow:
         row = self.find(run_id)
-        if row.state != "running":
+        if row.state != RunState.RUNNING:
             raise JobError(f"run {row.run_id} is {row.state}; only a running run can be cancelled")
         self.store.append(run_stream(row.run_id), [R.RunCancelRequested(run_id=row.run_id, reason=reason)],
                           command_id=command_id)
         for node in row.nodes.values():
-            if node.state in ACTIVE_NODE and node.job_id:
+            if node.state in NODE_ACTIVE and node.job_id:
                 job = self.tables.jobs.get(node.job_id)
-                if job is not None and job.state in ("queued", "running"):
+                if job is not None and job.state in JOB_ACTIVE:
                     self.jobs.cancel(node.job_id, reason=f"run cancelled: {reason}")
         self.wake()
         return self.find(row.run_id)
@@ -138,9 +143,9 @@ class RunExecutor:
     def resume(self, run_id: str, *, command_id: str | None = None) -> RunRow:
         """Run failed and skipped nodes again; a node whose last job left a checkpoint continues from it."""
         row = self.find(run_id)
-        if row.state == "running":
+        if row.state == RunState.RUNNING:
             raise JobError(f"run {row.run_id} is still running", hint="cancel it first, or wait for it to finish")
-        again = [n for n in row.order if row.nodes[n].state in AGAIN_NODE]
+        again = [n for n in row.order if row.nodes[n].state in NODE_AGAIN]
         if not again:
             raise JobError(f"run {row.run_id} has nothing to resume: every node completed")
         self.store.append(run_stream(row.run_id), [R.RunResumed(run_id=row.run_id, nodes=again)], command_id=command_id)
@@ -178,7 +183,7 @@ class RunExecutor:
 
     def advance(self) -> None:
         """One pass over every running run."""
-        for row in self.tables.runs.select(order="submitted_position", where={"state": "running"}):
+        for row in self.tables.runs.select(order="submitted_position", where={"state": RunState.RUNNING}):
             try:
                 self._advance(row)
             except TunelogError as exc:
@@ -190,26 +195,26 @@ class RunExecutor:
             if events:
                 self.store.append(run_stream(row.run_id), events)
                 row = self.find(row.run_id)
-        if all(n.state in TERMINAL_NODE for n in row.nodes.values()):
+        if all(n.state in NODE_ENDED for n in row.nodes.values()):
             states = {n.state for n in row.nodes.values()}
-            state = ("cancelled" if row.cancel_requested else
-                     "succeeded" if states <= {"completed", "cached"} else "failed")
+            state = (RunState.CANCELLED if row.cancel_requested else
+                     RunState.SUCCEEDED if states <= NODE_DONE else RunState.FAILED)
             self.store.append(run_stream(row.run_id), [R.RunFinished(run_id=row.run_id, state=state)])
 
     def _step(self, row: RunRow, node_id: str) -> list[Event]:
         node = row.nodes[node_id]
-        if node.state in ACTIVE_NODE:
+        if node.state in NODE_ACTIVE:
             return self._check_job(row, node_id, node)
-        if node.state != "pending":
+        if node.state != NodeState.PENDING:
             return []
         if row.cancel_requested:
             return [R.NodeSkipped(run_id=row.run_id, node=node_id, reason="the run was cancelled")]
         spec = row.graph["nodes"][node_id]
         upstream = {r["node"] for v in spec["inputs"].values() for r in refs_in(v)}
-        bad = sorted(u for u in upstream if row.nodes[u].state in AGAIN_NODE)
+        bad = sorted(u for u in upstream if row.nodes[u].state in NODE_AGAIN)
         if bad:
             return [R.NodeSkipped(run_id=row.run_id, node=node_id, reason=f"upstream node {bad[0]!r} did not complete")]
-        if any(row.nodes[u].state not in ("completed", "cached") for u in upstream):
+        if any(row.nodes[u].state not in NODE_DONE for u in upstream):
             return []
         try:
             return self._start(row, node_id, node, spec)
@@ -280,9 +285,9 @@ class RunExecutor:
 
     def _check_job(self, row: RunRow, node_id: str, node: NodeRow) -> list[Event]:
         job = self.tables.jobs.get(node.job_id) if node.job_id else None
-        if job is None or job.state in ("queued", "running"):
+        if job is None or job.state in JOB_ACTIVE:
             return []
-        if job.state == "succeeded":
+        if job.state == JobState.SUCCEEDED:
             plugin, operation = row.graph["nodes"][node_id]["op"].split(".")
             try:
                 types = {p: s.type for p, s in self.plugins.resolve(plugin, operation).op.outputs.items()}
@@ -290,7 +295,7 @@ class RunExecutor:
                 types = {}
             return [R.NodeCompleted(run_id=row.run_id, node=node_id, job_id=job.job_id, cache_key=node.cache_key,
                                     outputs=job.outputs, output_types=types)]
-        if job.state == "interrupted" and not row.cancel_requested and self._resumes(node) < self.max_resumes:
+        if job.state == JobState.INTERRUPTED and not row.cancel_requested and self._resumes(node) < self.max_resumes:
             spec = row.graph["nodes"][node_id]
             return self._start(row, node_id, node, spec)  # continues from the job's checkpoint, if any
         return [R.NodeFailed(run_id=row.run_id, node=node_id, job_id=job.job_id, state=job.state,

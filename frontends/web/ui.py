@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tunelog.events import jobs as J
+from tunelog.events.state import JOB_ENDED
 from tunelog.events.streams import job_stream
 
 if TYPE_CHECKING:
     from tunelog.daemon.services import Services
     from tunelog.events.run_state import AdapterRow, RunRow
 
-ENDED = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
-"""Job states after which a job appends nothing more."""
 CHART_METRICS = ("loss", "eval_loss", "lr", "tokens_per_s")
 """Metrics the run page charts, in this order, when a job reports them."""
 
@@ -52,7 +51,7 @@ class MetricsCache:
         if s.complete:
             return s
         row = services.tables.jobs.get(job_id)
-        ended = row is not None and row.state in ENDED  # checked first: its metrics precede its end
+        ended = row is not None and row.state in JOB_ENDED  # checked first: its metrics precede its end
         for env in services.store.read(after=s.position, stream=job_stream(job_id), types=["job-metrics"]):
             if isinstance(env.event, J.JobMetrics):
                 s.points.extend(env.event.points)

@@ -11,7 +11,9 @@ from typing import Any
 
 from tunelog.daemon.runs.graph import parse_graph
 from tunelog.events.errors import ConflictError, TunelogError, ValidationError
+from tunelog.events.run_state import NODE_ACTIVE
 from tunelog.events.runs import WorkflowSaved
+from tunelog.events.state import JobState
 from tunelog.events.streams import workflow_stream
 from tunelog.frontends.web.editor.doc import Doc, new_doc, notify, valid_name
 from tunelog.frontends.web.editor.model import normalize, strip_empty
@@ -106,10 +108,10 @@ def run_status(services: Any, run_id: str | None) -> RunStatus | None:
     nodes = {}
     for node_id, node in row.nodes.items():
         state, detail = node.state, node.error
-        if state in ("queued", "running") and node.job_id:
+        if state in NODE_ACTIVE and node.job_id:
             job = services.tables.jobs.get(node.job_id)
             # a job that already succeeded stays `running` until the executor records the node
-            if job is not None and job.state in ("running", "succeeded"):
+            if job is not None and job.state in (JobState.RUNNING, JobState.SUCCEEDED):
                 state = "running"
                 detail = f"step {job.step}/{job.total}" if job.total else (f"step {job.step}" if job.step else "")
         nodes[node_id] = {"state": state, "detail": detail}

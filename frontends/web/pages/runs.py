@@ -6,7 +6,7 @@ from typing import Any
 
 from reactpy import component, html
 
-from tunelog.events.run_state import RunRow
+from tunelog.events.run_state import NODE_ENDED, RunRow
 from tunelog.frontends.web.charts import fmt, sparkline
 from tunelog.frontends.web.live import use_head
 from tunelog.frontends.web.ui import Ui
@@ -14,12 +14,11 @@ from tunelog.frontends.web.widgets import badge, link, run_link, table, when
 
 SHOWN = 50
 """Runs listed unless `?all=1`."""
-DONE = ("completed", "cached", "failed", "cancelled", "skipped")
 
 
 def progress(ui: Ui, run: RunRow) -> str:
     """`nodes done/total`, plus the running job's step and latest loss."""
-    done = sum(1 for n in run.nodes.values() if n.state in DONE)
+    done = sum(1 for n in run.nodes.values() if n.state in NODE_ENDED)
     text = f"{done}/{len(run.nodes)} nodes"
     for node_id in run.order:
         node = run.nodes[node_id]
