@@ -39,4 +39,6 @@ def test_get_and_all_read_the_rows_the_store_holds(store: EventStore) -> None:
     assert isinstance(a, JobRow) and a.state == "running"
     assert tables.jobs.get("missing") is None and tables.runs.get("a") is None
     assert [r.job_id for r in tables.jobs.all()] == ["a", "b"]
+    assert [r.job_id for r in tables.jobs.select(order="queued_position", where={"state": "queued"})] == ["b"]
+    assert tables.jobs.count_by("state") == {"queued": 1, "running": 1}
     assert tables.models.all() == []
