@@ -139,7 +139,7 @@ def WorkflowEditor(services: Any, workflow: str | None = None) -> Any:
     def act(step: Callable[[D.Doc], D.Doc]) -> None:
         set_doc(step)  # functional update: applied at once to the latest doc
 
-    catalog = load_catalog(services.store)
+    catalog = load_catalog(services.tables.plugins)
     by_node, general = split_problems(doc.graph, list(doc.problems))
     states = (status or {}).get("nodes", {}) if status and status["run"] == doc.run_id else {}
     props = {

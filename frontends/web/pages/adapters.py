@@ -34,7 +34,7 @@ def kind(a: AdapterRow) -> str:
 def AdaptersPage(ui: Ui, *, query: dict[str, str]) -> Any:
     """The adapter list with lineage, and the merge form; follows the log."""
     use_head(ui)
-    adapters = sorted(ui.services.store.rows("adapters"), key=lambda a: a.created_at, reverse=True)
+    adapters = sorted(ui.services.tables.adapters.all(), key=lambda a: a.created_at, reverse=True)
     rows = [(a.sha256, [html.span({"className": "mono", "id": a.sha256}, short(a.sha256)), kind(a), origin(a),
                         html.span({"className": "mono"}, ui.adapter_base(a) or "-"), when(a.created_at)])
             for a in adapters]

@@ -67,7 +67,7 @@ def answers_view(report: dict[str, Any]) -> Any:
 def PlaygroundPage(ui: Ui, *, query: dict[str, str]) -> Any:
     """Prompt a base model and adapters; follows the run it starts."""
     use_head(ui)
-    adapters = sorted(ui.services.store.rows("adapters"), key=lambda a: a.created_at, reverse=True)
+    adapters = sorted(ui.services.tables.adapters.all(), key=lambda a: a.created_at, reverse=True)
     chosen, set_chosen = hooks.use_state(cast(dict[str, str], {}))
     model, set_model = hooks.use_state("")
     prompt, set_prompt = hooks.use_state("")

@@ -49,7 +49,7 @@ def snapshot_dir(ui: Ui, row: PluginRow) -> Path | None:
 
 def contributing(ui: Ui) -> list[tuple[PluginRow, Path]]:
     """Plugins that contribute a page, by name."""
-    rows = sorted(ui.services.store.rows("plugins"), key=lambda p: p.name)
+    rows = sorted(ui.services.tables.plugins.all(), key=lambda p: p.name)
     return [(p, d) for p in rows if (d := snapshot_dir(ui, p)) is not None]
 
 
