@@ -74,24 +74,24 @@ class WebUiApi:
         return value, update
 
     def models(self) -> list[Any]:
-        return sorted(self._ui.services.store.rows("models"), key=lambda m: m.name)
+        return sorted(self._ui.services.tables.models.all(), key=lambda m: m.name)
 
     def adapters(self) -> list[Any]:
-        return sorted(self._ui.services.store.rows("adapters"), key=lambda a: a.created_at, reverse=True)
+        return sorted(self._ui.services.tables.adapters.all(), key=lambda a: a.created_at, reverse=True)
 
     def runs(self) -> list[Any]:
-        return sorted(self._ui.services.store.rows("runs"), key=lambda r: r.submitted_at, reverse=True)
+        return sorted(self._ui.services.tables.runs.all(), key=lambda r: r.submitted_at, reverse=True)
 
     def run(self, run_id: str) -> Any | None:
-        return self._ui.services.store.get("runs", run_id)
+        return self._ui.services.tables.runs.get(run_id)
 
     def job(self, job_id: str) -> Any | None:
-        return self._ui.services.store.get("jobs", job_id)
+        return self._ui.services.tables.jobs.get(job_id)
 
     def operations(self) -> dict[str, OperationSpec]:
         plugins = self._ui.services.plugins
         out: dict[str, OperationSpec] = {}
-        for row in sorted(self._ui.services.store.rows("plugins"), key=lambda p: p.name):
+        for row in sorted(self._ui.services.tables.plugins.all(), key=lambda p: p.name):
             if row.status == "removed" or not row.code_hash:
                 continue
             for name in row.manifest.get("operations") or {}:
@@ -105,7 +105,7 @@ class WebUiApi:
         return self._ui.services.plugins.presets().get(self.manifest.name, {})
 
     def adapter_base(self, sha256: str) -> str:
-        row = self._ui.services.store.get("adapters", sha256)
+        row = self._ui.services.tables.adapters.get(sha256)
         return self._ui.adapter_base(row) if row is not None else ""
 
     def check(self, graph: dict[str, Any]) -> list[tuple[str, str]]:

@@ -86,8 +86,8 @@ def PlaygroundPage(ui: Ui, *, query: dict[str, str]) -> Any:
             set_run_id(done[0].run_id)
             set_notice(warnings_notice(done[1], "started, with warnings"))
 
-    row = ui.services.store.get("runs", run_id) if run_id else None
-    outcome = run_outcome(row, lambda j: ui.services.store.get("jobs", j))
+    row = ui.services.tables.runs.get(run_id) if run_id else None
+    outcome = run_outcome(row, lambda j: ui.services.tables.jobs.get(j))
     report = row.nodes["generate"].outputs.get("report") if row is not None and "generate" in row.nodes else None
     return html.div(
         html.h1("Playground"),
