@@ -9,6 +9,7 @@ import click
 from tunelog.frontends.cli import follow as F
 from tunelog.frontends.cli import render_runs
 from tunelog.frontends.cli.common import client, json_option, print_json
+from tunelog.frontends.data_counts import data_counts
 
 detach_option = click.option("--detach", "-d", is_flag=True,
                              help="Print the run id and return at once; the run goes on in the daemon.")
@@ -137,5 +138,7 @@ def report(view: dict[str, Any], *, as_json: bool) -> int:
             for port, value in (run["nodes"][node_id].get("outputs") or {}).items():
                 if isinstance(value, str) and len(value) == 64 and port in ("adapter", "model", "dataset"):
                     click.echo(f"{port} {value}  ({node_id})")
+        for line in data_counts(run["nodes"][n].get("outputs") or {} for n in run["order"]):
+            click.echo(f"data: {line}")
         click.echo(f"inspect: tunectl runs show {run['run_id']}")
     return F.finish(view)

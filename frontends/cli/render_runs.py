@@ -9,6 +9,7 @@ from typing import Any
 
 from tunelog.frontends.cli.render import _fields, compact, short, table, when
 from tunelog.frontends.cli.status import duration
+from tunelog.frontends.data_counts import data_counts
 
 
 def sha12(value: Any) -> str:
@@ -71,6 +72,7 @@ def run_detail(view: dict[str, Any]) -> str:
                      outputs_text(node.get("outputs") or {}),
                      short(node.get("error"), 80)))
     out += "\n\n" + table(("NODE", "OPERATION", "STATE", "JOBS", "OUTPUTS", "ERROR"), rows)
+    out += "".join(f"\ndata: {line}" for line in data_counts(run["nodes"][n].get("outputs") or {} for n in run["order"]))
     for node_id in run["order"]:
         job = jobs.get(run["nodes"][node_id].get("job_id") or "")
         if job and job.get("metrics"):

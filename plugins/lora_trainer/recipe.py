@@ -53,6 +53,10 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
     dataset_dir = ctx.artifact_path(inputs["dataset"])
     train_rows = encode_split(tokenizer, dataset_dir, "train", params)
     eval_rows = encode_split(tokenizer, dataset_dir, "validation", params) if (dataset_dir / "validation.jsonl").exists() else []
+    encoding = {split: rows.counts for split, rows in (("train", train_rows), ("validation", eval_rows))
+                if isinstance(rows, data.Encoded)}
+    for split, counts in encoding.items():
+        report.log(f"{split}: {data.counts_text(counts)}")
     if not train_rows:
         raise ValidationError("the train split has no example with a target token",
                               hint="check the dataset, max_length and train_on_prompt")
@@ -199,7 +203,7 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
             "tokens": run["tokens"], "elapsed_s": run["elapsed_s"], "trainable_params": n_trainable,
             "total_params": n_total, "params": params.to_dict(), "base_model": {"ref": base_ref, **identity},
             "dataset": {"sha256": inputs["dataset"], "train_features_sha256": fingerprints["data"],
-                        "train_rows": len(train_rows), "validation_rows": len(eval_rows)},
+                        "train_rows": len(train_rows), "validation_rows": len(eval_rows), "encoding": encoding},
             "device": str(device), "processes": world, "threads": torch.get_num_threads(),
             "versions": library_versions()}
     return outputs
@@ -265,7 +269,7 @@ def encode_split(tokenizer: Any, folder: Path, split: str, params: TrainParams) 
     """Tokenized (and, with packing, packed) features of one split of the dataset artifact."""
     rows = data.encode_dataset(tokenizer, data.read_dataset(folder, split), max_length=params.max_length,
                                train_on_prompt=params.train_on_prompt, truncation=params.truncation)
-    return data.pack(rows, max_length=params.max_length) if params.packing else rows
+    return data.Encoded(data.pack(rows, max_length=params.max_length), counts=rows.counts) if params.packing else rows
 
 
 def make_batch(rows: list[dict[str, Any]], tokenizer: Any, params: TrainParams, device: torch.device

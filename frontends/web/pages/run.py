@@ -13,6 +13,7 @@ from reactpy import component, hooks, html
 from tunelog.events import runs as R
 from tunelog.events.errors import NotFoundError, TunelogError
 from tunelog.events.run_state import RunRow
+from tunelog.frontends.data_counts import data_counts
 from tunelog.frontends.web.charts import line_chart
 from tunelog.frontends.web.live import use_head
 from tunelog.frontends.web.pages.run_actions import RunActions
@@ -105,7 +106,9 @@ def RunPage(ui: Ui, run_id: str, *, query: dict[str, str]) -> Any:
         *node_charts(ui, run),
         html.section({"className": "panel"}, html.h2("Nodes"),
                      table(("NODE", "OP", "STATE", "JOBS", "PROGRESS", "OUTPUTS"),
-                           [(n, node_cells(ui, run, n)) for n in run.order], id="nodes")),
+                           [(n, node_cells(ui, run, n)) for n in run.order], id="nodes"),
+                     *[html.p({"className": "data-counts", "key": f"data-{i}"}, line) for i, line in
+                       enumerate(data_counts(run.nodes[n].outputs for n in run.order))]),
         ConfigSnapshot(ui, run.run_id),
         RunHistory(ui, run),
     )
