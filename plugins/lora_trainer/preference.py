@@ -34,6 +34,7 @@ from .optimizers import build_optimizer
 from .params import TrainParams, settings_hash
 from .recipe import (
     MainProcessReporter,
+    adapter_folder,
     library_versions,
     model_dtype,
     provenance,
@@ -97,7 +98,8 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
     batches_per_epoch = math.ceil(len(rows) / params.batch_size)
     total_steps = params.max_steps or math.ceil(params.epochs * batches_per_epoch / params.grad_accum)
     warmup = params.warmup_steps or math.ceil(params.warmup_ratio * total_steps)
-    fingerprints = {"settings": settings_hash(params), "data": data.features_hash(rows),
+    fingerprints = {"settings": settings_hash(params), "data": data.features_hash(
+                        {k: [int(v)] if k == "label" else v for k, v in r.items()} for r in rows),
                     "base model": identity["weights_sha256"] or "",
                     **({"start adapter": start_adapter.name} if start_adapter else {})}
     optimizer = build_optimizer(params, model, device=device)
@@ -211,21 +213,6 @@ def stage_records(stage: str, records: list[dict[str, Any]]) -> list[dict[str, A
     return [{"prompt": r["prompt"], "chosen": said(r["chosen"]), "rejected": said(r["rejected"])} for r in records]
 
 
-def adapter_folder(ctx: JobContext, ref: Any) -> Path | None:
-    """The input adapter to continue from (an artifact hash or a folder), or None."""
-    if not ref:
-        return None
-    path = ctx.artifact_path(ref) if data_is_sha(ref) and not Path(ref).exists() else Path(ref)
-    if not (path / "adapter_config.json").is_file():
-        raise ValidationError(f"inputs.adapter: {str(ref)[:16]} is not a peft adapter folder (no adapter_config.json)",
-                              problems=[{"where": "inputs.adapter", "message": "no adapter_config.json"}])
-    return path
-
-
-def data_is_sha(ref: Any) -> bool:
-    return isinstance(ref, str) and len(ref) == 64 and all(c in "0123456789abcdef" for c in ref)
-
-
 def build_trl_trainer(params: TrainParams, *, model: Any, peft_config: Any, tokenizer: Any,
                       records: list[dict[str, Any]], workdir: Path) -> Any:
     """TRL's trainer for the stage, used for its data preparation, collator and loss only."""
@@ -272,8 +259,7 @@ def prepared_rows(trainer: Any, params: TrainParams, *, records: int) -> tuple[l
     """TRL's tokenized rows (only the columns its collator reads) and counts of what happened to
     the records: TRL drops DPO rows whose prompt fills max_length and truncates the rest silently,
     so both are counted here."""
-    dataset = trainer._remove_unused_columns(trainer.train_dataset, description="training")
-    rows = [dict(r) for r in dataset]
+    rows = [{k: v for k, v in r.items() if k == "label" or _token_list(v)} for r in trainer.train_dataset]
     counts = {"kind": KIND[params.stage], "records": records, "used": 0, "truncated": 0, "dropped_no_target": 0,
               "max_length": params.max_length, "truncation": params.truncation}
     counts["dropped_no_target"] = records - len(rows)
@@ -287,6 +273,10 @@ def prepared_rows(trainer: Any, params: TrainParams, *, records: int) -> tuple[l
         kept.append(row)
     counts["used"] = len(kept)
     return kept, counts
+
+
+def _token_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(t, int) for t in value)
 
 
 def sequence_lengths(row: dict[str, Any]) -> list[tuple[int, int]]:

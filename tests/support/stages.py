@@ -40,3 +40,32 @@ def write_records(folder: Path, records: list[dict[str, Any]], *, kind: str) -> 
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (folder / "meta.json").write_text(json.dumps({"format": kind, "kind": kind, "counts": {"train": len(records)}}))
     return folder
+
+
+def run_stage(root: Path, model_dir: Path, dataset: Path, *, adapter: str | None = None, job_id: str = "job",
+              resume_from: Path | None = None, on_message: Any = None, **params: Any) -> tuple[dict[str, Any], list, Any]:
+    """Run lora_trainer.train in-process with the stage's inputs (and an optional adapter to continue)."""
+    from tests.support.trainer import BASE
+    from tunelog.plugins.context import Context
+    from tunelog.plugins.lora_trainer import backend
+    from tunelog.store.artifacts import ArtifactStore
+
+    got: list[tuple[str, dict[str, Any]]] = []
+    store = ArtifactStore(root / "artifacts")
+    holder: dict[str, Any] = {}
+
+    def sink(kind: str, body: dict[str, Any]) -> None:
+        got.append((kind, body))
+        if on_message is not None:
+            on_message(holder["ctx"], kind, body)
+
+    ctx = Context(job_id=job_id, workdir=root / "jobs" / job_id, artifacts=store, sink=sink, resume_from=resume_from)
+    holder["ctx"] = ctx
+    inputs = {"model": str(model_dir), "dataset": store.put_dir(dataset).sha256,
+              **({"adapter": adapter} if adapter else {})}
+    return backend.train(ctx, {**BASE, **params}, inputs), got, ctx
+
+
+def curve(messages: list[tuple[str, dict[str, Any]]], name: str = "loss") -> dict[int, float]:
+    """Step -> value of one metric, from the messages of a run."""
+    return {b["step"]: b[name] for kind, b in messages if kind == "metrics" and name in b}
