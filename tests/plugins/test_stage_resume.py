@@ -36,6 +36,7 @@ def stop_at(step: int) -> Any:
     pytest.param("kto", {"max_steps": 6, "scheduler": "cosine", "warmup_steps": 2}, 3, id="kto-cosine"),
     pytest.param("simpo", {"max_steps": 5, "beta": 2.0}, 3, id="simpo"),
     pytest.param("orpo", {"max_steps": 5}, 2, id="orpo"),
+    pytest.param("dpo", {"precision": "bf16", "loss_type": "ipo", "max_steps": 4}, 2, id="dpo-ipo-bf16"),
 ])
 def test_stop_then_resume_gives_the_bytes_of_an_uninterrupted_run(
         tmp_path: Path, tiny_model_dir: Path, stage: str, settings: dict[str, Any], k: int) -> None:
@@ -56,6 +57,19 @@ def test_stop_then_resume_gives_the_bytes_of_an_uninterrupted_run(
     assert curve(stopped_msgs, "rewards/chosen") | curve(resumed_msgs, "rewards/chosen") == \
         curve(whole_msgs, "rewards/chosen")
     assert min(curve(resumed_msgs)) == k + 1
+
+
+def test_a_killed_run_resumes_from_its_last_periodic_checkpoint(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """kill -9 leaves the checkpoints saved every save_every steps: resuming from one ends in the same bytes."""
+    data = write_records(tmp_path / "data", pairs(16), kind="preference")
+    settings = {"stage": "dpo", "max_steps": 6, "save_every": 2}
+    whole, whole_msgs, ctx = run_stage(tmp_path, tiny_model_dir, data, job_id="whole", **settings)
+    saved = {b["step"]: b["sha256"] for kind, b in whole_msgs if kind == "checkpoint"}
+    assert sorted(saved) == [2, 4]
+    resumed, resumed_msgs, resumed_ctx = run_stage(tmp_path, tiny_model_dir, data, job_id="resumed",
+                                                   resume_from=ctx.artifact_path(saved[4]), **settings)
+    assert adapter_bytes(resumed_ctx, resumed) == adapter_bytes(ctx, whole)
+    assert curve(resumed_msgs) == {k: v for k, v in curve(whole_msgs).items() if k > 4}
 
 
 def test_resume_refuses_a_checkpoint_of_another_stage_setting(tmp_path: Path, tiny_model_dir: Path) -> None:
