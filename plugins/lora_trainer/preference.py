@@ -91,7 +91,7 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
                                 records=records, workdir=ctx.workdir)
     model, device = trainer.model, trainer.accelerator.device
     rows, counts = prepared_rows(trainer, params, records=len(records))
-    report.log(f"train: {counts_line(counts)}")
+    report.log(f"train: {data.counts_text(counts)}")
     if not rows:
         raise ValidationError(f"no {KIND[params.stage]} row of the train split keeps a response token within "
                               f"max_length {params.max_length}", hint="raise max_length or shorten the prompts")
@@ -288,17 +288,6 @@ def sequence_lengths(row: dict[str, Any]) -> list[tuple[int, int]]:
         return [(len(row["prompt_ids"]), len(row["completion_ids"]))]
     # ORPO / CPO: already truncated by TRL; an answer is its labelled tokens
     return [(0, sum(1 for t in row[f"{side}_labels"] if t != -100)) for side in ("chosen", "rejected")]
-
-
-def counts_line(counts: dict[str, Any]) -> str:
-    """One log line that adds up to the number of records."""
-    parts = [f"{counts['records']:,} {counts['kind']} records: {counts['used'] - counts['truncated']:,} used"]
-    kept = "the start" if counts["truncation"] == "right" else "the end"
-    if counts["truncated"]:
-        parts.append(f"{counts['truncated']:,} truncated to max_length {counts['max_length']} (kept {kept})")
-    if counts["dropped_no_target"]:
-        parts.append(f"{counts['dropped_no_target']:,} dropped (no response token within max_length)")
-    return " · ".join(parts)
 
 
 def stage_metrics(trainer: Any) -> dict[str, float]:

@@ -65,4 +65,9 @@ def test_dpo_counts_rows_whose_prompt_fills_max_length(tmp_path: Path, tiny_mode
     counts = outputs["metrics"]["dataset"]["encoding"]["train"]
     assert counts["records"] == 8 and counts["dropped_no_target"] == 1 and counts["used"] == 7
     lines = [b["line"] for kind, b in messages if kind == "log"]
-    assert "train: 8 preference records: 7 used · 1 dropped (no response token within max_length)" in lines
+    assert "train: 8 records: 7 used · 1 dropped (no response token within max_length)" in lines
+    # the line `tunectl runs show` and the run page print, from prepare's report and the trainer's counts
+    from tunelog.frontends.data_counts import data_counts
+
+    shown = data_counts([{"report": {"rows": 8, "used": 8, "format": "preference"}}, {"metrics": outputs["metrics"]}])
+    assert shown == ["8 preference rows: 7 used · 1 dropped (no response token within max_length 40)"]
