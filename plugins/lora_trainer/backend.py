@@ -17,6 +17,10 @@ __all__ = ["check_supported", "load_presets", "manifest_defaults", "resolve", "r
 def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     """Fine-tune `inputs["model"]` on `inputs["dataset"]`; see manifest.yaml for every parameter."""
     resolved = resolve(params)
+    if resolved.get("stage") == "grpo":
+        from .grpo import train as run_grpo
+
+        return run_grpo(ctx, resolved, inputs)
     if resolved.get("stage", "sft") != "sft":
         from .preference import train as run_stage
 

@@ -47,8 +47,9 @@ from .support import check_supported
 KIND = {"dpo": "preference", "orpo": "preference", "simpo": "preference", "kto": "kto"}
 """Stage -> the kind of dataset record it trains on (see plugins/common/data.py)."""
 METRICS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "kl", "log_odds_ratio",
-           "log_odds_chosen", "nll_loss")
-"""TRL metrics forwarded to the job context (each stage logs the ones it has)."""
+           "log_odds_chosen", "nll_loss", "reward", "reward_std", "completions/mean_length")
+"""TRL metrics forwarded to the job context (each stage logs the ones it has), with GRPO's
+per-function `rewards/<name>/mean`."""
 
 
 def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
@@ -118,15 +119,6 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
     report.log(f"{params.stage} with {params.method}: {n_trainable:,} of {n_total:,} parameters trainable; "
                f"{len(rows)} rows, {total_steps} steps of {params.batch_size}x{params.grad_accum}; device {device}")
 
-    def save_checkpoint(step: int) -> str:
-        folder = checkpoint.save(ctx.workdir / f"checkpoint-{step:07d}", model=model, optimizer=optimizer,
-                                 scheduler=scheduler, order=order, state={**run, "step": step}, everything=False)
-        sha = ctx.checkpoint(step, folder)
-        import shutil
-
-        shutil.rmtree(folder, ignore_errors=True)
-        return sha
-
     # ---------------------------------------------------------------- train
     model.train()
     step, start_step, start_tokens = run["step"], run["step"], run["tokens"]
@@ -138,7 +130,8 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
         if ctx.should_stop():
             run["elapsed_s"] += time.perf_counter() - t0
             report.log(f"stopping at step {step}: checkpoint saved")
-            return {"stopped_at": step, "checkpoint": save_checkpoint(step)}
+            return {"stopped_at": step, "checkpoint": save_stage_checkpoint(ctx, step, model=model, optimizer=optimizer,
+                                                                            scheduler=scheduler, order=order, run=run)}
         step_loss = torch.zeros((), device=device)
         for _ in range(params.grad_accum):
             batch = trainer.data_collator([rows[i] for i in order.next()])
@@ -168,7 +161,8 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
             report.metrics(step, **metrics)
             report.progress(step, total_steps)
         if params.save_every and step % params.save_every == 0 and step < total_steps:
-            save_checkpoint(step)
+            save_stage_checkpoint(ctx, step, model=model, optimizer=optimizer, scheduler=scheduler, order=order,
+                                  run=run)
 
     # ---------------------------------------------------------------- save
     run["elapsed_s"] += time.perf_counter() - t0
@@ -298,10 +292,23 @@ def stage_metrics(trainer: Any) -> dict[str, float]:
     out = {}
     for key, values in gathered.items():
         name = key.removeprefix("train_")
-        if name in METRICS and len(values):
+        if (name in METRICS or name.startswith("rewards/") and name.endswith("/mean")) and len(values):
             out[name] = float(sum(float(v) for v in values) / len(values))
     gathered.clear()
     return out
+
+
+def save_stage_checkpoint(ctx: JobContext, step: int, *, model: Any, optimizer: Any, scheduler: Any,
+                          order: checkpoint.BatchOrder, run: dict[str, Any]) -> str:
+    """Store a resumable checkpoint of a stage through the job context (the SFT format: the adapter's
+    trainable weights, optimizer, scheduler, RNG states, data-order position); returns its sha256."""
+    import shutil
+
+    folder = checkpoint.save(ctx.workdir / f"checkpoint-{step:07d}", model=model, optimizer=optimizer,
+                             scheduler=scheduler, order=order, state={**run, "step": step}, everything=False)
+    sha = ctx.checkpoint(step, folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    return sha
 
 
 def trl_version() -> str:

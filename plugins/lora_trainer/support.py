@@ -29,6 +29,7 @@ LOSS_TYPES = {
     "dpo": ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
             "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm"),
     "kto": ("kto", "apo_zero_unpaired"),
+    "grpo": ("dapo", "grpo", "dr_grpo", "bnpo"),
 }
 """TRL 1.16's loss variants per stage (DPOConfig / KTOConfig `loss_type`)."""
 
@@ -159,6 +160,10 @@ def _stage_problems(p: dict[str, Any]) -> list[tuple[str, str]]:
     if loss_type and loss_type not in LOSS_TYPES.get(stage, ()):
         known = ", ".join(LOSS_TYPES[stage]) if stage in LOSS_TYPES else "none (leave it empty)"
         out.append(("loss_type", f"{loss_type!r} is not a loss of stage {stage}; choose from {known}"))
+    if stage == "grpo" and not p.get("rewards"):
+        out.append(("rewards", "grpo needs at least one reward operation, e.g. [rewards.regex_format]"))
+    if stage != "grpo" and p.get("rewards"):
+        out.append(("rewards", "only used by stage grpo"))
     if float(p.get("label_smoothing", 0.0)) >= 0.5:
         out.append(("label_smoothing", "must be below 0.5"))
     return out
