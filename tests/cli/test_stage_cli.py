@@ -77,3 +77,18 @@ def test_sft_then_dpo_on_its_adapter_runs_as_one_workflow(daemon: Daemon, tiny_m
     assert view["run"]["state"] == "succeeded", nodes
     assert nodes["dpo"]["outputs"]["adapter"] != nodes["sft"]["outputs"]["adapter"]
     assert nodes["dpo"]["outputs"]["metrics"]["start_adapter"] == nodes["sft"]["outputs"]["adapter"], nodes["dpo"]
+
+
+def test_reward_operations_are_a_plugin_the_daemon_loads_and_runs(daemon: Daemon, tmp_path: Path) -> None:
+    rows = {p["name"]: p for p in daemon.json("plugins", "list")}
+    assert rows["rewards"]["status"] == "loaded" and rows["rewards"]["source"] == "builtin"
+    from tunelog.daemon.plugin_code import code_hash
+    from tunelog.plugins import rewards
+
+    assert rows["rewards"]["code_hash"] == code_hash(Path(rewards.__file__).parent)  # what GRPO records
+    graph = {"nodes": {"score": {"op": "rewards.regex_format", "params": {"pattern": "blue|green"},
+                                 "inputs": {"completions": ["a blue sky", "grey"]}}}}
+    (tmp_path / "score.json").write_text(json.dumps(graph))
+    view = daemon.json("workflow", "submit", str(tmp_path / "score.json"))
+    assert view["run"]["state"] == "succeeded", view["run"]["nodes"]
+    assert view["run"]["nodes"]["score"]["outputs"]["rewards"] == [1.0, 0.0]
