@@ -64,6 +64,7 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
 
     set_seed(params.seed)
     torch.use_deterministic_algorithms(params.deterministic, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False  # see preference.py
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = models.load_model(model_dir, dtype=model_dtype(params, device), attn_implementation=params.attn_implementation)
     model.config.use_cache = False
