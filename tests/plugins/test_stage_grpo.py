@@ -70,3 +70,14 @@ def test_built_in_rewards_score_completions() -> None:
                                 {"completions": ["<a>x</a>", "x <a>x</a>"]})["rewards"] == [1.0, 0.0]
     assert rewards.length_penalty(None, {"target_words": 2, "per_word": 0.5},
                                   {"completions": ["one two", "one two three four"]})["rewards"] == [0.0, -1.0]
+
+
+def test_grpo_refuses_rows_that_are_not_prompt_only_and_unknown_rewards(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from tests.support.stages import pairs, write_records
+    from tunelog.events.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="not prompt-only rows") as raised:
+        run_stage(tmp_path, tiny_model_dir, write_records(tmp_path / "p", pairs(2), kind="preference"), **GRPO)
+    assert [p["where"] for p in raised.value.problems] == ["row 1", "row 2"]
+    with pytest.raises(ValidationError, match="plugin rewards has no operation 'nope'"):
+        run_stage(tmp_path, tiny_model_dir, prompts(tmp_path / "d"), **{**GRPO, "rewards": ["rewards.nope"]})

@@ -32,6 +32,9 @@ def test_stage_settings_that_cannot_run_are_named() -> None:
     assert "loss_type" in problems(loss_type="ipo")  # sft has none
     assert problems(stage="dpo", loss_type="robust", label_smoothing=0.1) == {}
     assert problems(stage="kto", loss_type="apo_zero_unpaired") == {}
+    assert "rewards" in problems(stage="grpo")  # needs at least one reward operation
+    assert "rewards" in problems(stage="dpo", rewards=["rewards.regex_format"])
+    assert problems(stage="grpo", rewards=["rewards.regex_format"], loss_type="dr_grpo") == {}
 
 
 def test_submit_check_refuses_continuing_an_adapter_with_full_fine_tuning() -> None:
