@@ -10,7 +10,8 @@ same completions as one that never stopped. Why not `Trainer.train()`: see prefe
 Reward functions are operations of a plugin (`rewards.regex_format`, or your own plugin's
 `myrewards.score`): `op(ctx, params, inputs) -> {"rewards": [...]}` with the completions and
 their dataset rows. The code hash of each reward plugin is logged and kept in the metrics output,
-so a replay shows when the reward code changed. With `beta` > 0 the KL to the reference (the
+so a replay shows when the reward code changed; each step logs the sha256 of the completions it
+sampled, so two runs can be compared step by step. With `beta` > 0 the KL to the reference (the
 base with the adapter disabled) is in the loss and reported.
 """
 
@@ -119,9 +120,11 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
             return {"stopped_at": step, "checkpoint": save_stage_checkpoint(ctx, step, model=model, optimizer=optimizer,
                                                                             scheduler=scheduler, order=order, run=run)}
         step_loss = torch.zeros((), device=device)
+        sampled = hashlib.sha256()
         for _ in range(params.grad_accum):
             prompts = [rows[i] for i in order.next() for _ in range(params.num_generations)]
             batch = trainer._generate_and_score_completions(prompts)
+            sampled.update((batch["completion_ids"] * batch["completion_mask"]).cpu().numpy().tobytes())
             with trainer.accelerator.autocast():
                 loss = trainer.compute_loss(model, batch) / params.grad_accum
             loss.backward()
@@ -134,6 +137,7 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
         optimizer.zero_grad(set_to_none=True)
         step += 1
         step_losses.append(step_loss)
+        report.log(f"step {step} completions sha256 {sampled.hexdigest()}")  # what a replay must sample again
         if step % params.logging_every == 0 or step == total_steps:
             spent = time.perf_counter() - t0
             metrics = {"loss": float(torch.stack(step_losses).mean()), **stage_metrics(trainer),

@@ -60,6 +60,11 @@ def test_grpo_with_kl_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_path: Pat
     assert curve(stopped_msgs, "reward") | curve(resumed_msgs, "reward") == curve(whole_msgs, "reward")
     assert curve(stopped_msgs) | curve(resumed_msgs) == curve(whole_msgs)
 
+    def sampled(messages: list) -> list[str]:
+        return [b["line"] for kind, b in messages if kind == "log" and " completions sha256 " in b["line"]]
+
+    assert len(sampled(whole_msgs)) == 5 and sampled(stopped_msgs) + sampled(resumed_msgs) == sampled(whole_msgs)
+
 
 def test_built_in_rewards_score_completions() -> None:
     rows = [{"answer": "Paris"}, {"answer": "paris"}]
