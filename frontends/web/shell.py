@@ -38,6 +38,8 @@ def route(path: str) -> tuple[str, list[str]]:
     first, rest = parts[0], parts[1:]
     if first == "runs":
         return ("run", rest[:1]) if rest else ("runs", [])
+    if first == "jobs" and len(rest) == 1:
+        return "job", rest
     if first in ("workflows", "plugin-pages") and len(rest) <= 1:
         return first, rest
     if first in ("adapters", "playground", "plugins", "events") and not rest:
@@ -50,6 +52,7 @@ def _page(name: str) -> Callable[..., Any] | None:
     from tunelog.frontends.web.pages import (
         adapters,
         events,
+        job,
         playground,
         plugin_pages,
         plugins,
@@ -58,7 +61,7 @@ def _page(name: str) -> Callable[..., Any] | None:
         workflows,
     )
 
-    return {"runs": runs.RunsPage, "run": run.RunPage, "workflows": workflows.WorkflowsPage,
+    return {"runs": runs.RunsPage, "run": run.RunPage, "job": job.JobPage, "workflows": workflows.WorkflowsPage,
             "adapters": adapters.AdaptersPage, "playground": playground.PlaygroundPage,
             "plugins": plugins.PluginsPage, "events": events.EventsPage,
             "plugin-pages": plugin_pages.PluginPagesPage}.get(name)
@@ -73,6 +76,17 @@ def HeadBadge(ui: Ui) -> Any:
 
 
 @component
+def PluginNav(ui: Ui, active: str) -> Any:
+    """Links to the pages of the plugins loaded now (a plugin's page leaves with the plugin)."""
+    use_head(ui)
+    from tunelog.frontends.web.pages.plugin_pages import nav_entries
+
+    return html.span({"className": "plugin-nav", "id": "plugin-nav"},
+                     [html.a({"key": href, "href": href, "className": "active" if href == active else "",
+                              "data-plugin": name}, title) for name, href, title in nav_entries(ui)])
+
+
+@component
 def Root(ui: Ui) -> Any:
     """Navigation plus the page the URL names."""
     location = use_location()
@@ -83,6 +97,7 @@ def Root(ui: Ui) -> Any:
     nav = html.nav({"className": "top"}, html.span({"className": "brand"}, "tunelog"),
                    [html.a({"key": href, "href": href, "className": "active" if href == active else ""}, text)
                     for href, text in NAV],
+                   PluginNav(ui, location.pathname.rstrip("/")),
                    HeadBadge(ui))
     body = page(ui, *params, query=query) if page is not None else html.div(
         html.h1("Not found"), html.p(f"No page at {location.pathname}."))

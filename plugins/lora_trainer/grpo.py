@@ -7,8 +7,8 @@ computes group-normalised advantages and the loss (`_generate_and_score_completi
 draws from the torch generator, whose state every checkpoint holds, so a resumed run samples the
 same completions as one that never stopped. Why not `Trainer.train()`: see preference.py.
 
-Reward functions are operations of a plugin (`rewards.regex_format`, or your own plugin's
-`myrewards.score`): `op(ctx, params, inputs) -> {"rewards": [...]}` with the completions and
+Reward functions are operations of a built-in plugin (`rewards.regex_format`; a user plugin
+folder is not reachable from a job yet): `op(ctx, params, inputs) -> {"rewards": [...]}` with the completions and
 their dataset rows. The code hash of each reward plugin is logged and kept in the metrics output,
 so a replay shows when the reward code changed; each step logs the sha256 of the completions it
 sampled, so two runs can be compared step by step. With `beta` > 0 the KL to the reference (the
@@ -36,6 +36,8 @@ from .preference import save_stage_checkpoint, stage_metrics, trl_version
 from .recipe import MainProcessReporter, library_versions, model_dtype, provenance, resolve_base, save_result
 from .support import check_supported
 
+PLUGINS = Path(__file__).resolve().parent.parent
+"""The built-in plugins folder: reward plugins are looked up here."""
 ANSWER_KINDS = ("chosen", "rejected", "completion", "messages", "text")
 """Fields a prompt-only GRPO row must not have (they belong to other stages' records)."""
 
@@ -183,30 +185,35 @@ def prompt_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def reward_functions(ctx: JobContext, params: TrainParams) -> tuple[list[Any], dict[str, str]]:
-    """TRL reward callables for `params.rewards` (`plugin.operation` names), and each plugin's code hash.
-    A plugin is looked up among the built-in plugins, then the user's plugin folder."""
-    import tunelog.plugins
-    from tunelog.daemon.paths import Paths
-    from tunelog.daemon.plugin_check import import_backend
-    from tunelog.daemon.plugin_code import code_hash
+    """TRL reward callables for `params.rewards` (`plugin.operation` names of built-in plugins), and
+    each plugin's code hash (`code_sha256`)."""
+    import importlib
 
     if not params.rewards:
         raise ValidationError("grpo needs at least one reward function", problems=[
             {"where": "rewards", "message": "name one, e.g. [rewards.regex_format]"}])
-    roots = [Path(tunelog.plugins.__file__).parent, Paths.from_env().user_plugins]
     funcs, code = [], {}
     for name in params.rewards:
         plugin, _, operation = name.partition(".")
-        folder = next((root / plugin for root in roots if (root / plugin / "backend.py").is_file()), None)
-        if folder is None or not operation:
+        folder = PLUGINS / plugin
+        if not plugin.isidentifier() or not operation or not (folder / "backend.py").is_file():
             raise ValidationError(f"rewards: no reward plugin operation {name!r}",
-                                  hint="name it plugin.operation, e.g. rewards.regex_format")
-        code[plugin] = code[plugin] if plugin in code else code_hash(folder)
-        op = getattr(import_backend(folder, f"tunelog_reward_{plugin}"), operation, None)
+                                  hint="name a built-in plugin's operation, e.g. rewards.regex_format")
+        code[plugin] = code_sha256(folder)
+        op = getattr(importlib.import_module(f"tunelog.plugins.{plugin}.backend"), operation, None)
         if not callable(op):
             raise ValidationError(f"rewards: plugin {plugin} has no operation {operation!r}")
         funcs.append(as_trl_reward(ctx, op, operation, dict(params.reward_params.get(name, {}))))
     return funcs, code
+
+
+def code_sha256(folder: Path) -> str:
+    """sha256 over a plugin's source: its manifest and Python files, by relative path and content."""
+    h = hashlib.sha256()
+    for path in sorted([*folder.rglob("*.py"), folder / "manifest.yaml"]):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(f"{path.relative_to(folder)}\0".encode() + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def as_trl_reward(ctx: JobContext, op: Any, name: str, op_params: dict[str, Any]) -> Any:

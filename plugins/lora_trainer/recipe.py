@@ -5,7 +5,8 @@ configs), accelerate handles precision and devices (and several GPUs under `acce
 and a bare loop trains: on CPU it is the fastest and the easiest to make bit-exact. The recipe
 reports only through the job context (metrics, progress, log, checkpoints, artifacts).
 
-Determinism (FACTS.md): seed everything before the adapter is built, draw the batch order from a
+Determinism (byte-identical adapters across runs on the same CPU kernel path and library
+versions): seed everything before the adapter is built, draw the batch order from a
 seeded generator (pre-shuffled, no DataLoader workers), pin the optimizer implementation, pad to
 fixed multiples. A checkpoint holds weights, optimizer, scheduler, every RNG state and the
 data-order position, so a resumed run produces the same bytes as one that never stopped.
@@ -70,6 +71,7 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
     fingerprints = {"settings": settings_hash(params), "data": data.features_hash(train_rows),
                     "base model": identity["weights_sha256"] or "",
                     **({"start adapter": start_adapter.name} if start_adapter else {})}
+    versions = library_versions()
     report.log(f"{len(train_rows)} training rows, {len(eval_rows)} validation rows; {total_steps} steps "
             f"of {params.batch_size}x{params.grad_accum}x{world}; device {device}, "
             f"{torch.get_num_threads()} threads")
@@ -112,7 +114,8 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
         report.log(f"resumed at step {run['step']} (epoch {order.epoch}, batch {order.index})")
     if accelerator.is_main_process and ctx.run_id:
         ctx.emit(provenance(ctx, params, inputs, identity=identity, dataset_dir=dataset_dir,
-                            fingerprints=fingerprints, device=device, resumed=run["step"] if ctx.resume_from else None))
+                            fingerprints=fingerprints, versions=versions, device=device,
+                            resumed=run["step"] if ctx.resume_from else None))
     trained, raw_optimizer = model, optimizer
     model, optimizer = accelerator.prepare(model, optimizer)
     forward = torch.compile(model) if params.compile else model
@@ -212,7 +215,7 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
             "dataset": {"sha256": inputs["dataset"], "train_features_sha256": fingerprints["data"],
                         "train_rows": len(train_rows), "validation_rows": len(eval_rows), "encoding": encoding},
             "device": str(device), "processes": world, "threads": torch.get_num_threads(),
-            "versions": library_versions()}
+            "versions": versions}
     return outputs
 
 
@@ -232,7 +235,7 @@ def make_accelerator(params: TrainParams) -> Any:
 
 def resolve_base(ctx: JobContext, ref: str) -> tuple[Path, str]:
     """(local model folder, the name the saved adapter gives its base: `adapters.base_identity`)."""
-    cache = model_cache_dir()
+    cache = Path(ctx.cache_dir) / "models"
     if _is_sha(ref) and not Path(ref).exists():
         return models.resolve_model(str(ctx.artifact_path(ref)), cache_dir=cache), ref
     folder = models.resolve_model(ref, cache_dir=cache)
@@ -257,13 +260,6 @@ def adapter_folder(ctx: JobContext, ref: Any) -> Path | None:
         raise ValidationError(f"inputs.adapter: {str(ref)[:16]} is not a peft adapter folder",
                               problems=[{"where": "inputs.adapter", "message": "no adapter_config.json"}])
     return path
-
-
-def model_cache_dir() -> Path:
-    """Where converted GGUF models are kept: under the tunelog data dir (TUNELOG_HOME)."""
-    from tunelog.daemon.paths import Paths
-
-    return Paths.from_env().home / "cache" / "models"
 
 
 def _is_sha(ref: str) -> bool:
@@ -375,7 +371,8 @@ def canonical_config(path: Path) -> None:
 
 
 def provenance(ctx: JobContext, params: TrainParams, inputs: dict[str, Any], *, identity: dict[str, Any],
-               dataset_dir: Path, fingerprints: dict[str, str], device: Any, resumed: int | None) -> Any:
+               dataset_dir: Path, fingerprints: dict[str, str], versions: dict[str, str], device: Any,
+               resumed: int | None) -> Any:
     """TrainingStarted: everything that decides this run's result, recorded before the first step."""
     import json
     import platform
@@ -392,7 +389,7 @@ def provenance(ctx: JobContext, params: TrainParams, inputs: dict[str, Any], *, 
                    cuda=torch.version.cuda)
     return TrainingStarted(
         run_id=str(ctx.run_id), job_id=ctx.job_id, params=params.to_dict(), seed=params.seed,
-        libraries={"python": platform.python_version(), **library_versions()}, device=dev,
+        libraries={"python": platform.python_version(), **versions}, device=dev,
         model={"ref": str(inputs["model"]), **identity},
         dataset={"sha256": str(inputs["dataset"]), "content_sha256": meta.get("content_sha256"),
                  "source": meta.get("source"), "tokenized_sha256": fingerprints["data"]},

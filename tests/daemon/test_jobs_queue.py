@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from tests.daemon.jobs_support import Env, make_env, running
-from tunelog.daemon.jobs import detect_slots
+from tunelog.daemon.jobs.runner import detect_slots
 from tunelog.events import jobs as J
 from tunelog.events.errors import JobError, NotFoundError, ValidationError
 

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from tests.support.adapters import manifest
-from tunelog.daemon.params import validate_params
+from tunelog.daemon.plugin_host.params import validate_params
 
 BUILTINS = ("lora_trainer", "datasets", "evaluate", "adapter_merge")
 

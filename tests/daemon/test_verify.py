@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tunelog.daemon.compare import Tolerance, compare_curves, key_diffs
-from tunelog.daemon.verify import diff, verify
+from tunelog.daemon.runs.compare import Tolerance, compare_curves, key_diffs
+from tunelog.daemon.runs.verify import diff, verify
 
 SHA = {name: name[0] * 64 for name in ("aaa", "bbb", "ccc", "ddd", "eee", "fff")}
 

@@ -10,6 +10,7 @@ follow the daemon's commit notifier, throttled, and re-render only when they cha
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -86,15 +87,22 @@ def _toolbar(doc: D.Doc, status: commands.RunStatus | None, act: Callable[[Calla
         {"className": "tl-wfe-bar"},
         name,
         html.span({"id": "editor-version", "className": "tl-wfe-muted", "data-version": doc.version}, version),
-        html.span({"id": "editor-dirty", "className": "tl-wfe-dirty"}, "unsaved changes" if doc.dirty else ""),
+        html.span({"id": "editor-dirty", "className": "tl-wfe-dirty"},
+                  "unsaved changes" if doc.dirty else "layout not saved" if doc.moved else ""),
         _button("Save", "save", lambda e: act(lambda d: commands.save(services, d)), "save as a new version"),
         _button("Validate", "validate", lambda e: act(lambda d: commands.validate(services, d))),
-        _button("Run", "run", lambda e: act(lambda d: commands.run(services, d)),
+        _button("Run", "run", functools.partial(_run, services, doc, act),
                 "run the saved version (or the edited graph when it has unsaved changes)"),
         _button("Arrange", "arrange", lambda e: act(D.on_arrange), "lay the graph out again"),
         html.span({"id": "editor-run-state", "className": "tl-wfe-muted",
                    "data-run": status["run"] if status else "", "data-state": status["state"] if status else ""}, run),
     )
+
+
+async def _run(services: Any, doc: D.Doc, act: Callable[[Callable[[D.Doc], D.Doc]], Any], _: Any) -> None:
+    """Run the doc as shown when clicked (the checks run in a throwaway process: awaited, not blocking)."""
+    done = await commands.run(services, doc)
+    act(lambda d: done)
 
 
 def _palette(catalog: Any, act: Callable[[Callable[[D.Doc], D.Doc]], Any]) -> Any:
@@ -124,8 +132,9 @@ def WorkflowEditor(services: Any, workflow: str | None = None) -> Any:
     status = use_run_status(services, doc.run_id)
     canvas = canvas_component()
     if canvas is None:
-        return html.div({"className": "tl-wfe tl-wfe-missing", "id": "editor-missing"},
-                        html.style(CSS), f"The workflow editor's browser code is not built: {BUILD_HINT}.")
+        return html.div({"className": "tl-wfe tl-wfe-missing notice notice-error", "id": "editor-missing"},
+                        html.style(CSS), "Error: the workflow editor's browser code (frontends/web/static/bundle/"
+                                         f"editor.js) is not built: {BUILD_HINT}.")
 
     def act(step: Callable[[D.Doc], D.Doc]) -> None:
         set_doc(step)  # functional update: applied at once to the latest doc
