@@ -105,7 +105,8 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
         report.log(f"resumed at step {run['step']} (epoch {order.epoch}, batch {order.index})")
     if ctx.run_id:
         ctx.emit(provenance(ctx, params, inputs, identity=identity, dataset_dir=dataset_dir,
-                            fingerprints=fingerprints, device=device, resumed=run["step"] if ctx.resume_from else None))
+                            fingerprints=fingerprints, versions={**library_versions(), "trl": trl_version()},
+                            device=device, resumed=run["step"] if ctx.resume_from else None))
     report.log(f"grpo with {params.method}: {len(rows)} prompts, {params.num_generations} completions each, "
                f"{total_steps} steps of {params.batch_size}x{params.grad_accum}; rewards {', '.join(params.rewards)}")
 

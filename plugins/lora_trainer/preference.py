@@ -116,7 +116,8 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
         report.log(f"resumed at step {run['step']} (epoch {order.epoch}, batch {order.index})")
     if ctx.run_id:
         ctx.emit(provenance(ctx, params, inputs, identity=identity, dataset_dir=dataset_dir,
-                            fingerprints=fingerprints, device=device, resumed=run["step"] if ctx.resume_from else None))
+                            fingerprints=fingerprints, versions={**library_versions(), "trl": trl_version()},
+                            device=device, resumed=run["step"] if ctx.resume_from else None))
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
     report.log(f"{params.stage} with {params.method}: {n_trainable:,} of {n_total:,} parameters trainable; "

@@ -30,7 +30,8 @@ def prompts(folder: Path, n: int = 4) -> Path:
 
 
 def test_grpo_mean_reward_rises(tmp_path: Path, tiny_model_dir: Path) -> None:
-    outputs, messages, _ = run_stage(tmp_path, tiny_model_dir, prompts(tmp_path / "d"), max_steps=24, **GRPO)
+    outputs, messages, _ = run_stage(tmp_path, tiny_model_dir, prompts(tmp_path / "d"), max_steps=24, run_id="r1",
+                                       **GRPO)
     reward = curve(messages, "reward")
     first, last = sum(reward[s] for s in range(1, 9)) / 8, sum(reward[s] for s in range(17, 25)) / 8
     assert last > first + 0.08, reward
@@ -39,6 +40,7 @@ def test_grpo_mean_reward_rises(tmp_path: Path, tiny_model_dir: Path) -> None:
     from tunelog.plugins.lora_trainer.grpo import PLUGINS, code_sha256
 
     assert outputs["metrics"]["reward_code"] == {"rewards": code_sha256(PLUGINS / "rewards")}
+    assert [type(b["event"]).__name__ for kind, b in messages if kind == "event"] == ["TrainingStarted"]
     assert any(b["line"].startswith("reward plugin rewards: code ") for kind, b in messages if kind == "log")
 
 

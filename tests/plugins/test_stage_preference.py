@@ -26,7 +26,10 @@ def kto_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_dpo_margin_rises_and_every_metric_is_reported(tmp_path: Path, tiny_model_dir: Path, pair_data: Path) -> None:
-    outputs, messages, ctx = run_stage(tmp_path, tiny_model_dir, pair_data, stage="dpo", max_steps=8)
+    outputs, messages, ctx = run_stage(tmp_path, tiny_model_dir, pair_data, stage="dpo", max_steps=8, run_id="r1")
+    started = [b["event"] for kind, b in messages if kind == "event"]
+    assert [type(e).__name__ for e in started] == ["TrainingStarted"]
+    assert started[0].params["stage"] == "dpo" and started[0].libraries["trl"] == "1.16.0"
     margins, accuracy = curve(messages, "rewards/margins"), curve(messages, "rewards/accuracies")
     assert margins[1] == 0.0  # the first step: policy == reference (the base with the adapter disabled)
     assert margins[8] > 0.3 and accuracy[8] == 1.0

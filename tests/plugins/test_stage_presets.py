@@ -9,12 +9,24 @@ import pytest
 import torch
 
 from tests.support.stages import curve, kto_rows, pairs, write_records
-from tunelog.plugins.common.presets import load_presets, resolve_params
+from tunelog.daemon.plugin_host.presets import apply_preset
+from tunelog.daemon.plugin_host.presets import load_presets as load_presets_file
 from tunelog.plugins.context import Context
 from tunelog.plugins.lora_trainer import backend
 from tunelog.plugins.lora_trainer.support import manifest_defaults, supported_problems
 
 torch.set_num_threads(1)
+PRESETS = Path(backend.__file__).with_name("presets.yaml")
+
+
+def load_presets() -> dict:
+    return load_presets_file(PRESETS)
+
+
+def resolve_params(preset: str, given: dict, defaults: dict) -> dict:
+    return apply_preset(preset, given, defaults, presets=load_presets())
+
+
 SHORT = {"max_steps": 8, "batch_size": 4, "grad_accum": 1, "max_length": 64, "pad_to_multiple": 16, "threads": 1,
          "warmup_ratio": 0.0}
 

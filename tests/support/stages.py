@@ -43,7 +43,7 @@ def write_records(folder: Path, records: list[dict[str, Any]], *, kind: str) -> 
 
 
 def run_stage(root: Path, model_dir: Path, dataset: Path, *, adapter: str | None = None, job_id: str = "job",
-              resume_from: Path | None = None, on_message: Any = None, **params: Any) -> tuple[dict[str, Any], list, Any]:
+              resume_from: Path | None = None, on_message: Any = None, run_id: str | None = None, **params: Any) -> tuple[dict[str, Any], list, Any]:
     """Run lora_trainer.train in-process with the stage's inputs (and an optional adapter to continue)."""
     from tests.support.trainer import BASE
     from tunelog.plugins.context import Context
@@ -59,7 +59,8 @@ def run_stage(root: Path, model_dir: Path, dataset: Path, *, adapter: str | None
         if on_message is not None:
             on_message(holder["ctx"], kind, body)
 
-    ctx = Context(job_id=job_id, workdir=root / "jobs" / job_id, artifacts=store, sink=sink, resume_from=resume_from)
+    ctx = Context(job_id=job_id, workdir=root / "jobs" / job_id, artifacts=store, sink=sink, resume_from=resume_from,
+                  run_id=run_id)
     holder["ctx"] = ctx
     inputs = {"model": str(model_dir), "dataset": store.put_dir(dataset).sha256,
               **({"adapter": adapter} if adapter else {})}
