@@ -41,7 +41,7 @@ def _encodings(output: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def _parts(report: Mapping[str, Any], encodings: list[Mapping[str, Any]]) -> list[str]:
-    chat = [e for e in encodings if e.get("kind") == "chat"]
+    chat = [e for e in encodings if e.get("kind") in ("chat", "preference", "kto")]  # counted per record alike
     text = [e for e in encodings if e.get("kind") == "text"]
     def total(key: str) -> int:
         return sum(int(e.get(key) or 0) for e in chat)

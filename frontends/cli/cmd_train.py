@@ -73,6 +73,10 @@ def _mapping_file(value: str, part: str) -> dict[str, str]:
 @click.option("--preset", "-p", metavar="PRESET",
               help="A training preset (`tunectl presets list`); its values replace the defaults, --method "
                    "and --set replace the preset's.")
+@click.option("--stage", type=click.Choice(["sft", "dpo", "kto", "orpo", "simpo"]),
+              help="Training stage: sft (supervised, the default), or a preference stage on TRL's losses: dpo "
+                   "(chosen/rejected pairs), kto (rows labelled good or bad), orpo or simpo (pairs, no reference "
+                   "model). Presets per stage: dpo-small, kto-small, orpo-small, simpo-small, dpo-7b, kto-7b.")
 @click.option("--method", metavar="METHOD",
               help="lora (the default), rslora, dora, pissa, olora, loftq, loraplus, adalora, xlora, vera, ia3 "
                    "or full (default: the preset's, else lora).")
@@ -95,7 +99,7 @@ def _mapping_file(value: str, part: str) -> dict[str, str]:
 @detach_option
 @json_option
 @click.pass_context
-def train(ctx: click.Context, model: str, data: str, preset: str | None, method: str | None,
+def train(ctx: click.Context, model: str, data: str, preset: str | None, stage: str | None, method: str | None,
           sets: tuple[str, ...], val_fraction: float | None, data_format: str, columns: tuple[str, ...],
           label: str, detach: bool, as_json: bool) -> None:
     """Fine-tune a model on a dataset and follow the run.
@@ -113,9 +117,11 @@ def train(ctx: click.Context, model: str, data: str, preset: str | None, method:
     Example:
       tunectl train --model HuggingFaceTB/SmolLM2-135M-Instruct --data facts.jsonl \\
           --preset demo-facts --set max_steps=20
+      tunectl train --model ./smollm2 --data pairs.jsonl --stage dpo --preset dpo-small
     """
     c = client()
-    params = {**({"preset": preset} if preset else {}), **({"method": method} if method else {}),
+    params = {**({"preset": preset} if preset else {}), **({"stage": stage} if stage else {}),
+              **({"method": method} if method else {}),
               **pairs(sets, "--set")}
     data_params: dict[str, Any] = {"format": data_format, **column_mapping(columns)}
     if val_fraction is not None:

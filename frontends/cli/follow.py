@@ -27,7 +27,9 @@ PLAIN_EVERY_S = 5.0
 """Plain output: at most one progress line per job this often (and one at its last step)."""
 TYPES = ["job-queued", "job-started", "job-progress", "job-metrics", "node-queued", "node-cached",
          "node-completed", "node-failed", "node-skipped", "run-resumed", "run-finished"]
-SHOWN_METRICS = (("loss", "loss"), ("eval_loss", "eval_loss"), ("tokens_per_s", "tok/s"))
+SHOWN_METRICS = (("loss", "loss"), ("eval_loss", "eval_loss"), ("rewards/margins", "margin"),
+                 ("rewards/accuracies", "acc"), ("kl", "kl"), ("tokens_per_s", "tok/s"))
+"""Shown when the point has them: the preference stages add their reward margin, accuracy and KL."""
 
 
 def run_path(run: str, *rest: str) -> str:

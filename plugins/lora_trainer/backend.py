@@ -14,9 +14,18 @@ __all__ = ["check_supported", "manifest_defaults", "resolve", "train"]
 
 def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     """Fine-tune `inputs["model"]` on `inputs["dataset"]`; see manifest.yaml for every parameter."""
+    resolved = resolve(params)
+    if resolved.get("stage") == "grpo":
+        from .grpo import train as run_grpo
+
+        return run_grpo(ctx, resolved, inputs)
+    if resolved.get("stage", "sft") != "sft":
+        from .preference import train as run_stage
+
+        return run_stage(ctx, resolved, inputs)
     from .recipe import train as run_recipe
 
-    return run_recipe(ctx, resolve(params), inputs)
+    return run_recipe(ctx, resolved, inputs)
 
 
 def resolve(params: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .support import PEFT_METHODS, supported_problems
+from .support import PEFT_METHODS, PREFERENCE_METHODS, supported_problems
 
 Problems = list[tuple[str, str]]
 
@@ -30,6 +30,9 @@ def train(params: dict[str, Any], inputs: dict[str, Any], facts: dict[str, Any])
     """(problems, warnings) of one lora_trainer.train request."""
     problems = supported_problems(params, cuda_available=bool(facts.get("cuda")))
     warnings: Problems = []
+    if inputs.get("adapter") and params.get("method") not in PREFERENCE_METHODS:
+        problems.append(("inputs.adapter", f"method {params.get('method')} cannot continue an adapter; use one of "
+                                           f"{', '.join(PREFERENCE_METHODS)} or leave the adapter input empty"))
     model = inputs.get("model")
     config = model_config(Path(model)) if isinstance(model, str) else None
     if config is None:

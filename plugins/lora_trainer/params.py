@@ -26,6 +26,16 @@ class TrainParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Every parameter of `lora_trainer.train` (descriptions and defaults: manifest.yaml)."""
 
     preset: str
+    stage: Literal["sft", "dpo", "kto", "orpo", "simpo", "grpo"]
+    beta: float
+    loss_type: str
+    label_smoothing: float
+    simpo_gamma: float
+    rewards: list[str]
+    reward_params: dict[str, dict[str, Any]]
+    num_generations: int
+    max_completion_length: int
+    temperature: float
     method: Literal[
         "lora", "rslora", "dora", "pissa", "olora", "loftq", "loraplus", "adalora", "xlora", "vera", "ia3", "full"]
     r: int

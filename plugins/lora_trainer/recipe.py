@@ -33,7 +33,7 @@ from tunelog.plugins.common import adapters, data, models
 from . import checkpoint, methods
 from .optimizers import build_optimizer
 from .params import TrainParams, settings_hash
-from .support import check_supported
+from .support import PREFERENCE_METHODS, check_supported
 
 
 def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +52,10 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
     identity = models.model_identity(model_dir)
     tokenizer = models.load_tokenizer(model_dir)
     dataset_dir = ctx.artifact_path(inputs["dataset"])
+    start_adapter = adapter_folder(ctx, inputs.get("adapter"))
+    if start_adapter is not None and params.method not in PREFERENCE_METHODS:
+        raise ValidationError(f"method {params.method} cannot continue an adapter",
+                              problems=[{"where": "inputs.adapter", "message": f"use one of {', '.join(PREFERENCE_METHODS)}"}])
     train_rows = encode_split(tokenizer, dataset_dir, "train", params)
     eval_rows = encode_split(tokenizer, dataset_dir, "validation", params) if (dataset_dir / "validation.jsonl").exists() else []
     encoding = {split: rows.counts for split, rows in (("train", train_rows), ("validation", eval_rows))
@@ -65,7 +69,8 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
     total_steps = params.max_steps or math.ceil(params.epochs * batches_per_epoch / (params.grad_accum * world))
     warmup = params.warmup_steps or math.ceil(params.warmup_ratio * total_steps)
     fingerprints = {"settings": settings_hash(params), "data": data.features_hash(train_rows),
-                    "base model": identity["weights_sha256"] or ""}
+                    "base model": identity["weights_sha256"] or "",
+                    **({"start adapter": start_adapter.name} if start_adapter else {})}
     versions = library_versions()
     report.log(f"{len(train_rows)} training rows, {len(eval_rows)} validation rows; {total_steps} steps "
             f"of {params.batch_size}x{params.grad_accum}x{world}; device {device}, "
@@ -92,7 +97,9 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     peft_config = methods.peft_config(params, model=model, total_steps=total_steps,
                                       xlora_paths=[resolve_adapter(ctx, a) for a in params.xlora_adapters])
-    if peft_config is not None:
+    if start_adapter is not None:  # continue it: its own config (method, r, targets) replaces the parameters'
+        model = peft.PeftModel.from_pretrained(model, str(start_adapter), is_trainable=True)
+    elif peft_config is not None:
         model = peft.get_peft_model(model, peft_config)
     initial_adapter = ctx.workdir / "initial_adapter"
     if methods.needs_conversion(params):  # the starting point the saved adapter is converted against
@@ -241,6 +248,17 @@ def resolve_adapter(ctx: JobContext, ref: str) -> Path:
     if not (path / "adapter_config.json").exists():
         raise ValidationError(f"xlora expert {ref[:16]} is not a peft adapter folder",
                               problems=[{"where": "xlora_adapters", "message": "no adapter_config.json"}])
+    return path
+
+
+def adapter_folder(ctx: JobContext, ref: Any) -> Path | None:
+    """The optional input adapter to continue training (an artifact hash or a folder), or None."""
+    if not ref:
+        return None
+    path = ctx.artifact_path(ref) if _is_sha(str(ref)) and not Path(ref).exists() else Path(ref)
+    if not (path / "adapter_config.json").is_file():
+        raise ValidationError(f"inputs.adapter: {str(ref)[:16]} is not a peft adapter folder",
+                              problems=[{"where": "inputs.adapter", "message": "no adapter_config.json"}])
     return path
 
 

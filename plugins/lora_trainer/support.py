@@ -22,6 +22,16 @@ OPTIMIZER_PACKAGES = {  # optimizer -> (module to import, package to pip install
     "adamw_8bit": ("bitsandbytes", "bitsandbytes"),
 }
 CUDA_ONLY_OPTIMIZERS = ("adamw_8bit", "galore_8bit")
+PREFERENCE_METHODS = ("lora", "rslora", "dora", "loraplus", "vera", "ia3")
+"""Methods the preference stages train: adapters whose disabled state is the untouched base (the
+DPO/KTO reference). PiSSA/OLoRA rewrite the base, full fine-tuning would need a second copy."""
+LOSS_TYPES = {
+    "dpo": ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+            "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm"),
+    "kto": ("kto", "apo_zero_unpaired"),
+    "grpo": ("dapo", "grpo", "dr_grpo", "bnpo"),
+}
+"""TRL 1.16's loss variants per stage (DPOConfig / KTOConfig `loss_type`)."""
 
 
 def manifest_defaults() -> dict[str, Any]:
@@ -39,7 +49,7 @@ def _installed(module: str) -> bool:
 def supported_problems(params: dict[str, Any], *, cuda_available: bool) -> list[tuple[str, str]]:
     """Every (parameter, reason) that keeps `params` from running here; empty when they can."""
     return [*_method_problems(params, cuda_available), *_precision_problems(params, cuda_available),
-            *_optimizer_problems(params, cuda_available), *_schedule_problems(params)]
+            *_optimizer_problems(params, cuda_available), *_schedule_problems(params), *_stage_problems(params)]
 
 
 def check_supported(params: dict[str, Any], *, cuda_available: bool) -> None:
@@ -130,4 +140,30 @@ def _schedule_problems(p: dict[str, Any]) -> list[tuple[str, str]]:
     out = []
     if p.get("max_steps", 0) == 0 and p.get("epochs", 1) < 1:
         out.append(("max_steps", "set max_steps > 0 or epochs >= 1"))
+    return out
+
+
+def _stage_problems(p: dict[str, Any]) -> list[tuple[str, str]]:
+    stage, loss_type = p.get("stage", "sft"), p.get("loss_type", "")
+    if stage == "sft":
+        return [("loss_type", "only used by the dpo and kto stages")] if loss_type else []
+    out = []
+    if not _installed("trl"):
+        out.append(("stage", f"stage {stage} uses TRL: pip install trl==1.16.0 (or pip install 'tunelog[train]')"))
+    if p.get("method", "lora") not in PREFERENCE_METHODS:
+        out.append(("method", f"stage {stage} trains {', '.join(PREFERENCE_METHODS)}; {p.get('method')} is not "
+                              "supported there (its reference would not be the untouched base)"))
+    if p.get("packing"):
+        out.append(("packing", f"stage {stage} keeps each pair in its own row; set packing to false"))
+    if int(p.get("devices", 1)) > 1:
+        out.append(("devices", f"stage {stage} runs in one process; set devices to 1"))
+    if loss_type and loss_type not in LOSS_TYPES.get(stage, ()):
+        known = ", ".join(LOSS_TYPES[stage]) if stage in LOSS_TYPES else "none (leave it empty)"
+        out.append(("loss_type", f"{loss_type!r} is not a loss of stage {stage}; choose from {known}"))
+    if stage == "grpo" and not p.get("rewards"):
+        out.append(("rewards", "grpo needs at least one reward operation, e.g. [rewards.regex_format]"))
+    if stage != "grpo" and p.get("rewards"):
+        out.append(("rewards", "only used by stage grpo"))
+    if float(p.get("label_smoothing", 0.0)) >= 0.5:
+        out.append(("label_smoothing", "must be below 0.5"))
     return out

@@ -51,6 +51,8 @@ def test_the_trainer_struct_and_the_settings_hash_follow_the_manifest() -> None:
         item = python[spec.items or "string"]
         if spec.type == "list":
             assert hint == list[item], name
+        elif spec.type == "object":
+            assert typing.get_origin(hint) is dict, name
         elif spec.choices is not None and spec.type == "string":
             assert typing.get_origin(hint) is typing.Literal and list(typing.get_args(hint)) == spec.choices, name
         else:

@@ -1,0 +1,1 @@
+"""The built-in `rewards` plugin: reward functions for the GRPO stage, written as operations."""
