@@ -42,7 +42,7 @@ def hf(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[
     if not getattr(tokenizer, "chat_template", None):
         ctx.log("the tokenizer has no chat template: the export has none either")
     ctx.progress(1, 2, "storing the model folder")
-    return {"model": ctx.store_artifact("model", out)}
+    return _stored(ctx, "model", out)
 
 
 def gguf(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def gguf(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dic
     out.mkdir(parents=True, exist_ok=True)
     _model_gguf(ctx, script, quantizer, folder, out / f"model-{quant}.gguf", quant=quant)
     ctx.progress(2, 3, "storing the GGUF")
-    return {"gguf": ctx.store_artifact("gguf", out)}
+    return _stored(ctx, "gguf", out)
 
 
 def gguf_lora(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def gguf_lora(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -
     ctx.progress(0, 2, "converting the adapter")
     lora_to_gguf(script, adapter_dir, base_dir, out / f"adapter-{outtype}.gguf", outtype=outtype, log=ctx.log)
     ctx.progress(1, 2, "storing the GGUF LoRA")
-    return {"gguf": ctx.store_artifact("gguf", out)}
+    return _stored(ctx, "gguf", out)
 
 
 def ollama(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
@@ -99,12 +99,19 @@ def ollama(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> d
     text = modelfile(gguf_name, system=system, stop=STOP_CHATML)
     _model_gguf(ctx, script, quantizer, folder, out / gguf_name, quant=quant)
     (out / "Modelfile").write_text(text)
-    sha = ctx.store_artifact("ollama", out)
-    path = ctx.artifact_path(sha)
-    command = f"ollama create {name} -f {path / 'Modelfile'}"
+    stored = _stored(ctx, "ollama", out)
+    command = f"ollama create {name} -f {Path(stored['report']['path']) / 'Modelfile'}"
     ctx.log(f"to use it: {command}")
-    return {"ollama": sha, "report": {"path": str(path), "name": name, "gguf": gguf_name, "template": template,
-                                      "system": system, "stop": STOP_CHATML, "command": command}}
+    stored["report"].update(name=name, gguf=gguf_name, template=template, system=system, stop=STOP_CHATML,
+                            command=command)
+    return stored
+
+
+def _stored(ctx: JobContext, port: str, folder: Path) -> dict[str, Any]:
+    """Store `folder` as the artifact of output `port`; the report says where it lies and what it holds."""
+    sha = ctx.store_artifact(port, folder)
+    path = ctx.artifact_path(sha)
+    return {port: sha, "report": {"path": str(path), "files": sorted(p.name for p in path.iterdir())}}
 
 
 def _model_gguf(ctx: JobContext, script: Path, quantizer: Path | None, folder: Path, out: Path, *,
