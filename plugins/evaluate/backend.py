@@ -90,6 +90,93 @@ def generate(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) ->
     return {"report": report}
 
 
+def serve(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI-compatible endpoint on 127.0.0.1 until the job is cancelled (see `.serving`)."""
+    backend = str(params.get("backend", "transformers"))
+    if backend == "vllm":
+        raise ValidationError(_vllm_refusal())
+    token = _token(params.get("token_file"))
+    named = _named_adapters(ctx, inputs, include_base=True)
+    base_ref = inputs.get("model")
+    base_dir = model_folder(ctx, base_ref)
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", int(params.get("port", 0))))
+    except OSError as e:
+        sock.close()
+        raise ValidationError(f"params.port: cannot listen on 127.0.0.1:{params.get('port')}: {e.strerror}") from None
+    from tunelog.events.serving import ModelServed
+    from tunelog.plugins.common.adapters import model_lineage
+    from tunelog.plugins.common.models import load_tokenizer
+
+    from . import inference, serving
+
+    ctx.progress(0, None, "loading the model")
+    tokenizer = load_tokenizer(base_dir)
+    model = inference.load(base_dir, named, dtype=params.get("dtype", "float32"), quantization=_quantization(params))
+    defaults = {"max_new_tokens": int(params.get("max_new_tokens", 256)), "temperature": 0.0}
+    server = serving.Server(model, tokenizer, names=["base", *(n for n, _ in named)], token=token, defaults=defaults)
+    address = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    ctx.emit(ModelServed(job_id=ctx.job_id, base_model=model_lineage(base_ref, base_dir),
+                         adapters={n: f.name for n, f in named}, address=address, backend=backend,
+                         versions=_versions()))
+    serving.run(server, sock, stop=ctx.should_stop, ready=lambda: ctx.progress(1, None, f"serving on {address}"))
+    ctx.log(f"stopped after {server.requests} request(s)")
+    return {"report": {"address": address, "models": server.names, "requests": server.requests}}
+
+
+def _token(path: Any) -> str:
+    """The bearer token, read from a file only its owner can read (so it never enters the log)."""
+    import os
+    import stat
+    from pathlib import Path
+
+    if not isinstance(path, str) or not path:
+        raise ValidationError("params.token_file: give the path of a file holding the bearer token")
+    file = Path(path)
+    try:
+        mode = file.stat().st_mode
+        token = file.read_text().strip()
+    except OSError as e:
+        raise ValidationError(f"params.token_file: cannot read {path}: {e.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) or file.stat().st_uid != os.getuid():
+        raise ValidationError(f"params.token_file: {path} must belong to you and be readable by you only (chmod 600)")
+    if len(token) < 16:
+        raise ValidationError(f"params.token_file: the token in {path} is shorter than 16 characters")
+    return token
+
+
+def _vllm_refusal() -> str:
+    """Why the vLLM backend cannot serve here."""
+    import importlib.util
+
+    missing = []
+    if importlib.util.find_spec("vllm") is None:
+        missing.append("vllm is not installed")
+    import torch
+
+    if not torch.cuda.is_available():
+        missing.append("no CUDA GPU is visible")
+    if missing:
+        return f"params.backend: the vllm backend needs vllm and a CUDA GPU: {'; '.join(missing)}; use transformers"
+    return "params.backend: the vllm backend is not available in this version of tunelog; use transformers"
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "transformers", "peft", "accelerate"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
 def _named_adapters(ctx: JobContext, inputs: dict[str, Any], *, include_base: bool) -> list[tuple[str, Any]]:
     """(name, folder) of every adapter input, checked: `adapter` is named `adapter`."""
     named = parse_named(inputs.get("adapters"), where="inputs.adapters")
