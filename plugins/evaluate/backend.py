@@ -74,17 +74,24 @@ def generate(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) ->
 
     model = inference.load(base_dir, named, dtype=params.get("dtype", "float32"), quantization=_quantization(params))
     chat = bool(params.get("chat", True))
+    history = _history(params.get("history"))
+    system = str(params.get("system") or "")
     if chat and not getattr(tokenizer, "chat_template", None):
+        if history or system:
+            raise ValidationError("params.history/system: the tokenizer has no chat template to place them in; "
+                                  "set chat to false and leave them empty")
         ctx.log("the tokenizer has no chat template: prompts are used as plain text")
         chat = False
-    settings = {k: params[k] for k in ("max_new_tokens", "greedy", "temperature", "top_p", "seed") if k in params}
+    if not chat and (history or system):
+        ctx.log("chat is off: the system prompt and history are not used")
+    settings = {k: params[k] for k in GENERATION_KEYS if k in params}
     variants = _variants(named, include_base=bool(params.get("include_base", True)))
     report: dict[str, dict[str, str]] = {}
     for i, prompt in enumerate(prompts):
         if ctx.should_stop():
             break
         ctx.progress(i, len(prompts), "generating")
-        ids = inference.prompt_ids(tokenizer, prompt, chat=chat)
+        ids = inference.prompt_ids(tokenizer, prompt, chat=chat, system=system, history=history)
         report[prompt] = {name: inference.generate(model, tokenizer, name, ids, **settings) for name in variants}
     ctx.progress(len(report), len(prompts), "done")
     return {"report": report}
@@ -175,6 +182,25 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
+
+
+GENERATION_KEYS = ("max_new_tokens", "greedy", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed",
+                   "stop")
+"""Parameters of evaluate.generate passed to `inference.complete` as they are."""
+
+
+def _history(value: Any) -> list[dict[str, str]]:
+    """Earlier turns of the conversation, checked: [{"role": "user"|"assistant", "content": text}, ...]."""
+    if value in (None, []):
+        return []
+    if not isinstance(value, list):
+        raise ValidationError("params.history: expected a list of {role, content} objects")
+    problems = [(f"params.history[{i}]", "expected {\"role\": \"user\" or \"assistant\", \"content\": text}")
+                for i, m in enumerate(value) if not isinstance(m, dict) or m.get("role") not in ("user", "assistant")
+                or not isinstance(m.get("content"), str) or set(m) - {"role", "content"}]
+    if problems:
+        raise ValidationError.collect("invalid conversation history", problems)
+    return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
 def _named_adapters(ctx: JobContext, inputs: dict[str, Any], *, include_base: bool) -> list[tuple[str, Any]]:
