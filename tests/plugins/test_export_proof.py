@@ -8,6 +8,7 @@ the GGUF files tensor by tensor with gguf-py in test_export.py instead).
    model (float32) for the demo's questions.
 2. The GGUF LoRA applied to the base model's f16 GGUF decodes the same text as the merged GGUF.
 3. A q8_0 GGUF of the base model still answers the demo's control questions.
+4. A q4_k_m export goes through llama-quantize and is a Q4_K_M file.
 """
 
 from __future__ import annotations
@@ -131,3 +132,15 @@ def test_q8_0_gguf_answers_the_control_questions(exported: dict[str, Any], compl
     for control in _questions()["controls"]:
         answer = _llama(completion, exported["base_q8"], _prompt(tok, control["question"]))
         assert control["expect"].lower() in answer.lower(), (control, answer)
+
+
+def test_q4_k_m_export_runs_llama_quantize(exported: dict[str, Any], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import gguf
+
+    monkeypatch.setenv("TUNELOG_LLAMA_CPP_DIR", str(converters_dir()))
+    ctx, _ = Context.local(tmp_path)
+    out = call("export", "gguf", ctx, inputs={"model": str(exported["base"])}, quant="q4_k_m")
+    reader = gguf.GGUFReader(ctx.artifact_path(out["gguf"]) / "model-q4_k_m.gguf")
+    assert reader.fields["general.file_type"].contents() == gguf.LlamaFileType.MOSTLY_Q4_K_M
+    assert {t.tensor_type.name for t in reader.tensors} & {"Q4_K", "Q5_K", "Q6_K", "Q5_0", "Q8_0"}
