@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 TEST_LLAMA_CPP := .cache/llama.cpp-0.3.36
 
-.PHONY: setup web demo test lint wheel-smoke bench clean llama-cpp-tools llama-quantize export-proof
+.PHONY: setup web demo test lint wheel-smoke bench mutate clean llama-cpp-tools llama-quantize export-proof
 
 setup: $(VENV)/.installed web $(TEST_LLAMA_CPP)/convert_hf_to_gguf.py
 
@@ -60,17 +60,25 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# mypy cannot follow the editable install's folder mapping (daemon/ is tunelog.daemon), so it
-# checks a throwaway tree of links with the package's real names.
+# mypy and import-linter cannot follow the editable install's folder mapping (daemon/ is
+# tunelog.daemon), so they check a throwaway tree of links with the package's real names.
 lint: setup
 	$(BIN)/ruff check daemon events store plugins frontends tests bench
 	rm -rf .cache/mypy-src && mkdir -p .cache/mypy-src/tunelog
 	for d in events store daemon plugins frontends; do ln -s "$(CURDIR)/$$d" .cache/mypy-src/tunelog/$$d; done
 	cd .cache/mypy-src && "$(CURDIR)/$(BIN)/mypy" --config-file "$(CURDIR)/pyproject.toml" --cache-dir ../mypy-cache \
 		-p tunelog.events -p tunelog.store -p tunelog.daemon
+	cd .cache/mypy-src && "$(CURDIR)/$(BIN)/lint-imports" --config "$(CURDIR)/pyproject.toml" --no-cache
 
 wheel-smoke: setup
 	bash .ci/wheel_smoke.sh
+
+# Mutation testing (mutmut) of the core with the fast tests that cover it; kill rate per module,
+# survivors in .cache/mutate/<module>/survivors.txt, reviewed in tests/MUTANTS.md. Long: run it
+# on the modules a change touches, e.g. `make mutate MUTATE=store`.
+MUTATE ?= events store daemon
+mutate: setup
+	nice -n 15 $(BIN)/python bench/mutate.py $(MUTATE)
 
 bench: setup
 	$(BIN)/python bench/store_bench.py

@@ -21,9 +21,9 @@ from typing import Any
 
 import anyio
 
-from tunelog.daemon.jobs import JobRunner
+from tunelog.daemon.jobs.runner import JobRunner
 from tunelog.daemon.paths import Paths
-from tunelog.daemon.plugin_code import snapshot
+from tunelog.daemon.plugin_host.snapshots import snapshot
 from tunelog.events.state import JobRow
 from tunelog.store.artifacts import ArtifactStore
 from tunelog.store.sqlite import SqliteStore

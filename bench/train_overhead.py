@@ -73,7 +73,7 @@ def run_recipe(model: Path, data: Path, *, steps: int, threads: int, work: Path)
 
 
 def run_bare(model_dir: Path, data: Path, *, steps: int, threads: int) -> dict[str, Any]:
-    """transformers + peft + torch, nothing else: the loop from FACTS.md, same batches and optimizer."""
+    """transformers + peft + torch, nothing else: a bare training loop, same batches and optimizer."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler, set_seed

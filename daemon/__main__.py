@@ -1,4 +1,5 @@
-"""`python -m tunelog.daemon`: run the daemon in the foreground (what `tunectl daemon run` does)."""
+"""`python -m tunelog.daemon`: the daemon alone in the foreground, without the web UI (`tunectl daemon
+run` serves the UI beside it)."""
 
 from __future__ import annotations
 

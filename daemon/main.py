@@ -12,23 +12,29 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import uvicorn
 
 from tunelog.daemon.app import create_app
 from tunelog.daemon.lock import InstanceLock
-from tunelog.daemon.paths import Paths
+from tunelog.daemon.paths import UMASK, Paths
 from tunelog.daemon.peer import bind_unix_socket, checked_protocol
-from tunelog.daemon.services import build_services
+from tunelog.daemon.services import build_services, start_services
 from tunelog.daemon.version import tunelog_version
 from tunelog.events.system import DaemonStarted, DaemonStopped
-from tunelog.frontends.web.server import serve_ui, ui_port_from_env
 
 log = logging.getLogger("tunelog.daemon")
+
+Extension = Callable[..., Coroutine[Any, Any, None]]
+"""Something served beside the API for the daemon's lifetime, e.g. the web UI: called as
+`await ext(services, task_status=...)` in the daemon's task group, it reports `task_status.started()`
+once it serves and runs until cancelled. Front ends hand extensions to `run_daemon`, so the daemon
+never imports them."""
 
 
 class _Server(uvicorn.Server):
@@ -48,14 +54,16 @@ def configure_logging(paths: Paths, *, to_stderr: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def run_daemon(paths: Paths, *, to_stderr: bool = True) -> None:
-    """Run the daemon in this process until it is told to stop. Raises ConflictError if one runs."""
+def run_daemon(paths: Paths, *, to_stderr: bool = True, extensions: Sequence[Extension] = ()) -> None:
+    """Run the daemon in this process until it is told to stop, serving `extensions` beside the API.
+    Raises ConflictError if one runs."""
+    os.umask(UMASK)  # the log, its WAL, daemon.log, artifacts and worker logs: owner only
     paths.ensure()
     lock = InstanceLock(paths.lock, socket=paths.socket)
     lock.acquire()
     try:
         configure_logging(paths, to_stderr=to_stderr)
-        anyio.run(_serve, paths)
+        anyio.run(_serve, paths, extensions)
     finally:
         lock.release()
 
@@ -64,16 +72,13 @@ def _env_list(name: str) -> list[str]:
     return [p for p in os.environ.get(name, "").split(os.pathsep) if p]
 
 
-async def _serve(paths: Paths) -> None:
-    ui_port = ui_port_from_env()  # TUNELOG_UI_PORT: a port, 0 (any free one) or `off`
+async def _serve(paths: Paths, extensions: Sequence[Extension]) -> None:
     services = build_services(
         paths, version=tunelog_version(), plugin_dirs=[Path(p) for p in _env_list("TUNELOG_PLUGIN_DIRS")],
         builtin_dir=Path(os.devnull) if os.environ.get("TUNELOG_NO_BUILTINS") else None,
         slots=[s for s in os.environ.get("TUNELOG_SLOTS", "").split(",") if s] or None,
         grace_s=float(os.environ.get("TUNELOG_GRACE_S", "10")))
     store = services.store
-    store.subscribe(services.notifier.notify)
-    store.subscribe(lambda head: services.runs.wake())
     stop = anyio.Event()
     reason = ["unknown"]
 
@@ -92,10 +97,7 @@ async def _serve(paths: Paths) -> None:
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, request_stop)
-            await tg.start(services.jobs.run)
-            await services.plugins.scan()
-            await tg.start(services.plugins.watch)
-            await tg.start(services.runs.run)
+            await start_services(services, tg)
             served = anyio.Event()
 
             async def serve() -> None:
@@ -105,7 +107,8 @@ async def _serve(paths: Paths) -> None:
                     served.set()
 
             tg.start_soon(serve)
-            await tg.start(functools.partial(serve_ui, services, port=ui_port))
+            for extension in extensions:
+                await tg.start(functools.partial(extension, services))
             await stop.wait()
             log.info("stopping: %s", reason[0])
             server.should_exit = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -9,15 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+from anyio.abc import TaskGroup
 
 from tunelog.daemon.paths import Paths
 from tunelog.store.artifacts import ArtifactStore
 from tunelog.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
-    from tunelog.daemon.executor import RunExecutor
-    from tunelog.daemon.jobs import JobRunner
-    from tunelog.daemon.plugins import PluginManager
+    from tunelog.daemon.jobs.runner import JobRunner
+    from tunelog.daemon.plugin_host.manager import PluginManager
+    from tunelog.daemon.runs.executor import RunExecutor
 
 
 class Notifier:
@@ -40,9 +43,9 @@ def build_services(paths: Paths, *, version: str, plugin_dirs: Sequence[Path] = 
                    builtin_dir: Path | None = None, slots: list[str] | None = None,
                    grace_s: float = 10.0) -> Services:
     """The daemon's parts over one data dir, wired together (the daemon and the tests use this)."""
-    from tunelog.daemon.executor import RunExecutor
-    from tunelog.daemon.jobs import JobRunner
-    from tunelog.daemon.plugins import PluginManager
+    from tunelog.daemon.jobs.runner import JobRunner
+    from tunelog.daemon.plugin_host.manager import PluginManager
+    from tunelog.daemon.runs.executor import RunExecutor
 
     paths.ensure()
     store = SqliteStore(paths.db)
@@ -51,6 +54,41 @@ def build_services(paths: Paths, *, version: str, plugin_dirs: Sequence[Path] = 
     jobs = JobRunner(store, paths, artifacts, slots=slots, grace_s=grace_s)
     return Services(paths=paths, store=store, artifacts=artifacts, version=version, plugins=plugins, jobs=jobs,
                     runs=RunExecutor(store, plugins, jobs))
+
+
+async def start_services(services: Services, tg: TaskGroup, *, watch_plugins: bool = True) -> Callable[[], None]:
+    """Start the daemon's parts in `tg`, in start-up order: wake followers and the run executor after
+    each commit, run the job runner (it first settles the jobs a crash left behind), scan the
+    plugins, watch them for changes (unless `watch_plugins` is false), run the run executor.
+    Returns the function that stops the wake-ups. Stop the job runner with `services.jobs.shutdown()`."""
+    loop = asyncio.get_running_loop()
+    unsubscribe = [services.store.subscribe(_on_loop(loop, services.notifier.notify)),
+                   services.store.subscribe(_on_loop(loop, lambda head: services.runs.wake()))]
+    await tg.start(services.jobs.run)
+    await services.plugins.scan()
+    if watch_plugins:
+        await tg.start(services.plugins.watch)
+    await tg.start(services.runs.run)
+
+    def stop_waking() -> None:
+        for undo in unsubscribe:
+            undo()
+
+    return stop_waking
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[[int], None]) -> Callable[[int], None]:
+    """A store subscriber that calls `fn(head)` in `loop`'s thread (the notifier's events belong to
+    the loop), whichever thread appended."""
+    owner = threading.get_ident()
+
+    def call(head: int) -> None:
+        if threading.get_ident() == owner:
+            fn(head)
+        else:
+            loop.call_soon_threadsafe(fn, head)
+
+    return call
 
 
 @dataclass

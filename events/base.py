@@ -88,8 +88,8 @@ class StampedEvent(msgspec.Struct, frozen=True, gc=False):
 
 
 def event_types() -> dict[str, type[Event]]:
-    """Every event type by tag (all subclasses of Event in the imported modules)."""
-    _import_all()
+    """Every event type by tag (all subclasses of Event in the imported modules; importing
+    `tunelog.events` imports every module that defines one)."""
     found: dict[str, type[Event]] = {}
     todo = list(Event.__subclasses__())
     while todo:
@@ -106,9 +106,8 @@ def event_types() -> dict[str, type[Event]]:
         _registry.clear()
         _registry.update(found)
         _decoder = None
-        global _list_decoder, _line_decoder
-        _list_decoder = _line_decoder = None
-        _current_versions.clear()
+        global _line_decoder
+        _line_decoder = None
     return dict(_registry)
 
 
@@ -146,18 +145,6 @@ def decode_payload(tag: str, schema_version: int, payload: bytes | str) -> Event
     return msgspec.convert(data, cls)
 
 
-def decode_payloads(items: list[tuple[str, int, str]]) -> list[Event]:
-    """Decode many (tag, schema_version, payload) rows at once: one decoder call when none needs upcasting."""
-    global _list_decoder
-    current = {tag: cls.schema_version for tag, cls in event_types().items()} if _list_decoder is None else None
-    if _list_decoder is None:
-        _list_decoder = msgspec.json.Decoder(type=list[_union(tuple(event_types().values()))])  # type: ignore[misc]
-        _current_versions.update(current or {})
-    if all(_current_versions.get(tag) == sv for tag, sv, _ in items):
-        return _list_decoder.decode("[" + ",".join(p for _, _, p in items) + "]")  # type: ignore[no-any-return]
-    return [decode_payload(tag, sv, p) for tag, sv, p in items]
-
-
 def decode_stored(versions: Sequence[int], payloads: Sequence[str]) -> list[Event]:
     """Decode stored payloads, given each row's schema version, with one msgspec call (a rebuild
     decodes millions; newline-joined, so no second copy to bracket them).
@@ -185,8 +172,6 @@ class _Tag(msgspec.Struct):
 _tag_only = msgspec.json.Decoder(_Tag)
 _schema_version = operator.attrgetter("schema_version")
 _line_decoder: msgspec.json.Decoder[Any] | None = None
-_list_decoder: msgspec.json.Decoder[Any] | None = None
-_current_versions: dict[str, int] = {}
 
 
 def _union(types: tuple[type[Event], ...]) -> Any:
@@ -194,7 +179,3 @@ def _union(types: tuple[type[Event], ...]) -> Any:
 
     return Union[types]  # noqa: UP007 - a runtime-built union needs the subscript form
 
-
-def _import_all() -> None:
-    """Import the modules that define event types so the registry is complete."""
-    from tunelog.events import domain  # noqa: F401

@@ -47,6 +47,8 @@ class JobStarted(Event, frozen=True, tag="job-started"):
     """Resource slot it occupies, e.g. `cpu0` or `gpu1`."""
     log_path: str
     """File that receives the worker's stdout and stderr."""
+    run_id: str | None = None
+    """The run the job belongs to, if any (its node shows `running` from here on)."""
 
 
 class JobProgress(Event, frozen=True, tag="job-progress"):
@@ -134,7 +136,7 @@ class JobFailed(Event, frozen=True, tag="job-failed"):
     job_id: str
     """Job id."""
     error: str
-    """One line a user can act on."""
+    """One line a user can act on (the summary; `message`, `problems` and `hint` have the rest)."""
     cause: str
     """`exception`, `signal`, `exit`, `oom`, `lost` or `start`."""
     exit_code: int | None = None
@@ -145,6 +147,14 @@ class JobFailed(Event, frozen=True, tag="job-failed"):
     """Python traceback, when the operation raised."""
     last_lines: list[str] = []
     """Last lines of the worker's log."""
+    error_type: str = ""
+    """Class name of the exception the operation raised, e.g. `ValidationError`; empty when it did not raise."""
+    message: str = ""
+    """The whole error message, every line of it (empty when it did not raise)."""
+    hint: str | None = None
+    """What to do about it, when the error said."""
+    problems: list[dict[str, Any]] = []
+    """Every problem of the error's problem list (e.g. `{"where": "row 3", "message": ...}`), in its order."""
 
 
 class JobCancelled(Event, frozen=True, tag="job-cancelled"):

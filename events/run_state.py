@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from tunelog.events import jobs as J
 from tunelog.events import merges as M
 from tunelog.events import runs as R
 from tunelog.events.base import Stamped
@@ -27,7 +28,7 @@ class NodeRow(msgspec.Struct, kw_only=True):
     """Where one node of a run stands."""
 
     state: str = "pending"
-    """`pending`, `queued`, `completed`, `cached`, `failed` or `skipped`."""
+    """`pending`, `queued`, `running` (its job started), `completed`, `cached`, `failed`, `cancelled` or `skipped`."""
     job_id: str | None = None
     jobs: list[str] = []
     """Every job that ran this node, oldest first (resumes add one each)."""
@@ -133,7 +134,12 @@ def evolve_run(row: RunRow | None, env: Stamped) -> RunRow | None:
         return _node(row, e.node, state="cached", cache_key=e.cache_key, outputs=e.outputs, job_id=e.source_job)
     if isinstance(e, R.NodeCompleted):
         return _node(row, e.node, state="completed", outputs=e.outputs)
+    if isinstance(e, J.JobStarted):
+        started = [n for n, node in row.nodes.items() if node.job_id == e.job_id and node.state == "queued"]
+        return _node(row, started[0], state="running") if started else row
     if isinstance(e, R.NodeFailed):
+        if e.state == "cancelled":
+            return _node(row, e.node, state="cancelled", error="" if e.error == e.state else e.error)
         return _node(row, e.node, state="failed", error=f"{e.state}: {e.error}")
     if isinstance(e, R.NodeSkipped):
         return _node(row, e.node, state="skipped", error=e.reason)

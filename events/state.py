@@ -101,6 +101,13 @@ class JobRow(msgspec.Struct, kw_only=True):
     cause: str = ""
     traceback: str = ""
     last_lines: list[str] = []
+    error_type: str = ""
+    error_message: str = ""
+    """A failed job's whole error message, JobFailed's `message` (`error` is its first line; `message`
+    above is the progress note)."""
+    hint: str | None = None
+    problems: list[dict[str, Any]] = []
+    """Every problem of a failed job's problem list."""
 
 
 Row = DaemonRow | PluginRow | JobRow
@@ -161,7 +168,9 @@ _JOB_STEPS: dict[type, Callable[[Any, Any, Stamped], JobRow]] = {
     J.JobCancelRequested: lambda row, e, env: replace(row, cancel_requested=True),
     J.JobSucceeded: lambda row, e, env: replace(row, state="succeeded", outputs=e.outputs, ended_at=env.time),
     J.JobFailed: lambda row, e, env: replace(row, state="failed", error=e.error, cause=e.cause,
-                                             traceback=e.traceback, last_lines=e.last_lines, ended_at=env.time),
+                                             traceback=e.traceback, last_lines=e.last_lines, ended_at=env.time,
+                                             error_type=e.error_type, error_message=e.message, hint=e.hint,
+                                             problems=e.problems),
     J.JobCancelled: lambda row, e, env: replace(row, state="cancelled", ended_at=env.time),
     J.JobInterrupted: lambda row, e, env: replace(row, state="interrupted", error=e.reason, ended_at=env.time),
 }
@@ -223,6 +232,11 @@ class Fold(msgspec.Struct, frozen=True):
     """The pure fold: (row or None, event) -> row, or None to delete it."""
     evolve_many: Callable[[Any, Sequence[Stamped]], Any] | None = None
     """Optional, for rebuilds: fold consecutive events of one key at once. Must equal `evolve` one by one."""
+    counted: tuple[str, ...] = ()
+    """Row fields whose number of rows per value the store keeps up to date (`count_by`)."""
+    indexes: tuple[tuple[str, ...], ...] = ()
+    """Row fields the store indexes, each tuple one index: what `select` and `count_by` filter and
+    order by, so a listing or a count costs what it returns, not the table's size."""
 
     def fold_many(self, row: Any, envs: Sequence[Stamped]) -> Any:
         """Fold consecutive events of one key: `evolve_many` if the fold has one, else one by one."""
@@ -242,8 +256,14 @@ CORE_FOLDS: tuple[Fold, ...] = (
     Fold("jobs", JobRow, _tags(J.JobQueued, J.JobStarted, J.JobProgress, J.JobMetrics, J.JobArtifact,
                                J.JobCheckpointed, J.JobCancelRequested, J.JobSucceeded, J.JobFailed,
                                J.JobCancelled, J.JobInterrupted),
-         attrgetter("event.job_id"), evolve_job, evolve_jobs),
+         attrgetter("event.job_id"), evolve_job, evolve_jobs, counted=("state",),
+         indexes=(("state", "queued_position"), ("queued_position",))),
 )
+
+
+def _run_key(env: Stamped) -> str | None:
+    """The run an event touches: its `run_id` (a job outside any run has none)."""
+    return getattr(env.event, "run_id", None)
 
 
 def all_folds() -> tuple[Fold, ...]:
@@ -252,11 +272,12 @@ def all_folds() -> tuple[Fold, ...]:
     from tunelog.events import run_state as RS
     from tunelog.events import runs as R
 
-    run_tags = _tags(R.RunSubmitted, R.NodeQueued, R.NodeCached, R.NodeCompleted, R.NodeFailed, R.NodeSkipped,
+    run_tags = _tags(J.JobStarted, R.RunSubmitted, R.NodeQueued, R.NodeCached, R.NodeCompleted, R.NodeFailed, R.NodeSkipped,
                      R.RunCancelRequested, R.RunResumed, R.RunFinished, R.TrainingStarted)
     return (*CORE_FOLDS,
             Fold("workflows", RS.WorkflowRow, _tags(R.WorkflowSaved), attrgetter("event.name"), RS.evolve_workflow),
-            Fold("runs", RS.RunRow, run_tags, attrgetter("event.run_id"), RS.evolve_run),
+            Fold("runs", RS.RunRow, run_tags, _run_key, RS.evolve_run,
+                 indexes=(("state", "submitted_position"), ("submitted_position",))),
             Fold("cache", RS.CacheRow, _tags(R.NodeCompleted), attrgetter("event.cache_key"), RS.evolve_cache),
             Fold("adapters", RS.AdapterRow, _tags(R.NodeCompleted, M.AdapterMerged), RS._adapter_key,
                  RS.evolve_adapter),

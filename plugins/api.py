@@ -58,6 +58,13 @@ class OperationSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
     inputs: dict[str, PortSpec] = {}
     outputs: dict[str, PortSpec] = {}
     params: dict[str, ParamSpec] = {}
+    devices_param: str | None = None
+    """Name of the integer parameter that says how many device slots the job takes at once; with
+    more than one, the daemon starts the worker under a distributed launcher (accelerate/torchrun)."""
+
+    def devices(self, params: dict[str, Any]) -> int:
+        """Slots a job of this operation with these (validated) parameters takes."""
+        return int(params.get(self.devices_param, 1)) if self.devices_param else 1
 
 
 class Manifest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -69,6 +76,9 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     operations: dict[str, OperationSpec]
     ui_component: str | None = None
     """File name of the optional UI component, e.g. `ui_component.py`."""
+    presets: str | None = None
+    """File name of named parameter presets (YAML: `presets: {name: {description, params}}`) for
+    the operations that have a `preset` parameter, e.g. `presets.yaml`."""
     checks: str | None = None
     """File name of the optional checks module, e.g. `checks.py`: for an operation `op`, the daemon
     calls `op(params, inputs, facts) -> (problems, warnings)` at submit, in a throwaway process, and
@@ -86,6 +96,8 @@ class JobContext(Protocol):
     """Scratch folder of this job; a resumed job gets a fresh one."""
     resume_from: Path | None
     """A checkpoint folder to resume from (read-only), or None for a fresh start."""
+    cache_dir: Path
+    """Folder for caches shared by every job of this data dir (e.g. a GGUF model converted once)."""
 
     def progress(self, step: int, total: int | None = None, message: str = "") -> None:
         """Report how far the operation is (batched before it reaches the log)."""

@@ -19,12 +19,13 @@ class Context:
     """Implements `tunelog.plugins.api.JobContext`."""
 
     def __init__(self, *, job_id: str, workdir: Path, artifacts: ArtifactStore, sink: Sink,
-                 resume_from: Path | None = None, run_id: str | None = None):
+                 resume_from: Path | None = None, run_id: str | None = None, cache_dir: Path | None = None):
         self.job_id = job_id
         self.run_id = run_id
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.resume_from = resume_from
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(artifacts.root).parent / "cache"
         self._artifacts = artifacts
         self._sink = sink
         self._stop = False

@@ -1,7 +1,7 @@
 """The event log (SQLite, or in memory for fast tests), its projections, and the artifact store.
 
-Names are imported lazily: a worker that only needs the artifact store must not pay for SQLite
-schema tooling (sqlite-utils pulls in pandas when it is installed).
+Names are imported lazily: a worker that only needs the artifact store must not pay for the
+event log's imports.
 """
 
 from __future__ import annotations

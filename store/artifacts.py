@@ -1,7 +1,8 @@
 """Content-addressed artifact store: files and folders named by their sha256.
 
 Writes go to a temporary name in the same filesystem and are renamed into place, so a crash
-never leaves a half-written artifact under a valid name. Reads can verify the hash. A folder's
+never leaves a half-written artifact under a valid name. Reads can verify the hash. Artifacts are
+private and read-only: files 0400, folders 0700. A folder's
 hash covers its relative paths and the hashes of its files, so equal trees have equal hashes.
 """
 
@@ -60,8 +61,8 @@ class ArtifactStore:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        (self.root / "sha256").mkdir(parents=True, exist_ok=True)
-        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        (self.root / "sha256").mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.root / "tmp").mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def _final(self, sha: str) -> Path:
         return self.root / "sha256" / sha[:2] / sha
@@ -83,8 +84,8 @@ class ArtifactStore:
 
     def _commit_file(self, tmp: Path, sha: str, size: int) -> ArtifactRef:
         final = self._final(sha)
-        final.parent.mkdir(exist_ok=True)
-        os.chmod(tmp, 0o444)
+        final.parent.mkdir(exist_ok=True, mode=0o700)
+        os.chmod(tmp, 0o400)
         if final.exists():
             tmp.unlink()
         else:
@@ -102,13 +103,15 @@ class ArtifactStore:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         sha, size = tree_digest(tmp)
         final = self._final(sha)
-        final.parent.mkdir(exist_ok=True)
+        final.parent.mkdir(exist_ok=True, mode=0o700)
         if final.exists():
             shutil.rmtree(tmp)
         else:
             for p in tmp.rglob("*"):
                 if p.is_file():
-                    os.chmod(p, 0o444)
+                    os.chmod(p, 0o400)
+                elif p.is_dir():
+                    os.chmod(p, 0o700)  # copytree copies the source's folder modes
             os.replace(tmp, final)
         return ArtifactRef(sha, size, "dir")
 

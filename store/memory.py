@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 from tunelog.events.base import Envelope, Event, decode_payload, encode_payload
 from tunelog.events.errors import ConflictError
 from tunelog.events.state import Fold, all_folds
+from tunelog.store.base import CommandRecord, check_fields
 
 
 class MemoryStore:
@@ -18,6 +21,7 @@ class MemoryStore:
         self._log: list[Envelope] = []
         self._versions: dict[str, int] = {}
         self._by_command: dict[str, list[Envelope]] = {}
+        self._commands: dict[str, CommandRecord] = {}
         self._folds = folds if folds is not None else all_folds()
         self._tables: dict[str, dict[str, Any]] = {f.table: {} for f in self._folds}
         self._positions = {f.table: 0 for f in self._folds}
@@ -56,6 +60,20 @@ class MemoryStore:
             cb(len(self._log))
         return out
 
+    def command(self, command_id: str) -> CommandRecord | None:
+        return self._commands.get(command_id)
+
+    def record_command(self, record: CommandRecord) -> CommandRecord:
+        held = self._commands.get(record.command_id)
+        if held is None or (held.status == 0 and held.fingerprint == record.fingerprint):
+            self._commands[record.command_id] = record
+        return self._commands[record.command_id]
+
+    def forget_command(self, command_id: str) -> None:
+        held = self._commands.get(command_id)
+        if held is not None and held.status == 0:
+            del self._commands[command_id]
+
     def _apply(self, env: Envelope, tables: dict[str, dict[str, Any]]) -> None:
         for f in self._folds:
             if env.type in f.tags:
@@ -93,6 +111,20 @@ class MemoryStore:
 
     def rows(self, table: str) -> list[Any]:
         return [v for _, v in sorted(self._tables[table].items())]
+
+    def select(self, table: str, *, order: str, where: Mapping[str, Any] | None = None, after: Any = None,
+               limit: int | None = None, descending: bool = False) -> list[Any]:
+        fold = next(f for f in self._folds if f.table == table)
+        check_fields(fold, [*(where or {}), order])
+        rows = [r for r in self._tables[table].values()
+                if all(getattr(r, k) == v for k, v in (where or {}).items())
+                and (after is None or (getattr(r, order) < after if descending else getattr(r, order) > after))]
+        rows.sort(key=attrgetter(order), reverse=descending)
+        return rows if limit is None else rows[:limit]
+
+    def count_by(self, table: str, field: str) -> dict[Any, int]:
+        check_fields(next(f for f in self._folds if f.table == table), [field])
+        return dict(Counter(getattr(r, field) for r in self._tables[table].values()))
 
     def projection_position(self, table: str) -> int:
         return self._positions[table]

@@ -1,53 +1,118 @@
-"""Schema of the log database and its migrations (sqlite-utils, tracked in PRAGMA user_version)."""
+"""Schema of the log database and its migrations (tracked in PRAGMA user_version).
+
+The schema is plain SQL. sqlite-utils cannot be imported without importing pandas and numpy
+(its `db` module registers their column types at import), which put 80 MB into the daemon the
+first time it created a database. A future migration that needs what plain SQL makes awkward
+(sqlite-utils' `table.transform()` rebuilding a table) may import it inside its own step: the
+cost is paid once, by the daemon that upgrades.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
 
 from tunelog.events.state import Fold
 
-if TYPE_CHECKING:
-    import sqlite_utils
+_V1 = """
+CREATE TABLE "events" (
+   "position" INTEGER PRIMARY KEY,
+   "stream" TEXT NOT NULL,
+   "version" INTEGER NOT NULL,
+   "type" TEXT NOT NULL,
+   "schema_version" INTEGER NOT NULL,
+   "time" REAL NOT NULL,
+   "payload" TEXT NOT NULL,
+   "command_id" TEXT,
+   "causation_id" TEXT,
+   "correlation_id" TEXT
+);
+CREATE UNIQUE INDEX "idx_events_stream_version" ON "events" ("stream", "version");
+CREATE INDEX "idx_events_command_id" ON "events" ("command_id");
+CREATE INDEX "idx_events_type" ON "events" ("type");
+CREATE TABLE "projection_positions" (
+   "name" TEXT PRIMARY KEY,
+   "position" INTEGER
+);
+"""
+"""The tables sqlite-utils 4 created for version 1, statement for statement (older logs have them)."""
 
 
-def _v1(db: sqlite_utils.Database) -> None:
-    db["events"].create(  # type: ignore[union-attr]
-        {"position": int, "stream": str, "version": int, "type": str, "schema_version": int, "time": float,
-         "payload": str, "command_id": str, "causation_id": str, "correlation_id": str},
-        pk="position", not_null={"stream", "version", "type", "schema_version", "time", "payload"},
-    )
-    db["events"].create_index(["stream", "version"], unique=True)  # type: ignore[union-attr]
-    db["events"].create_index(["command_id"])  # type: ignore[union-attr]
-    db["events"].create_index(["type"])  # type: ignore[union-attr]
-    db["projection_positions"].create({"name": str, "position": int}, pk="name")  # type: ignore[union-attr]
+_V2 = """
+CREATE TABLE "commands" (
+   "command_id" TEXT PRIMARY KEY,
+   "kind" TEXT NOT NULL,
+   "fingerprint" TEXT NOT NULL,
+   "status" INTEGER NOT NULL,
+   "answer" BLOB NOT NULL,
+   "time" REAL NOT NULL
+);
+"""
+"""The answers of commands with an idempotency key (not events: a retry reads them, no fold does),
+as sqlite-utils 4 created the table."""
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
-"""Applied in order; the database's user_version counts how many have run. Append only."""
+def _v1(conn: sqlite3.Connection) -> None:
+    _run(conn, _V1)
+
+
+def _v2(conn: sqlite3.Connection) -> None:
+    _run(conn, _V2)
+
+
+def _run(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+"""Applied in order, each in its own transaction; the database's user_version counts how many
+have run. Append only."""
+
+
+def field_sql(field: str) -> str:
+    """The SQL expression of one top-level field of a projection row (rows are JSON in `data`).
+
+    Queries must spell it exactly like the index does for SQLite to use the index."""
+    return f"json_extract(data, '$.{field}')"
+
+
+def index_name(table: str, fields: tuple[str, ...]) -> str:
+    return f"idx_{table}_{'_'.join(fields)}"
 
 
 def migrate(conn: sqlite3.Connection, folds: tuple[Fold, ...]) -> None:
-    """Bring the schema up to date and make sure every projection has its table.
-
-    sqlite-utils is imported only when there is something to do: it pulls in pandas, which the
-    daemon and the workers should not carry for a schema that is already current.
-    """
+    """Bring the schema up to date and make sure every projection has its table and indexes."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if current == len(MIGRATIONS) and all(f.table in tables for f in folds):
-        return
-    import sqlite_utils
-
-    db = sqlite_utils.Database(conn)
+    have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
     for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
-        with db.conn:
-            step(db)
-            db.execute(f"PRAGMA user_version = {number}")
+        with _transaction(conn):
+            step(conn)
+            conn.execute(f"PRAGMA user_version = {number}")
     for fold in folds:
-        if not db[fold.table].exists():
-            with db.conn:
-                db[fold.table].create({"key": str, "data": str}, pk="key")  # type: ignore[union-attr]
-                db["projection_positions"].insert({"name": fold.table, "position": 0},  # type: ignore[union-attr]
-                                                  replace=True)
+        statements = []
+        if fold.table not in have:
+            statements += [f'CREATE TABLE "{fold.table}" ("key" TEXT PRIMARY KEY, "data" TEXT)',
+                           f"INSERT OR REPLACE INTO projection_positions (name, position) VALUES ('{fold.table}', 0)"]
+        for fields in fold.indexes:
+            if index_name(fold.table, fields) not in have:
+                statements.append(f'CREATE INDEX "{index_name(fold.table, fields)}" ON "{fold.table}" '
+                                  f"({', '.join(field_sql(f) for f in fields)})")
+        if statements:
+            with _transaction(conn):
+                for sql in statements:
+                    conn.execute(sql)
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on a connection in autocommit mode (`isolation_level=None`)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

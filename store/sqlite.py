@@ -7,7 +7,8 @@ import gc
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ from typing import Any
 import msgspec
 
 from tunelog.events.base import Envelope, Event, StampedEvent, decode_payload, decode_stored, encode_payload
-from tunelog.events.errors import ConflictError, TunelogError
+from tunelog.events.errors import ConflictError, TunelogError, ValidationError
 from tunelog.events.state import Fold, all_folds
-from tunelog.store.schema import migrate
+from tunelog.store.base import CommandRecord, check_fields
+from tunelog.store.schema import field_sql, migrate
 
 _COLUMNS = "position, stream, version, type, schema_version, time, payload, command_id, causation_id, correlation_id"
 _INSERT = (f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -30,6 +32,9 @@ def sqlite_errors(what: str) -> Iterator[None]:
     """Map sqlite3 errors to tunelog errors: the one place that knows sqlite3's exceptions."""
     try:
         yield
+    except OverflowError as exc:  # a Python int past SQLite's 64 bits, e.g. a position from a client
+        raise ValidationError(f"{what}: a number is out of range ({exc})",
+                              hint=f"positions and versions are at most {(1 << 63) - 1}") from exc
     except sqlite3.IntegrityError as exc:
         raise ConflictError(f"{what}: {exc}", hint="re-read the stream and retry") from exc
     except sqlite3.OperationalError as exc:
@@ -55,6 +60,8 @@ class SqliteStore:
         self._encoder = msgspec.json.Encoder()
         self._clock = clock
         self._lock = threading.RLock()
+        self._counts: dict[tuple[str, str], Counter[Any]] = {}
+        """(table, field) -> rows per value, for counted fields once asked (see `count_by`)."""
         self._subscribers: list[Callable[[int], None]] = []
         with sqlite_errors(f"opening {self.path}"):
             self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -97,20 +104,22 @@ class SqliteStore:
                                         command_id=command_id, causation_id=causation_id,
                                         correlation_id=correlation_id))
                 conn.executemany(_INSERT, rows)
-                self._apply(out, out[-1].position)
+                changes = self._apply(out, out[-1].position)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             self._head = out[-1].position
+            self._count_changes(changes)
         for cb in list(self._subscribers):
             cb(self._head)
         return out
 
-    def _apply(self, envs: Sequence[Envelope], position: int, *, fresh: bool = False) -> None:
-        """Fold envelopes into the projection tables (inside the caller's transaction)."""
+    def _apply(self, envs: Sequence[Envelope], position: int) -> list[tuple[str, Any, Any]]:
+        """Fold envelopes into the projection tables (inside the caller's transaction); returns
+        each changed row's (table, row before, row after)."""
         cache: dict[tuple[str, str], Any] = {}
-        touched: set[str] = set()
+        before: dict[tuple[str, str], Any] = {}
         for env in envs:
             for f in self._by_tag.get(env.type, ()):
                 key = f.key(env)
@@ -118,9 +127,8 @@ class SqliteStore:
                     continue
                 ck = (f.table, key)
                 if ck not in cache:
-                    cache[ck] = None if fresh else self._load_row(f.table, key)
+                    cache[ck] = before[ck] = self._load_row(f.table, key)
                 cache[ck] = f.evolve(cache[ck], env)
-                touched.add(f.table)
         encode = self._encoder.encode
         for (table, key), row in cache.items():
             if row is None:
@@ -130,6 +138,17 @@ class SqliteStore:
                                   (key, encode(row).decode()))
         self.conn.executemany("UPDATE projection_positions SET position = ? WHERE name = ?",
                               [(position, f.table) for f in self._folds])
+        return [(table, before[table, key], row) for (table, key), row in cache.items()]
+
+    def _count_changes(self, changes: list[tuple[str, Any, Any]]) -> None:
+        """Move committed rows between the counts of their counted fields' values."""
+        for (table, field), counts in self._counts.items():
+            for t, old, new in changes:
+                if t == table:
+                    if old is not None:
+                        counts[getattr(old, field)] -= 1
+                    if new is not None:
+                        counts[getattr(new, field)] += 1
 
     def _load_row(self, table: str, key: str) -> Any | None:
         got = self.conn.execute(f"SELECT data FROM [{table}] WHERE key = ?", (key,)).fetchone()
@@ -151,6 +170,7 @@ class SqliteStore:
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
+            self._counts.clear()
             return sum(counts.get(tag, 0) for tag in self._by_tag)
 
     def _fold_table(self, fold: Fold, counts: dict[str, int]) -> dict[str, Any]:
@@ -218,7 +238,7 @@ class SqliteStore:
         return int(self.conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
 
     def stream_version(self, stream: str) -> int:
-        with self._lock:
+        with self._lock, sqlite_errors(f"reading the version of {stream!r}"):
             row = self.conn.execute("SELECT max(version) FROM events WHERE stream = ?", (stream,)).fetchone()
         return int(row[0] or 0)
 
@@ -231,10 +251,64 @@ class SqliteStore:
         with self._lock, sqlite_errors(f"reading {table}"):
             return [dec.decode(d) for (d,) in self.conn.execute(f"SELECT data FROM [{table}] ORDER BY key")]
 
+    def select(self, table: str, *, order: str, where: Mapping[str, Any] | None = None, after: Any = None,
+               limit: int | None = None, descending: bool = False) -> list[Any]:
+        fields = [*(where or {}), order]
+        check_fields(self._fold(table), fields)
+        clauses = [f"{field_sql(f)} = ?" for f in where or {}]
+        args = list((where or {}).values())
+        if after is not None:
+            clauses.append(f"{field_sql(order)} {'<' if descending else '>'} ?")
+            args.append(after)
+        sql = (f"SELECT data FROM [{table}] {'WHERE ' + ' AND '.join(clauses) if clauses else ''} "
+               f"ORDER BY {field_sql(order)} {'DESC' if descending else 'ASC'}")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        dec = self._row_decoders[table]
+        with self._lock, sqlite_errors(f"reading {table}"):
+            return [dec.decode(d) for (d,) in self.conn.execute(sql, args)]
+
+    def count_by(self, table: str, field: str) -> dict[Any, int]:
+        """A counted field (`Fold.counted`) is counted once, then kept up to date by each append:
+        counting through an index still reads every row on SQLite before 3.41, which evaluates
+        an indexed expression again instead of reading it from the index."""
+        fold = self._fold(table)
+        check_fields(fold, [field])
+        with self._lock, sqlite_errors(f"counting {table}"):
+            counts = self._counts.get((table, field))
+            if counts is None:
+                counts = Counter(dict(self.conn.execute(f"SELECT {field_sql(field)}, count(*) FROM [{table}] "
+                                                        f"GROUP BY {field_sql(field)}").fetchall()))
+                if field in fold.counted:
+                    self._counts[table, field] = counts
+            return {value: n for value, n in counts.items() if n}
+
+    def _fold(self, table: str) -> Fold:
+        return next(f for f in self._folds if f.table == table)
+
     def projection_position(self, table: str) -> int:
-        with self._lock:
+        with self._lock, sqlite_errors(f"reading the position of {table}"):
             row = self.conn.execute("SELECT position FROM projection_positions WHERE name = ?", (table,)).fetchone()
         return int(row[0]) if row else 0
+
+    def command(self, command_id: str) -> CommandRecord | None:
+        with self._lock, sqlite_errors("looking up a command"):
+            row = self.conn.execute("SELECT command_id, kind, fingerprint, status, answer FROM commands "
+                                    "WHERE command_id = ?", (command_id,)).fetchone()
+        return None if row is None else CommandRecord(*row)
+
+    def record_command(self, record: CommandRecord) -> CommandRecord:
+        with self._lock, sqlite_errors("recording a command"):
+            self.conn.execute("INSERT INTO commands (command_id, kind, fingerprint, status, answer, time) "
+                              "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (command_id) DO UPDATE SET "
+                              "status = excluded.status, answer = excluded.answer, time = excluded.time "
+                              "WHERE commands.status = 0 AND commands.fingerprint = excluded.fingerprint",
+                              (*msgspec.structs.astuple(record), self._clock()))
+        return self.command(record.command_id) or record
+
+    def forget_command(self, command_id: str) -> None:
+        with self._lock, sqlite_errors("forgetting a command"):
+            self.conn.execute("DELETE FROM commands WHERE command_id = ? AND status = 0", (command_id,))
 
     def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:
         self._subscribers.append(callback)

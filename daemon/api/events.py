@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tunelog.daemon.api.errors import int_field
 from tunelog.daemon.services import Services
 from tunelog.events.base import event_types
 from tunelog.events.errors import ValidationError
@@ -32,34 +33,19 @@ class Query(msgspec.Struct, frozen=True):
 
 
 def parse_query(request: Request) -> Query:
-    """Validate the query string; every problem at once."""
+    """Validate the query string; every problem at once. A position past the head is no error
+    (nothing comes after it yet); one past what SQLite can store is."""
     q = request.query_params
-    problems = []
-
-    def number(name: str, default: int, *, low: int, high: int | None = None) -> int:
-        raw = q.get(name)
-        if raw is None:
-            return default
-        if not raw.lstrip("-").isdigit() or int(raw) < low or (high is not None and int(raw) > high):
-            bound = f" and at most {high}" if high is not None else ""
-            problems.append((name, f"must be an integer at least {low}{bound}, got {raw!r}"))
-            return default
-        return int(raw)
-
-    after = number("after", 0, low=0)
-    last_id = request.headers.get("last-event-id")
-    if last_id is not None:
-        if last_id.isdigit():
-            after = int(last_id)
-        else:
-            problems.append(("Last-Event-ID", f"must be an event position, got {last_id!r}"))
-    limit = number("limit", PAGE, low=1, high=10_000)
+    problems: list[tuple[str, str]] = []
+    after = int_field(q.get("after"), "after", problems, default=0)
+    after = int_field(request.headers.get("last-event-id"), "Last-Event-ID", problems, default=after)
+    limit = int_field(q.get("limit"), "limit", problems, default=PAGE, low=1, high=10_000)
     types = tuple(t for raw in q.getlist("type") for t in raw.split(",") if t)
     known = event_types()
-    problems += [("type", f"unknown event type {t!r}") for t in types if t not in known]
+    problems += [("type", f"unknown event type {t[:40]!r}") for t in types if t not in known]
     follow = q.get("follow", "0")
     if follow not in ("0", "1", "true", "false"):
-        problems.append(("follow", f"must be 0 or 1, got {follow!r}"))
+        problems.append(("follow", f"must be 0 or 1, got {follow[:40]!r}"))
     if problems:
         raise ValidationError.collect("invalid event query", problems,
                                       hint="types are listed by GET /v1/event-types")

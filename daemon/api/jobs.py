@@ -9,7 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tunelog.daemon.api.commands import command
 from tunelog.daemon.api.errors import read_body
+from tunelog.daemon.api.paging import page_body, parse_page
 from tunelog.daemon.services import Services
 from tunelog.events.errors import ValidationError
 
@@ -56,18 +58,23 @@ async def submit(request: Request) -> Response:
     row = s.jobs.submit(plugin=cmd.plugin, operation=cmd.operation, params=params, inputs=inputs,
                         code_hash=resolved.row.code_hash, plugin_version=resolved.row.version,
                         resource=resolved.op.resource, command_id=cmd.command_id,
-                        devices=int(params.get("devices", 1)) if "devices" in resolved.op.params else 1)
+                        devices=resolved.op.devices(params))
     return json({"job": row}, 201)
 
 
 async def list_jobs(request: Request) -> Response:
     s: Services = request.app.state.services
+    """A page of jobs in queue order, optionally in one state (see `daemon/api/paging.py`)."""
+    problems: list[tuple[str, str]] = []
     state = request.query_params.get("state")
     if state is not None and state not in STATES:
-        raise ValidationError.collect("invalid job query", [("state", f"must be one of {', '.join(STATES)}")])
-    rows = [r for r in s.store.rows("jobs") if state is None or r.state == state]
-    rows.sort(key=lambda r: r.queued_position)
-    return json({"jobs": rows})
+        problems.append(("state", f"must be one of {', '.join(STATES)}"))
+    page = parse_page(request, problems)
+    if problems:
+        raise ValidationError.collect("invalid job query", problems)
+    rows = s.store.select("jobs", order="queued_position", where={"state": state} if state else None,
+                          after=page.after, limit=page.limit + 1, descending=page.descending)
+    return json(page_body("jobs", rows, page, "queued_position"))
 
 
 async def show(request: Request) -> Response:
@@ -83,8 +90,8 @@ async def cancel(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/jobs", submit, methods=["POST"]),
+    command("/v1/jobs", submit, SubmitJob),
     Route("/v1/jobs", list_jobs, methods=["GET"]),
     Route("/v1/jobs/{job_id}", show, methods=["GET"]),
-    Route("/v1/jobs/{job_id}/cancel", cancel, methods=["POST"]),
+    command("/v1/jobs/{job_id}/cancel", cancel, CancelJob),
 ]

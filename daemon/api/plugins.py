@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tunelog.daemon.api.commands import command
 from tunelog.daemon.api.errors import read_body
 from tunelog.daemon.services import Services
 from tunelog.events.errors import NotFoundError
@@ -51,6 +52,6 @@ async def reload(request: Request) -> Response:
 
 routes = [
     Route("/v1/plugins", list_plugins, methods=["GET"]),
-    Route("/v1/plugins/reload", reload, methods=["POST"]),
+    command("/v1/plugins/reload", reload, Reload),
     Route("/v1/plugins/{name}", show, methods=["GET"]),
 ]

@@ -12,13 +12,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tunelog.daemon import reproduce
+from tunelog.daemon.api.commands import command
 from tunelog.daemon.api.errors import read_body
-from tunelog.daemon.compare import Tolerance
-from tunelog.daemon.lineage import lineage
-from tunelog.daemon.run_facts import lineage_rows, run_facts
+from tunelog.daemon.runs import reproduce
+from tunelog.daemon.runs.compare import Tolerance
+from tunelog.daemon.runs.facts import lineage_rows, run_facts
+from tunelog.daemon.runs.lineage import lineage
+from tunelog.daemon.runs.verify import diff, verify
 from tunelog.daemon.services import Services
-from tunelog.daemon.verify import diff, verify
 from tunelog.events.errors import JobError, ValidationError
 from tunelog.events.run_state import RunRow
 
@@ -130,8 +131,8 @@ async def run_lineage(request: Request) -> Response:
 
 routes = [
     Route("/v1/runs/diff", diff_runs, methods=["GET"]),
-    Route("/v1/runs/{run_id}/replay", replay_run, methods=["POST"]),
-    Route("/v1/runs/{run_id}/fork", fork_run, methods=["POST"]),
+    command("/v1/runs/{run_id}/replay", replay_run, ReplayRun),
+    command("/v1/runs/{run_id}/fork", fork_run, ForkRun),
     Route("/v1/runs/{run_id}/verify", verify_run, methods=["GET"]),
     Route("/v1/runs/{run_id}/lineage", run_lineage, methods=["GET"]),
 ]

@@ -9,9 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tunelog.daemon.api.errors import read_body
-from tunelog.daemon.graph import parse_graph
-from tunelog.daemon.preflight import check_graph
+from tunelog.daemon.api.commands import command
+from tunelog.daemon.api.errors import parse_int, read_body
+from tunelog.daemon.api.paging import page_body, parse_page
+from tunelog.daemon.runs.graph import parse_graph
+from tunelog.daemon.runs.lineage import adapter_listing
+from tunelog.daemon.runs.preflight import submit_checked
 from tunelog.daemon.services import Services
 from tunelog.events import runs as R
 from tunelog.events.errors import NotFoundError, ValidationError
@@ -64,11 +67,13 @@ def workflow_graph(s: Services, ref: str) -> tuple[str, int, dict[str, Any]]:
         raise NotFoundError(f"no workflow named {name!r}", hint="`tunectl workflow list` shows them")
     if not version:
         return name, row.version, row.graph
-    if not version.isdigit() or not 1 <= int(version) <= row.version:
-        raise ValidationError.collect("invalid workflow version", [("workflow", f"{name} has versions 1..{row.version}")])
+    number = parse_int(version, low=1, high=row.version)
+    if number is None:
+        raise ValidationError.collect("invalid workflow version", [
+            ("workflow", f"{name} has versions 1..{row.version}, got {version[:40]!r}")])
     for env in s.store.read(stream=f"workflow-{name}"):
-        if env.event.version == int(version):  # type: ignore[attr-defined]
-            return name, int(version), env.event.graph  # type: ignore[attr-defined]
+        if env.event.version == number:  # type: ignore[attr-defined]
+            return name, number, env.event.graph  # type: ignore[attr-defined]
     raise NotFoundError(f"workflow {ref} is not in the log")
 
 
@@ -78,9 +83,9 @@ async def submit(request: Request) -> Response:
     if (cmd.graph is None) == (cmd.workflow is None):
         raise ValidationError.collect("give a graph or a workflow", [("graph", "exactly one of graph, workflow")])
     name, version, graph = workflow_graph(s, cmd.workflow) if cmd.workflow else (None, None, cmd.graph)
-    warnings = await check_graph(s, graph)  # refuses before anything is appended
-    row = s.runs.submit(graph, command_id=cmd.command_id, workflow=name, workflow_version=version,
-                        no_cache=cmd.no_cache, force=cmd.force, label=cmd.label)
+    row, warnings = await submit_checked(s, graph, command_id=cmd.command_id, workflow=name,
+                                         workflow_version=version, no_cache=cmd.no_cache, force=cmd.force,
+                                         label=cmd.label)
     return json({"run": row, "warnings": [{"where": w, "message": m} for w, m in warnings]}, 201)
 
 
@@ -92,8 +97,13 @@ def run_view(s: Services, run: Any) -> dict[str, Any]:
 
 async def list_runs(request: Request) -> Response:
     s: Services = request.app.state.services
-    rows = sorted(s.store.rows("runs"), key=lambda r: r.submitted_position)
-    return json({"runs": rows})
+    problems: list[tuple[str, str]] = []
+    page = parse_page(request, problems)
+    if problems:
+        raise ValidationError.collect("invalid run query", problems)
+    rows = s.store.select("runs", order="submitted_position", after=page.after, limit=page.limit + 1,
+                          descending=page.descending)
+    return json(page_body("runs", rows, page, "submitted_position"))
 
 
 async def show_run(request: Request) -> Response:
@@ -150,7 +160,15 @@ async def show_workflow(request: Request) -> Response:
 
 async def list_adapters(request: Request) -> Response:
     s: Services = request.app.state.services
-    return json({"adapters": sorted(s.store.rows("adapters"), key=lambda a: a.created_at)})
+    rows = []
+    for a in sorted(s.store.rows("adapters"), key=lambda a: a.created_at):
+        run = s.store.get("runs", a.run_id) if a.run_id else None
+        try:
+            path: str | None = str(s.artifacts.path(a.sha256, verify=False))
+        except NotFoundError:
+            path = None  # removed from the store; the lineage stays
+        rows.append(adapter_listing(msgspec.to_builtins(a), run=msgspec.to_builtins(run) if run else None, path=path))
+    return json({"adapters": rows})
 
 
 async def list_models(request: Request) -> Response:
@@ -176,9 +194,9 @@ async def add_model(request: Request) -> Response:
 async def remove_model(request: Request) -> Response:
     s: Services = request.app.state.services
     name = request.path_params["name"]
+    cmd = await read_body(request, RunCommand)
     if s.store.get("models", name) is None:
         raise NotFoundError(f"no model named {name!r}")
-    cmd = await read_body(request, RunCommand)
     s.store.append(f"model-{name}", [R.ModelRemoved(name=name)], command_id=cmd.command_id)
     return json({"removed": name})
 
@@ -195,25 +213,26 @@ async def list_operations(request: Request) -> Response:
 
 
 async def list_presets(request: Request) -> Response:
-    from tunelog.plugins.common.presets import load_presets
-
-    return json({"presets": load_presets()})
+    """Every loaded plugin's presets, each naming its plugin."""
+    s: Services = request.app.state.services
+    return json({"presets": {name: {**preset, "plugin": plugin}
+                             for plugin, presets in s.plugins.presets().items() for name, preset in presets.items()}})
 
 
 routes = [
-    Route("/v1/runs", submit, methods=["POST"]),
+    command("/v1/runs", submit, SubmitRun),
     Route("/v1/runs", list_runs, methods=["GET"]),
     Route("/v1/runs/{run_id}", show_run, methods=["GET"]),
-    Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
-    Route("/v1/runs/{run_id}/resume", resume_run, methods=["POST"]),
-    Route("/v1/workflows", save_workflow, methods=["POST"]),
+    command("/v1/runs/{run_id}/cancel", cancel_run, RunCommand),
+    command("/v1/runs/{run_id}/resume", resume_run, RunCommand),
+    command("/v1/workflows", save_workflow, SaveWorkflow),
     Route("/v1/workflows", list_workflows, methods=["GET"]),
     Route("/v1/workflows/validate", validate_workflow, methods=["POST"]),
     Route("/v1/workflows/{name}", show_workflow, methods=["GET"]),
     Route("/v1/adapters", list_adapters, methods=["GET"]),
     Route("/v1/models", list_models, methods=["GET"]),
-    Route("/v1/models", add_model, methods=["POST"]),
-    Route("/v1/models/{name}/remove", remove_model, methods=["POST"]),
+    command("/v1/models", add_model, AddModel),
+    command("/v1/models/{name}/remove", remove_model, RunCommand),
     Route("/v1/operations", list_operations, methods=["GET"]),
     Route("/v1/presets", list_presets, methods=["GET"]),
 ]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tunelog.daemon.api.commands import command
 from tunelog.daemon.api.errors import read_body
 from tunelog.daemon.services import Services
 from tunelog.events.state import all_folds
@@ -24,10 +24,9 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
 
 async def status(request: Request) -> Response:
     s: Services = request.app.state.services
-    rows = s.store.rows("jobs")
-    jobs = Counter(r.state for r in rows)
-    running = [r for r in rows if r.state == "running"]
-    plugins = Counter(r.status for r in s.store.rows("plugins"))
+    jobs = s.store.count_by("jobs", "state")  # kept by the store: history must not slow this
+    running = s.store.select("jobs", order="queued_position", where={"state": "running"})
+    plugins = s.store.count_by("plugins", "status")
     return JSONResponse({
         "version": s.version,
         "pid": os.getpid(),
@@ -37,8 +36,8 @@ async def status(request: Request) -> Response:
         "log_file": str(s.paths.log_file),
         "head": s.store.head(),
         "projections": {f.table: s.store.projection_position(f.table) for f in all_folds()},
-        "jobs": dict(jobs),
-        "plugins": dict(plugins),
+        "jobs": jobs,
+        "plugins": plugins,
         "slots": {slot: next((r.job_id for r in running if r.slot == slot), None) for slot in s.jobs.slots},
     })
 
@@ -67,6 +66,6 @@ async def stop(request: Request) -> Response:
 
 routes = [
     Route("/v1/status", status, methods=["GET"]),
-    Route("/v1/admin/rebuild", rebuild, methods=["POST"]),
-    Route("/v1/daemon/stop", stop, methods=["POST"]),
+    command("/v1/admin/rebuild", rebuild, Command),
+    command("/v1/daemon/stop", stop, Command),
 ]

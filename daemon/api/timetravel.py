@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tunelog.daemon.api.errors import parse_int
 from tunelog.daemon.services import Services
 from tunelog.events.errors import ValidationError
 from tunelog.store.timetravel import state_at
@@ -20,9 +21,9 @@ async def state(request: Request) -> Response:
     projections rebuilt from events 1..POSITION in a throwaway database (the live ones are untouched)."""
     s: Services = request.app.state.services
     raw = request.query_params.get("at", "")
-    if not (raw.isascii() and raw.isdigit()):
+    at = parse_int(raw, high=s.store.head())
+    if at is None:
         raise ValidationError.collect("invalid position", [("at", f"a log position 0..{s.store.head()}, got {raw!r}")])
-    at = int(raw)
     names = request.query_params.get("tables")
     tables = [t for t in names.split(",") if t] if names else None
     rows = await anyio.to_thread.run_sync(lambda: state_at(s.store.path, at, s.paths.home, tables=tables))

@@ -53,9 +53,10 @@ def run(log_stderr: bool) -> None:
     """
     from tunelog.daemon.main import run_daemon
     from tunelog.events.errors import TunelogError
+    from tunelog.frontends.web.server import ui_extension
 
     try:
-        run_daemon(_paths(), to_stderr=log_stderr)
+        run_daemon(_paths(), to_stderr=log_stderr, extensions=[ui_extension()])
     except TunelogError as exc:  # ConflictError: another daemon holds this data dir
         raise click.exceptions.Exit(exits.fail(exits.error_lines(exc.to_dict()), exc.exit_code)) from None
 

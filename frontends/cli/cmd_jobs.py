@@ -10,6 +10,7 @@ import click
 
 from tunelog.frontends.cli import render
 from tunelog.frontends.cli.common import client, json_option, print_json
+from tunelog.frontends.cli.paging import limit_option, more_note, newest
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 
@@ -28,13 +29,16 @@ def jobs(ctx: click.Context) -> None:
 
 @jobs.command("list")
 @click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
+@limit_option
 @json_option
-def list_jobs(state: str | None, as_json: bool) -> None:
-    """List jobs, oldest first.
+def list_jobs(state: str | None, limit: int, as_json: bool) -> None:
+    """List the newest jobs, oldest first.
 
     Columns: id, operation, state, progress, queue time, run time.
     """
-    rows = client().get("/v1/jobs", state=state)["jobs"]
+    rows, more = newest(client(), "/v1/jobs", "jobs", limit=limit, state=state)
+    if note := more_note(len(rows), more, "jobs"):
+        click.echo(note, err=True)
     if as_json:
         print_json(rows)
     else:
@@ -47,7 +51,8 @@ def list_jobs(state: str | None, as_json: bool) -> None:
 def show(job: str, as_json: bool) -> None:
     """Show one job.
 
-    State, progress, metrics and outputs; the error and last log lines if it failed.
+    State, progress, metrics and outputs; if it failed, its whole error (message, hint, the first
+    20 problems of its problem list; --json has them all) and its log's last lines.
     """
     row = client().get(job_path(job))["job"]
     if as_json:

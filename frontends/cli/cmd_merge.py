@@ -10,7 +10,7 @@ import click
 
 from tunelog.frontends.cli import follow as F
 from tunelog.frontends.cli import render_runs
-from tunelog.frontends.cli.cmd_runs import detach_option, report
+from tunelog.frontends.cli.cmd_runs import detach_option, report, submitted
 from tunelog.frontends.cli.common import client, json_option, print_json
 from tunelog.frontends.cli.refs import model_ref, resolve_adapter, split_weight
 
@@ -48,7 +48,8 @@ def merge(ctx: click.Context, model: str, adapters: tuple[str, ...], combination
     """Combine adapters into one new adapter, or fold one into its base model.
 
     ADAPTER is a unique prefix of an adapter's sha256 (`tunectl adapters list`); WEIGHT
-    defaults to 1 and may be negative. Prints the new adapter's sha256, or with --into-model
+    defaults to 1 and may be negative. MODEL may also be a unique prefix of a merged model's
+    sha256. Prints the new adapter's sha256, or with --into-model
     the merged model artifact's sha256; `tunectl adapters list` shows the lineage.
 
     \b
@@ -81,10 +82,10 @@ def merge(ctx: click.Context, model: str, adapters: tuple[str, ...], combination
                                                                       for s, w in pairs]}}
     what = "merge into model" if into_model else f"combine {len(pairs)} adapters ({combination})"
     row, after = F.start(c, "/v1/runs", {"graph": {"description": what, "nodes": {"merge": node}}})
-    if detach or not as_json:
-        click.echo(f"run {row['run_id']} started" if detach else f"run {row['run_id']}")
     if detach:
-        ctx.exit(0)
+        ctx.exit(submitted(c, row, after=after, detach=True, as_json=as_json))
+    if not as_json:
+        click.echo(f"run {row['run_id']}")
     view = F.follow(c, row["run_id"], after=after, show=not as_json)
     if as_json or view["run"]["state"] != "succeeded":
         ctx.exit(report(view, as_json=as_json))

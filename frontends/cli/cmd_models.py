@@ -29,13 +29,14 @@ def list_adapters(as_json: bool) -> None:
 
     Columns: sha256 (12 digits; commands accept any unique prefix), source (`run`: trained;
     `merge`: combined from others), run id, merge type, whether the merge is exact, parents
-    with their weights, created.
+    with their weights, created. --json rows also carry the adapter folder's `path` and its
+    `base_model` (`{"ref": ...}`).
     """
     c = client()
     rows = c.get("/v1/adapters")["adapters"]
     if any(a.get("run_id") is None and a.get("job_id") for a in rows):  # merges: the run of their job
-        runs = {j["job_id"]: j.get("run_id") for j in c.get("/v1/jobs")["jobs"]}
-        rows = [{**a, "run_id": a.get("run_id") or runs.get(a.get("job_id"))} for a in rows]
+        rows = [{**a, "run_id": a.get("run_id") or c.get(f"/v1/jobs/{a['job_id']}")["job"].get("run_id")}
+                if a.get("run_id") is None and a.get("job_id") else a for a in rows]
     if as_json:
         print_json(rows)
     else:
@@ -93,7 +94,7 @@ def remove_model(name: str) -> None:
 @click.group(invoke_without_command=True)
 @click.pass_context
 def presets(ctx: click.Context) -> None:
-    """Show the training presets (plugins/presets.yaml).
+    """Show the training presets (each plugin names its own, e.g. lora_trainer/presets.yaml).
 
     A preset replaces lora_trainer.train's defaults; `--set` on `tunectl train` replaces the
     preset's values. Without a command: `presets list`.

@@ -9,6 +9,8 @@ import click
 from tunelog.frontends.cli import follow as F
 from tunelog.frontends.cli import render_runs
 from tunelog.frontends.cli.common import client, json_option, print_json
+from tunelog.frontends.cli.paging import limit_option, more_note, newest
+from tunelog.frontends.data_counts import data_counts
 
 detach_option = click.option("--detach", "-d", is_flag=True,
                              help="Print the run id and return at once; the run goes on in the daemon.")
@@ -28,13 +30,16 @@ def runs(ctx: click.Context) -> None:
 
 
 @runs.command("list")
+@limit_option
 @json_option
-def list_runs(as_json: bool) -> None:
-    """List runs, oldest first.
+def list_runs(limit: int, as_json: bool) -> None:
+    """List the newest runs, oldest first.
 
     Columns: run id, state, nodes done of all, submitted, run time, label (else workflow or operations).
     """
-    rows = client().get("/v1/runs")["runs"]
+    rows, more = newest(client(), "/v1/runs", "runs", limit=limit)
+    if note := more_note(len(rows), more, "runs"):
+        click.echo(note, err=True)
     if as_json:
         print_json(rows)
     else:
@@ -47,7 +52,8 @@ def list_runs(as_json: bool) -> None:
 def show(run: str, as_json: bool) -> None:
     """Show one run.
 
-    Each node with its state, jobs, outputs (artifact hashes cut to 12 digits) and error; the last
+    Each node with its state (`running` while its job runs), jobs, outputs (artifact hashes cut to
+    12 digits) and error, and a failed job's whole error (first 20 problems); the last
     metrics of each node's job; for training nodes, what they trained on (base model and weight
     hash, dataset hash, method, seed, device, library versions). --json prints {"run", "jobs"}.
     """
@@ -65,8 +71,10 @@ def show(run: str, as_json: bool) -> None:
 def follow_run(ctx: click.Context, run: str, as_json: bool) -> None:
     """Watch a run until it finishes.
 
-    Node changes, and progress with loss and tokens/s for running jobs. Exits 0 if the run
-    succeeded, 6 otherwise (at once for a run that already ended).
+    First where each node stands (and the progress of running jobs), then node changes and
+    progress with loss and tokens/s as they happen. Exits 0 if the run succeeded, 6 otherwise (at
+    once for a run that already ended); a failed job's whole error is printed (first 20 problems;
+    --json has them all). --json prints {"run", "jobs"}.
     """
     c = client()
     after = F.head(c)
@@ -74,7 +82,7 @@ def follow_run(ctx: click.Context, run: str, as_json: bool) -> None:
     if view["run"]["state"] == "running":
         if not as_json:
             click.echo(f"following run {view['run']['run_id']} ({render_runs.run_title(view['run'])})")
-        view = F.follow(c, view["run"]["run_id"], after=after, show=not as_json)
+        view = F.follow(c, view["run"]["run_id"], after=after, show=not as_json, now=view)
     ctx.exit(report(view, as_json=as_json))
 
 
@@ -113,10 +121,13 @@ def resume(ctx: click.Context, run: str, detach: bool, as_json: bool) -> None:
 
 
 def submitted(c: Any, row: dict[str, Any], *, after: int, detach: bool, as_json: bool) -> int:
-    """After a run command: print the run id, then (unless detached) follow it and report; the exit code."""
+    """After a run command: print the run id, then (unless detached) follow it and report; the exit code.
+
+    With --json both ways print the run's view, {"run", "jobs"}: at once when detached, at the end
+    otherwise."""
     if detach:
         if as_json:
-            print_json(row)
+            print_json(c.get(F.run_path(row["run_id"])))  # {"run", "jobs"}, as when it is followed
         else:
             click.echo(f"run {row['run_id']} started; watch it with `tunectl runs follow {row['run_id']}`")
         return 0
@@ -137,5 +148,7 @@ def report(view: dict[str, Any], *, as_json: bool) -> int:
             for port, value in (run["nodes"][node_id].get("outputs") or {}).items():
                 if isinstance(value, str) and len(value) == 64 and port in ("adapter", "model", "dataset"):
                     click.echo(f"{port} {value}  ({node_id})")
+        for line in data_counts(run["nodes"][n].get("outputs") or {} for n in run["order"]):
+            click.echo(f"data: {line}")
         click.echo(f"inspect: tunectl runs show {run['run_id']}")
     return F.finish(view)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,6 +25,45 @@ def train_graph(*, model: str, data: str, params: dict[str, Any], data_params: d
     }}
 
 
+def column_mapping(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """`--columns` values as datasets.prepare's `columns` and `tags` parameters (empty ones left out)."""
+    out: dict[str, dict[str, str]] = {"columns": {}, "tags": {}}
+    for value in values:
+        if "=" not in value:
+            for part in ("columns", "tags"):
+                out[part].update(_mapping_file(value, part))
+            continue
+        for pair in filter(None, (p.strip() for p in value.split(","))):
+            field, _, column = pair.partition("=")
+            if not field.strip() or not column.strip():
+                raise click.BadParameter(f"{pair!r} is not FIELD=COLUMN (e.g. response=answer)", param_hint="--columns")
+            out["columns"][field.strip()] = column.strip()
+    return {k: v for k, v in out.items() if v}
+
+
+def _mapping_file(value: str, part: str) -> dict[str, str]:
+    """`columns` or `tags` of a dataset_info-style JSON file: the object itself, or the one dataset it describes."""
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise click.BadParameter(f"{value!r} is neither FIELD=COLUMN pairs nor a JSON mapping file that exists",
+                                 param_hint="--columns")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise click.BadParameter(f"cannot read {path} as JSON: {e}", param_hint="--columns") from e
+    if isinstance(doc, dict) and "columns" not in doc and len(doc) == 1 and isinstance(next(iter(doc.values())), dict):
+        doc = next(iter(doc.values()))  # dataset_info.json with one dataset
+    if not isinstance(doc, dict) or not isinstance(doc.get("columns", {}), dict) \
+            or not isinstance(doc.get("tags", {}), dict) or not ({"columns", "tags"} & doc.keys()):
+        raise click.BadParameter(f"{path} must be an object with \"columns\" (and optional \"tags\") objects",
+                                 param_hint="--columns")
+    found = doc.get(part) or {}
+    bad = [k for k, v in found.items() if not isinstance(v, str)]
+    if bad:
+        raise click.BadParameter(f"{path}: {part}.{bad[0]} must be a column name (a string)", param_hint="--columns")
+    return dict(found)
+
+
 @click.command()
 @click.option("--model", "-m", required=True, metavar="MODEL",
               help="Base model: a name from `tunectl models list`, a local folder or .gguf file, a model "
@@ -42,14 +83,21 @@ def train_graph(*, model: str, data: str, params: dict[str, Any], data_params: d
 @click.option("--val-fraction", type=click.FloatRange(0.0, 0.9), metavar="F",
               help="Hold out this share of the rows as validation data (eval loss is then reported).")
 @click.option("--format", "data_format", metavar="FORMAT", default="auto", show_default=True,
-              help="Data format: auto, alpaca, sharegpt, messages, text or preference.")
+              help="Data format: auto, alpaca, sharegpt, messages, text, preference or kto. Preference and "
+                   "kto data is refused by supervised training (the message names the stage to use).")
+@click.option("--columns", "columns", metavar="MAP", multiple=True,
+              help="Map your column names: FIELD=COLUMN pairs (e.g. prompt=question,response=answer) or a JSON "
+                   "file in LLaMA-Factory's dataset_info style ({\"columns\": {\"prompt\": \"instruction\", "
+                   "\"query\": \"input\", \"response\": \"output\", \"messages\": \"conversations\", ...}, \"tags\": "
+                   "{\"role_tag\": \"from\", \"user_tag\": \"human\", ...}}). Repeatable; becomes the columns and "
+                   "tags parameters of datasets.prepare.")
 @click.option("--name", "label", metavar="LABEL", default="", help="A label for the run (shown by `runs list`).")
 @detach_option
 @json_option
 @click.pass_context
 def train(ctx: click.Context, model: str, data: str, preset: str | None, method: str | None,
-          sets: tuple[str, ...], val_fraction: float | None, data_format: str, label: str, detach: bool,
-          as_json: bool) -> None:
+          sets: tuple[str, ...], val_fraction: float | None, data_format: str, columns: tuple[str, ...],
+          label: str, detach: bool, as_json: bool) -> None:
     """Fine-tune a model on a dataset and follow the run.
 
     One run of two nodes: `data` (datasets.prepare on DATA) then `train` (lora_trainer.train).
@@ -69,7 +117,7 @@ def train(ctx: click.Context, model: str, data: str, preset: str | None, method:
     c = client()
     params = {**({"preset": preset} if preset else {}), **({"method": method} if method else {}),
               **pairs(sets, "--set")}
-    data_params: dict[str, Any] = {"format": data_format}
+    data_params: dict[str, Any] = {"format": data_format, **column_mapping(columns)}
     if val_fraction is not None:
         data_params["val_fraction"] = val_fraction
     model_value = model_ref(c, model)

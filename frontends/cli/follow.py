@@ -1,4 +1,5 @@
-"""Submitting runs and following them live until they finish.
+"""Submitting runs and following them live until they finish, and the views that show what is
+followed (a run here, one job in `tunectl logs -f`).
 
 A follower reads the log after the position it saw before its command was sent, so nothing the
 command caused is missed: node changes print as lines; each running job gets a progress bar with
@@ -45,13 +46,18 @@ def start(c: Client, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], i
     return c.post(path, body)["run"], after
 
 
-def follow(c: Client, run_id: str, *, after: int, show: bool = True) -> dict[str, Any]:
+def follow(c: Client, run_id: str, *, after: int, show: bool = True,
+           now: dict[str, Any] | None = None) -> dict[str, Any]:
     """Follow the run from log position `after` until it finishes; returns its final view (run + jobs).
 
-    With `show` false (`--json`), nothing is printed while it runs.
+    `now` is the run's view read at `after` when attaching to a run already under way: its node
+    states and running jobs' progress show at once. With `show` false (`--json`), nothing is printed
+    while it runs.
     """
     view = make_view(tty=sys.stdout.isatty()) if show else QuietView()
     nodes: dict[str, str] = {}  # job id -> node id
+    if now is not None:
+        _attach(view, nodes, now)
     try:
         for ev in c.events(query={"after": after, "type": TYPES}, reconnect_s=RECONNECT_S):
             env = json.loads(ev.data)
@@ -64,6 +70,31 @@ def follow(c: Client, run_id: str, *, after: int, show: bool = True) -> dict[str
         raise
     view.close()
     return c.get(run_path(run_id))  # type: ignore[no-any-return]
+
+
+def _attach(view: QuietView, nodes: dict[str, str], now: dict[str, Any]) -> None:
+    """Show where each node of a run under way stands, and learn which job runs which node."""
+    run, jobs = now["run"], now.get("jobs") or {}
+    for node_id in run["order"]:
+        node = run["nodes"][node_id]
+        job = jobs.get(node.get("job_id") or "") or {}
+        if node["state"] in ("queued", "running") and node.get("job_id"):
+            nodes[node["job_id"]] = node_id
+        if node["state"] == "running":
+            view.line(f"{node_id}: running (job {node['job_id']}, {job.get('slot')})")
+            if job.get("metrics"):
+                view.metrics(node["job_id"], job["metrics"])
+            if job.get("step") or job.get("total"):
+                view.progress(node["job_id"], node_id, job.get("step") or 0, job.get("total"), job.get("message") or "")
+        elif node["state"] == "queued":
+            view.line(f"{node_id}: queued as job {node['job_id']}")
+        elif node["state"] in ("completed", "cached"):
+            view.line(f"{node_id}: {node['state']} {outputs_text(node.get('outputs') or {})}".rstrip())
+        elif node["state"] != "pending":
+            view.line(f"{node_id}: {node['state']}" + (f": {render.short(node.get('error'), 200)}"
+                                                        if node.get("error") else ""))
+        else:
+            view.line(f"{node_id}: pending")
 
 
 def _apply(view: QuietView, nodes: dict[str, str], run_id: str, kind: str, e: dict[str, Any]) -> bool:
@@ -91,7 +122,8 @@ def _apply(view: QuietView, nodes: dict[str, str], run_id: str, kind: str, e: di
         view.line(f"{e['node']}: completed {outputs_text(e['outputs'])}".rstrip())
     elif kind == "node-failed":
         view.done(job)
-        view.line(f"{e['node']}: {e['state']}: {render.short(e['error'], 200)}")
+        why = "" if e["error"] in ("", e["state"]) else f": {render.short(e['error'], 200)}"
+        view.line(f"{e['node']}: {e['state']}{why}")
     elif kind == "node-skipped":
         view.line(f"{e['node']}: skipped ({e['reason']})")
     elif kind == "run-resumed":
@@ -109,20 +141,33 @@ def finish(view: dict[str, Any]) -> int:
     click.echo(f"Error: run {run['run_id']} {run['state']}", err=True)
     for node_id in run["order"]:
         node = run["nodes"][node_id]
-        if node["state"] in ("failed", "skipped"):
+        if node["state"] in ("failed", "skipped") or (node["state"] == "cancelled" and node.get("error")):
             click.echo(f"  - {node_id}: {node['error']}", err=True)
         job = view["jobs"].get(node.get("job_id") or "")
         if node["state"] == "failed" and job:
-            click.echo("".join(f"      {line}\n" for line in _last_words(job)), err=True, nl=False)
+            click.echo("".join(f"    {line}\n" for line in render.failure_lines(job)), err=True, nl=False)
+            words = _last_words(job)
+            if words:
+                click.echo("    last lines:\n" + "".join(f"      {line}\n" for line in words), err=True, nl=False)
     click.echo(f"Hint: `tunectl runs show {run['run_id']}` shows it, `tunectl logs JOB` a job's log; "
                f"`tunectl resume {run['run_id']}` runs the failed nodes again", err=True)
     return exits.JOB_ERROR
 
 
 def _last_words(job: dict[str, Any]) -> list[str]:
-    """A failed job's last log lines without traceback frames (`tunectl logs JOB` has them all)."""
-    lines = [x for x in job.get("last_lines") or [] if x.strip() and not x.startswith((" ", "\t", "Traceback ("))]
+    """A failed job's last log lines without its traceback (`tunectl logs JOB` has them all)."""
+    traceback = set(str(job.get("traceback") or "").splitlines())
+    lines = [x for x in job.get("last_lines") or []
+             if x.strip() and x not in traceback and not x.startswith((" ", "\t", "Traceback ("))]
     return lines[-5:]
+
+
+def progress_text(node: str, step: int, total: int | None, extra: str) -> str:
+    """`train: step 5/10 (50%) loss=1.2` for a run's node; `[progress 5/10 (50%)] ...` for a job
+    followed alone (`node` empty)."""
+    where = render.progress({"step": step, "total": total})
+    head = f"{node}: step {where}" if node else f"[progress {where}]"
+    return f"{head} {extra}".rstrip()
 
 
 def metric_text(point: dict[str, Any]) -> str:
@@ -142,7 +187,7 @@ class QuietView:
         """A node changed."""
 
     def progress(self, job: str, node: str, step: int, total: int | None, message: str) -> None:
-        """A job reported progress."""
+        """A job reported progress (`node` is the run's node it runs, empty for a job alone)."""
 
     def metrics(self, job: str, point: dict[str, Any]) -> None:
         """A job reported metrics."""
@@ -184,9 +229,8 @@ class PlainView(QuietView):
         node, step, total, message = self._where[job]
         if step == total and not final:
             return  # the last line waits for the job's end, when its final metrics are in
-        where = render.progress({"step": step, "total": total})
         extra = " ".join(p for p in (message, metric_text(self._metrics.get(job, {}))) if p)
-        text = f"{node}: step {where} {extra}".rstrip()
+        text = progress_text(node, step, total, extra)
         last_at, last_text = self._shown.get(job, (-PLAIN_EVERY_S, ""))
         if text != last_text and (final or time.monotonic() - last_at >= PLAIN_EVERY_S):
             self._shown[job] = (time.monotonic(), text)
@@ -218,7 +262,7 @@ class RichView(PlainView):
         if job not in self._tasks:
             self._tasks[job] = self._bar.add_task(node, total=total)
         self._where[job] = (node, step, total, message)
-        self._notes[job] = node + (f" {message}" if message else "")
+        self._notes[job] = " ".join(p for p in (node, message) if p)
         self._bar.update(self._tasks[job], completed=step, total=total, description=self._describe(job))
 
     def metrics(self, job: str, point: dict[str, Any]) -> None:
@@ -235,8 +279,7 @@ class RichView(PlainView):
             self._bar.remove_task(self._tasks.pop(job))
             self._bar.refresh()
             node, step, total, _ = self._where[job]
-            where = render.progress({"step": step, "total": total})
-            self.line(f"{node}: step {where} {metric_text(self._metrics.get(job, {}))}".rstrip())
+            self.line(progress_text(node, step, total, metric_text(self._metrics.get(job, {}))))
 
     def close(self) -> None:
         if self._bar is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from tunelog.daemon.ref_kinds import looks_like_path
+from tunelog.daemon.runs.refs import looks_like_path
 from tunelog.frontends.cli.client import Client
 
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -31,12 +31,35 @@ def local_or_given(value: str) -> str:
 
 
 def model_ref(c: Client, value: str) -> str:
-    """A registered model name or an artifact hash as given; a local path made absolute; else a hub id."""
+    """A registered model name or an artifact hash as given; a unique prefix of a merged model's
+    hash made whole; a local path made absolute; else a hub id."""
     if _HEX.match(value) and len(value) == 64:
         return value
     if any(m["name"] == value for m in c.get("/v1/models")["models"]):
         return value  # the daemon records the registered reference
+    if _HEX.match(value.lower()) and not Path(value).expanduser().exists():
+        merged = merged_model(c, value.lower())
+        if merged is not None:
+            return merged
     return local_or_given(value)
+
+
+def merged_model(c: Client, prefix: str) -> str | None:
+    """The full sha256 of the merged model (`tunectl merge --into-model`) whose hash starts with
+    `prefix`; None when none does; an ambiguous prefix is a usage error."""
+    found: set[str] = set()
+    after = 0
+    while True:
+        page = c.get("/v1/events", type="adapter-merged", after=after, limit=10_000)
+        found |= {e["event"]["output_sha256"] for e in page["events"] if e["event"].get("output_kind") == "model"}
+        if len(page["events"]) < 10_000:
+            break
+        after = page["next_after"]
+    matches = sorted(m for m in found if m.startswith(prefix))
+    if len(matches) > 1:
+        raise click.BadParameter(f"merged model prefix {prefix!r} is ambiguous: "
+                                 f"{', '.join(m[:12] for m in matches[:5])}", param_hint="--model")
+    return matches[0] if matches else None
 
 
 def split_weight(item: str, *, option: str) -> tuple[str, float | None]:

@@ -51,6 +51,34 @@ def progress(job: dict[str, Any]) -> str:
     return str(step) if step else "-"
 
 
+SHOWN_PROBLEMS = 20
+"""Problems of a failed job shown as text; `--json` has them all."""
+
+
+def failure_lines(job: dict[str, Any], *, limit: int = SHOWN_PROBLEMS) -> list[str]:
+    """What a failed job's error says beyond its one-line summary: the rest of its message, its hint,
+    and its problems (the first `limit`, then how many more), which a hint such as "fix the rows
+    named below" refers to."""
+    message = str(job.get("error_message") or "").strip().splitlines()
+    lines = [f"  {line}" for line in message[1:]]
+    if job.get("hint"):
+        lines.append(f"Hint: {job['hint']}")
+    problems = job.get("problems") or []
+    lines += [f"  - {problem_text(p)}" for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"  … and {len(problems) - limit} more (see --json)")
+    return lines
+
+
+def problem_text(problem: dict[str, Any]) -> str:
+    """`row 3: field 'response' is missing`, or its fields as `key=value` when it has no `where`/`message`."""
+    if "where" in problem or "message" in problem:
+        where, message = str(problem.get("where") or ""), str(problem.get("message") or "")
+        rest = " ".join(f"{k}={compact(v)}" for k, v in problem.items() if k not in ("where", "message"))
+        return ": ".join(p for p in (where, " ".join(x for x in (message, rest) if x)) if p)
+    return " ".join(f"{k}={compact(v)}" for k, v in problem.items())
+
+
 def job_duration(job: dict[str, Any]) -> str:
     started = job.get("started_at")
     if not started:
@@ -93,6 +121,8 @@ def job_detail(job: dict[str, Any]) -> str:
         ("error", (job.get("error") or "") + (f" (cause: {job['cause']})" if job.get("cause") else "")),
     ]
     out = _fields(fields)
+    if job["state"] == "failed":
+        out += "".join(f"\n{line}" for line in failure_lines(job))
     if job["state"] == "failed" and job.get("last_lines"):
         out += "\nlast lines:\n" + "\n".join(f"  {line}" for line in job["last_lines"])
     return out

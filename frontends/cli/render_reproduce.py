@@ -88,7 +88,9 @@ def lineage_tree(tree: dict[str, Any]) -> str:
 
 
 def _entry(e: dict[str, Any]) -> str:
-    ident = e["id"][:12] if e["kind"] == "adapter" else e["id"].rsplit(":", 1)[-1] if e["kind"] == "resume" else e["id"]
+    kind = e["kind"]
+    ident = e["id"][:12] if kind in ("adapter", "model") else e["id"].rsplit(":", 1)[-1] if kind in ("resume", "merge") \
+        else e["id"]
     text = f"{e['kind']} {ident} ({e['relation']})"
     if e.get("state"):
         text += f" {e['state']}"
@@ -102,7 +104,7 @@ def state_report(state: dict[str, Any]) -> str:
     out = [f"state after event {state['at']} of {state['head']} ({when(state.get('time'))})"]
     tables = state["tables"]
     shown = {
-        "runs": lambda rows: render_runs.runs_table(rows),
+        "runs": lambda rows: render_runs.runs_table(rows) + "\n" + node_states(rows),
         "jobs": lambda rows: render.jobs_table(rows),
         "plugins": lambda rows: render.plugins_table(rows),
         "adapters": lambda rows: render_runs.adapters_table(rows),
@@ -118,6 +120,12 @@ def state_report(state: dict[str, Any]) -> str:
             out.append("  " + "  ".join(f"{k}={when(v) if k.endswith('_at') else value(v)}"
                                         for k, v in rows[-1].items() if k != "key"))
     return "\n".join(out)
+
+
+def node_states(runs: list[dict[str, Any]]) -> str:
+    """Each run's nodes with their states: `r1a2...  data=completed train=running`."""
+    return "\n".join(f"  {r['run_id']}  " + " ".join(f"{n}={r['nodes'][n]['state']}" for n in r["order"])
+                     for r in runs)
 
 
 def _as_of(row: dict[str, Any], t: float | None) -> dict[str, Any]:

@@ -7,8 +7,9 @@ import textwrap
 import time
 from typing import Any
 
-from tunelog.frontends.cli.render import _fields, compact, short, table, when
+from tunelog.frontends.cli.render import _fields, compact, failure_lines, short, table, when
 from tunelog.frontends.cli.status import duration
+from tunelog.frontends.data_counts import data_counts
 
 
 def sha12(value: Any) -> str:
@@ -71,6 +72,12 @@ def run_detail(view: dict[str, Any]) -> str:
                      outputs_text(node.get("outputs") or {}),
                      short(node.get("error"), 80)))
     out += "\n\n" + table(("NODE", "OPERATION", "STATE", "JOBS", "OUTPUTS", "ERROR"), rows)
+    out += "".join(f"\ndata: {line}" for line in data_counts(run["nodes"][n].get("outputs") or {} for n in run["order"]))
+    for node_id in run["order"]:
+        job = jobs.get(run["nodes"][node_id].get("job_id") or "")
+        if job and run["nodes"][node_id]["state"] == "failed" and job.get("state") == "failed":
+            out += f"\n\nerror of {node_id} (job {job['job_id']}):\n  {job.get('error')}"
+            out += "".join(f"\n  {line}" for line in failure_lines(job))
     for node_id in run["order"]:
         job = jobs.get(run["nodes"][node_id].get("job_id") or "")
         if job and job.get("metrics"):

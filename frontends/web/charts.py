@@ -44,6 +44,13 @@ def _scale(points: list[tuple[float, float]], *, width: float, height: float, pa
                     for x, y in points)
 
 
+def dot(points: list[tuple[float, float]], *, width: float, height: float, r: float) -> list[Any]:
+    """A dot in the middle for a series of one point (a polyline through one point draws nothing)."""
+    if len(points) != 1:
+        return []
+    return [svg.circle({"cx": width / 2, "cy": height / 2, "r": r, "fill": "#4fc3f7", "className": "series-point"})]
+
+
 def line_chart(points: list[tuple[float, float]], *, title: str, ts: float = 0.0, width: int = 520,
                height: int = 150, key: str | None = None) -> Any:
     """A titled line chart of (step, value) points with min/max labels and the latest value."""
@@ -55,6 +62,7 @@ def line_chart(points: list[tuple[float, float]], *, title: str, ts: float = 0.0
         ys = [p[1] for p in points]
         body += [svg.polyline({"points": _scale(drawn, width=width, height=height, pad=pad), "fill": "none",
                                "stroke": "#4fc3f7", "strokeWidth": 1.8, "className": "series"}),
+                 *dot(drawn, width=width, height=height, r=3),
                  svg_text({"x": pad, "y": 12, **label}, f"max {fmt(max(ys))}"),
                  svg_text({"x": pad, "y": height - 2, **label}, f"min {fmt(min(ys))}")]
     return html.figure(
@@ -70,6 +78,7 @@ def sparkline(points: list[tuple[float, float]], *, ts: float = 0.0, width: int 
     """A small unlabeled line for tables (e.g. a run's loss)."""
     drawn = thin(points, 120)
     line = [svg.polyline({"points": _scale(drawn, width=width, height=height, pad=2), "fill": "none",
-                          "stroke": "#4fc3f7", "strokeWidth": 1.5})] if drawn else []
+                          "stroke": "#4fc3f7", "strokeWidth": 1.5}),
+             *dot(drawn, width=width, height=height, r=2)] if drawn else []
     return html.svg({"className": "spark", "width": width, "height": height, "viewBox": f"0 0 {width} {height}",
                      "data-points": str(len(points)), "data-ts": f"{ts:.6f}"}, *line)

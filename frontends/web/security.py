@@ -11,19 +11,23 @@ and websocket must pass three checks, in this order (a pure ASGI middleware, `Lo
 
 `GET /any/path?token=TOKEN` trades the token for the cookie (HttpOnly, SameSite=Strict) and
 redirects to the same path without it, so the token does not stay in the address bar or history.
-Refusals: 403 for a wrong Host or Origin, 401 for a missing or wrong token; a refused websocket
+The redirect goes only to a path on this origin: percent-encoded, with a single leading slash, so
+`//evil.example/?token=...` lands on `/evil.example/` here, never on another host.
+Refusals: 403 for a wrong Host or Origin, 400 for a path with control characters (a decoded
+CR, LF, NUL or tab), 401 for a missing or wrong token; a refused websocket
 is closed before it is accepted (the server answers the handshake with 403).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,6 +39,10 @@ COOKIE = "tunelog_ui"
 TOKEN_FILE = "ui-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 COOKIE_MAX_AGE = 30 * 24 * 3600
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""Characters no page path of ours holds: such a request is refused with 400."""
+_PATH_SAFE = "/-._~!$&'()*+,;=:@"
+"""Characters a path keeps as they are (RFC 3986 pchar and '/'); everything else is percent-encoded."""
 
 
 def load_or_create_token(home: Path) -> str:
@@ -80,6 +88,8 @@ class LocalGuard:
             return
         headers = _headers(scope)
         status, why = self.check(kind, scope.get("method", "GET"), headers)
+        if status == 0 and _CONTROL.search(scope.get("path") or ""):
+            status, why = 400, "the path holds control characters (CR, LF, NUL, tab...)"
         if status == 0 and kind == "http":
             token = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))).get("token")
             if token is not None and scope.get("method") in SAFE_METHODS:
@@ -121,7 +131,7 @@ class LocalGuard:
             await _refuse("http", send, 401, "wrong token: run `tunectl ui` for a fresh link")
             return
         rest = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")) if k != "token"]
-        target = (scope.get("path") or "/") + (f"?{urlencode(rest)}" if rest else "")
+        target = same_origin_path(scope.get("path") or "/") + (f"?{urlencode(rest)}" if rest else "")
         cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={COOKIE_MAX_AGE}"
         await send({"type": "http.response.start", "status": 303,
                     "headers": [(b"location", target.encode("latin-1")), (b"set-cookie", cookie.encode()),
@@ -135,6 +145,13 @@ class LocalGuard:
             await send(message)
 
         return wrapped
+
+
+def same_origin_path(path: str) -> str:
+    """`path` as a redirect target that stays on this origin: percent-encoded (so no backslash,
+    tab, CR/LF or non-ASCII reaches the browser, which would strip or reinterpret them), with one
+    leading slash (`//host` and `/\\host` would name another host)."""
+    return "/" + quote(path, safe=_PATH_SAFE).lstrip("/")
 
 
 def _headers(scope: Scope) -> dict[str, str]:

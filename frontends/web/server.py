@@ -12,15 +12,19 @@ port chosen explicitly that is taken leaves the daemon running without a UI, sai
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import importlib
 import json
 import logging
 import os
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from weakref import WeakKeyDictionary
 
 import anyio
 import anyio.to_thread
@@ -31,12 +35,49 @@ from tunelog.events.errors import ValidationError
 from tunelog.frontends.web.security import LocalGuard, load_or_create_token
 
 if TYPE_CHECKING:
-    from tunelog.daemon.services import Services
+    from tunelog.daemon.main import Extension
+from tunelog.daemon.services import Services
 
 log = logging.getLogger("tunelog.web")
 
 DEFAULT_PORT = 8477
 UI_FILE = "ui.json"
+
+T = TypeVar("T")
+
+
+class TaskLocal(Generic[T]):
+    """State per asyncio task (per thread outside a task), with reactpy's `ThreadLocal` interface."""
+
+    def __init__(self, default: Callable[[], T]):
+        self._default = default
+        self._state: WeakKeyDictionary[object, T] = WeakKeyDictionary()
+
+    def get(self) -> T:
+        try:
+            owner: object = asyncio.current_task() or threading.current_thread()
+        except RuntimeError:  # no running event loop
+            owner = threading.current_thread()
+        if owner not in self._state:
+            self._state[owner] = self._default()
+        return self._state[owner]
+
+
+def use_task_local_hook_stack() -> None:
+    """Give each render its own hook stack: reactpy 1.1 keeps one stack per thread, but a render
+    yields to the event loop before each child component (its per-hook `anyio.Semaphore` always
+    checkpoints), so renders of two connections push and pop on one stack in turn and fail with
+    "Hook stack is in an invalid state". Each layout renders in its own task, so a stack per task
+    is exactly one per render (upstream moved it to a ContextVar:
+    https://github.com/reactive-python/reactpy/pull/1204)."""
+    from reactpy.core import _life_cycle_hook
+
+    current = getattr(_life_cycle_hook, "_HOOK_STATE", None)
+    if isinstance(current, TaskLocal):
+        return
+    if current is None or type(current).__name__ != "ThreadLocal":
+        raise RuntimeError(f"reactpy changed its hook stack ({current!r}): re-check use_task_local_hook_stack")
+    _life_cycle_hook._HOOK_STATE = TaskLocal(list)  # type: ignore[assignment]  # same interface: get()
 
 
 def ui_port_from_env(environ: dict[str, str] | None = None) -> int | None:
@@ -69,6 +110,18 @@ def bind_local(port: int, *, fallback: bool) -> socket.socket:
     return sock
 
 
+class SendFailedIsDisconnect(logging.Filter):
+    """reactpy logs ERROR (no traceback) when it cannot send an update, which is what closing or
+    leaving a tab mid-update does; its Starlette backend then logs the disconnect at INFO. Any other
+    cause still surfaces: the exception goes on to uvicorn, which logs it with its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.getMessage().startswith("Failed to send update"):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "update not sent: the page's websocket is closing", None
+        return True
+
+
 def create_ui_app(services: Services, *, token: str, port: int) -> Any:
     """The ASGI app: ReactPy's routes (page, websocket, its bundled client) behind LocalGuard."""
     from reactpy.backend.starlette import Options, configure
@@ -77,6 +130,10 @@ def create_ui_app(services: Services, *, token: str, port: int) -> Any:
     from tunelog.frontends.web.shell import Root, head
     from tunelog.frontends.web.ui import Ui
 
+    use_task_local_hook_stack()
+    serve_log = logging.getLogger("reactpy.core.serve")
+    if not any(isinstance(f, SendFailedIsDisconnect) for f in serve_log.filters):
+        serve_log.addFilter(SendFailedIsDisconnect())
     ui = Ui(services)
     app = Starlette()
     # reactpy 1.1.0 calls app.add_websocket_route, which Starlette 1.x keeps only on its router.
@@ -100,6 +157,12 @@ def write_ui_file(home: Path, *, port: int) -> Path:
     tmp.write_text(json.dumps({"port": port, "pid": os.getpid(), "url": f"http://127.0.0.1:{port}/"}) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def ui_extension(environ: dict[str, str] | None = None) -> Extension:
+    """The web UI as a daemon extension, on the port `TUNELOG_UI_PORT` asks for (checked now, so a
+    bad value stops the daemon before it starts)."""
+    return functools.partial(serve_ui, port=ui_port_from_env(environ))
 
 
 async def serve_ui(services: Services, *, port: int | None,

@@ -38,6 +38,8 @@ def route(path: str) -> tuple[str, list[str]]:
     first, rest = parts[0], parts[1:]
     if first == "runs":
         return ("run", rest[:1]) if rest else ("runs", [])
+    if first == "jobs" and len(rest) == 1:
+        return "job", rest
     if first in ("workflows", "plugin-pages") and len(rest) <= 1:
         return first, rest
     if first in ("adapters", "playground", "plugins", "events") and not rest:
@@ -50,6 +52,7 @@ def _page(name: str) -> Callable[..., Any] | None:
     from tunelog.frontends.web.pages import (
         adapters,
         events,
+        job,
         playground,
         plugin_pages,
         plugins,
@@ -58,7 +61,7 @@ def _page(name: str) -> Callable[..., Any] | None:
         workflows,
     )
 
-    return {"runs": runs.RunsPage, "run": run.RunPage, "workflows": workflows.WorkflowsPage,
+    return {"runs": runs.RunsPage, "run": run.RunPage, "job": job.JobPage, "workflows": workflows.WorkflowsPage,
             "adapters": adapters.AdaptersPage, "playground": playground.PlaygroundPage,
             "plugins": plugins.PluginsPage, "events": events.EventsPage,
             "plugin-pages": plugin_pages.PluginPagesPage}.get(name)

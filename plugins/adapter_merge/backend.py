@@ -20,6 +20,7 @@ from tunelog.plugins.api import JobContext
 from tunelog.plugins.common.adapters import (
     DENSITY_TYPES,
     SIGN_TYPES,
+    base_identity,
     combine_problems,
     is_sha,
     merge_problems,
@@ -82,7 +83,7 @@ def combine(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> 
     out = Path(ctx.workdir) / "combined"
     applied, rank = merging.combine_adapters(
         base_dir, dirs, [w for _, w in pairs], out=out, combination_type=ctype, density=density,
-        base_ref=str(base_ref), dtype=dtype, **settings)
+        base_ref=base_identity(base_ref, base_dir), dtype=dtype, **settings)
     ctx.progress(2, 3, "storing combined adapter")
     sha = ctx.store_artifact("adapter", out)
     # peft writes the new factors in the base's dtype: only a float32 base keeps them exact

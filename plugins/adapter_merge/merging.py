@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelog.events.errors import ValidationError
+from tunelog.plugins.common.adapters import save_naming_base
 from tunelog.plugins.common.models import TOKENIZER_FILES, load_model
 
 _DTYPES = ("float32", "bfloat16", "float16")
@@ -54,9 +55,8 @@ def combine_adapters(base_dir: Path, adapter_dirs: list[Path], weights: list[flo
         raise ValidationError(f"peft cannot combine these adapters with {combination_type!r}: {e}") from e
     _undo_rslora(model, "default")
     config = model.peft_config["default"]
-    config.base_model_name_or_path = base_ref
     config.inference_mode = True
-    model.save_pretrained(str(out), selected_adapters=["default"])
+    save_naming_base(model, out, base_ref, selected_adapters=["default"])
     applied = "linear" if len(adapter_dirs) == 1 else combination_type
     return applied, int(getattr(config, "r"))  # noqa: B009 - a LoraConfig behind the PeftConfig type
 

@@ -1,5 +1,5 @@
-"""Operation inputs shared by the merge and evaluate plugins: base model and adapter references,
-and up-front checks of adapter configs.
+"""Operation inputs shared by the trainer, merge and evaluate plugins: base model and adapter
+references, how a saved adapter names its base, and up-front checks of adapter configs.
 
 Everything here reads JSON only (no torch, no peft), so an operation can refuse a bad request,
 with the reason, before it loads a model.
@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tunelog.daemon.paths import Paths
 from tunelog.events.errors import NotFoundError, ValidationError
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -55,7 +54,38 @@ def model_folder(ctx: Any, ref: Any, *, where: str = "inputs.model") -> Path:
         raise ValidationError(f"{where}: expected a model artifact hash, local path or hub id, got {ref!r}")
     from tunelog.plugins.common.models import resolve_model  # lazily: it pulls in the store package
 
-    return Path(resolve_model(ref, cache_dir=Paths.from_env().home / "cache" / "models"))
+    return Path(resolve_model(ref, cache_dir=Path(ctx.cache_dir) / "models"))
+
+
+def base_identity(ref: Any, folder: Path) -> str:
+    """How a saved adapter names its base model, whatever folder the base lies in on this machine:
+    a hub id or an artifact hash as given, else the local folder's (or GGUF file's) name. What the
+    weights were is recorded by hash with the run (`models.model_identity`)."""
+    text = str(ref)
+    local = Path(text).expanduser()
+    if is_sha(text) or not local.exists():
+        return text
+    return local.resolve().name or Path(folder).name
+
+
+def save_naming_base(model: Any, out: Path, identity: str, **kwargs: Any) -> None:
+    """`model.save_pretrained(out, **kwargs)` for a peft model, then name its base `identity` where
+    the local folder's path was written: `base_model_name_or_path` in adapter_config.json and
+    `base_model` in the README.md peft writes. peft reads the base's config through that name while
+    saving (to see whether the vocabulary changed), so the name changes only afterwards. Loading stays
+    plain peft: `PeftModel.from_pretrained(base, adapter_dir)` with a base the user loaded."""
+    local = {c.base_model_name_or_path for c in model.peft_config.values()}
+    local |= {model.get_base_model().config.name_or_path}
+    model.save_pretrained(out, **kwargs)
+    for file in Path(out).rglob("adapter_config.json"):
+        config = json.loads(file.read_text())
+        config["base_model_name_or_path"] = identity
+        file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    for file in Path(out).rglob("README.md"):
+        text = file.read_text()
+        for path in sorted((p for p in local if p and p != identity), key=len, reverse=True):
+            text = text.replace(path, identity)
+        file.write_text(text)
 
 
 def model_lineage(ref: Any, folder: Path) -> dict[str, Any]:

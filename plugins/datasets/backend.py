@@ -13,9 +13,22 @@ from typing import Any
 from tunelog.events.errors import JobError, ValidationError
 from tunelog.plugins.api import JobContext
 
-from .formats import CANONICAL, FIELDS, FORMATS, KIND, Row, detect, normalise
+from .formats import (
+    FIELDS,
+    FORMATS,
+    KIND,
+    MAPPABLE,
+    STAGES,
+    TAGS,
+    Row,
+    detect,
+    expand_columns,
+    labelled,
+    normalise,
+)
 from .problems import Problems
 from .readers import Source, Table, load_source
+from .report import placeholders, summary
 
 SCHEMA = 1
 """Version of the artifact layout and record shapes (see `tunelog.plugins.common.data`)."""
@@ -27,17 +40,26 @@ def prepare(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> 
     problems = Problems()
     ctx.progress(0, 3, "reading source")
     src = load_source(source, split=opts["split"], problems=problems)
+    _check_mapped_columns(src.tables, opts["columns"], opts["given_columns"])
     tables = _first_rows(src.tables, opts["max_rows"])
     fmt, mapping, why = _choose_format(tables, opts["format"], opts["columns"])
     ctx.log(f"format {fmt}" + (f" (detected from {why})" if why else " (as asked)"))
     _stop_point(ctx)
     ctx.progress(1, 3, "checking rows")
-    records = _normalise_all(tables, fmt, mapping, problems)
+    records, numbers = _normalise_all(tables, fmt, mapping, opts["tags"], problems)
     problems.raise_if_any(f"{src.name} cannot be prepared as {fmt}")
     train, validation = split_records(records, val_fraction=opts["val_fraction"], seed=opts["seed"])
     _stop_point(ctx)
     ctx.progress(2, 3, "writing dataset")
+    read = sum(len(t.rows) for t in src.tables)
+    report = {"format": fmt, "kind": KIND[fmt], "rows": read, "used": len(records),
+              "dropped": {"max_rows": read - len(records)} if read > len(records) else {},
+              "train": len(train), "validation": len(validation),
+              "warnings": placeholders(records, numbers)}
+    for line in summary(report):
+        ctx.log(line)
     meta = {"schema": SCHEMA, "format": fmt, "kind": KIND[fmt], "detected_from": why or None, "columns": mapping,
+            "tags": opts["tags"], "report": report,
             "counts": {"rows": len(records), "train": len(train), "validation": len(validation)},
             "source": _source_meta(src, opts["split"]), "seed": opts["seed"], "max_rows": opts["max_rows"],
             "split": {"val_fraction": opts["val_fraction"], "seed": opts["seed"],
@@ -47,14 +69,15 @@ def prepare(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> 
     sha = ctx.store_artifact("dataset", folder)
     ctx.log(f"{len(train)} train / {len(validation)} validation {KIND[fmt]} records from {src.name} -> {sha[:12]}")
     ctx.progress(3, 3, "done")
-    return {"dataset": sha}
+    return {"dataset": sha, "report": report}
 
 
 def _check_request(params: dict[str, Any], inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Every problem with the parameters at once (the daemon checks types; this checks meaning)."""
     opts = {"format": params.get("format", "auto"), "val_fraction": params.get("val_fraction", 0.0),
             "seed": params.get("seed", 0), "max_rows": params.get("max_rows"),
-            "columns": params.get("columns") or {}, "split": params.get("split", "train")}
+            "columns": params.get("columns") or {}, "tags": params.get("tags") or {},
+            "split": params.get("split", "train")}
     bad: list[tuple[str, str]] = []
     source = inputs.get("source")
     if not isinstance(source, str) or not source.strip():
@@ -65,17 +88,33 @@ def _check_request(params: dict[str, Any], inputs: dict[str, Any]) -> tuple[str,
         bad.append(("param val_fraction", "must be a number from 0 up to (not including) 1"))
     if opts["max_rows"] is not None and (not isinstance(opts["max_rows"], int) or opts["max_rows"] < 1):
         bad.append(("param max_rows", "must be a positive whole number, or empty for all rows"))
-    if not isinstance(opts["columns"], dict):
-        bad.append(("param columns", "must map canonical field names to column names"))
-    else:
-        for key, value in opts["columns"].items():
-            if key not in CANONICAL:
-                bad.append((f"param columns.{key}", f"unknown field; known: {', '.join(CANONICAL)}"))
+    for param, known in (("columns", MAPPABLE), ("tags", tuple(TAGS))):
+        if not isinstance(opts[param], dict):
+            bad.append((f"param {param}", f"must map names ({', '.join(known)}) to strings"))
+            continue
+        for key, value in opts[param].items():
+            if key not in known:
+                bad.append((f"param {param}.{key}", f"unknown name; known: {', '.join(known)}"))
             elif not isinstance(value, str) or not value:
-                bad.append((f"param columns.{key}", "must name a column"))
+                bad.append((f"param {param}.{key}", "must name a column" if param == "columns" else "must be a string"))
     if bad:
         raise ValidationError.collect("the prepare request is invalid", bad)
+    opts["given_columns"] = dict(opts["columns"])
+    opts["columns"] = expand_columns(opts["columns"])
     return str(source).strip(), opts
+
+
+def _check_mapped_columns(tables: list[Table], columns: dict[str, str], given: dict[str, str]) -> None:
+    """A mapped column the source does not have is refused, naming it and the columns there are."""
+    have = list(dict.fromkeys(c for t in tables for c in t.columns()))
+    bad = [(f"columns.{key}", f"names column {column!r}, which {tables[0].name if len(tables) == 1 else 'the source'} "
+                              f"does not have (its columns: {', '.join(have) or 'none'})")
+           for key, column in given.items() if column not in have]
+    if bad:
+        raise ValidationError.collect("the column mapping names columns that are not in the data: "
+                                      + "; ".join(f"{where} {message}" for where, message in bad), bad,
+                                      hint="map with the datasets.prepare `columns` parameter, or `tunectl train "
+                                           "--columns FIELD=COLUMN` (e.g. --columns response=answer)")
 
 
 def _first_rows(tables: list[Table], max_rows: int | None) -> list[Table]:
@@ -92,23 +131,44 @@ def _first_rows(tables: list[Table], max_rows: int | None) -> list[Table]:
 
 def _choose_format(tables: list[Table], asked: str, mapping: dict[str, str]) -> tuple[str, dict[str, str], str]:
     """(format, column mapping, why it was detected or "" when asked for)."""
-    if asked != "auto":
-        return asked, dict(mapping), ""
     columns = list(dict.fromkeys(c for t in tables for c in t.columns()))
     first = next((row for t in tables for _, row in t.rows), {})
+    if asked != "auto":
+        if KIND[asked] == "chat":
+            _refuse_hidden_labels(columns, first, mapping, asked)
+        if asked == "kto" and "label" not in mapping:
+            return asked, {**mapping, "label": labelled(columns, first, mapping) or "label"}, ""
+        return asked, dict(mapping), ""
     fmt, mapping, why = detect(columns, first, mapping)
     if fmt is None:
         expected = "; ".join(f"{f}: {', '.join(req)}" for f, (req, _) in FIELDS.items())
         raise ValidationError(f"cannot tell the format of {tables[0].name if tables else 'the source'} from its "
                               f"columns ({', '.join(columns) or 'none'})",
-                              hint=f"expected columns by format: {expected}. Set `format`, and map your column "
-                                   "names with `columns`, e.g. {\"output\": \"answer\"}")
+                              hint=f"expected columns by format: {expected}. Set the format (--format, or the "
+                                   "`format` parameter) and map your column names with `tunectl train --columns "
+                                   "response=answer` (the datasets.prepare `columns` parameter)")
     return fmt, mapping, why
 
 
-def _normalise_all(tables: list[Table], fmt: str, mapping: dict[str, str], problems: Problems) -> list[dict[str, Any]]:
+def _refuse_hidden_labels(columns: list[str], first: dict[str, Any], mapping: dict[str, str], asked: str) -> None:
+    """A chat format asked for data that holds preference pairs or KTO labels would train on rejected
+    or bad answers as if they were good ones."""
+    if {mapping.get("chosen", "chosen"), mapping.get("rejected", "rejected")} <= set(columns):
+        kind, what = "preference", "chosen/rejected answer pairs"
+    elif labelled(columns, first, mapping):
+        kind, what = "kto", "answers labelled good or bad"
+    else:
+        return
+    raise ValidationError(f"format {asked} was asked for, but the data holds {what}: training on it as "
+                          f"supervised {asked} data would learn the bad answers too",
+                          hint=f"train it with a preference stage ({STAGES[kind]}) and format auto or {kind}")
+
+
+def _normalise_all(tables: list[Table], fmt: str, mapping: dict[str, str], tags: dict[str, str],
+                   problems: Problems) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records, and where each came from (`file row N`)."""
     required, optional = FIELDS[fmt]
-    records = []
+    records, numbers = [], []
     for table in tables:
         columns = table.columns()
         absent = [mapping.get(f, f) for f in required if mapping.get(f, f) not in columns]
@@ -118,13 +178,14 @@ def _normalise_all(tables: list[Table], fmt: str, mapping: dict[str, str], probl
         if absent:
             continue
         for number, raw in table.rows:
-            row = Row(raw, mapping)
+            row = Row(raw, mapping, tags)
             record = normalise(fmt, row)
             for error in row.errors:
                 problems.add(f"{table.name} row {number}", error)
             if record is not None:
                 records.append(record)
-    return records
+                numbers.append(f"{table.name} row {number}")
+    return records, numbers
 
 
 def split_records(records: list[dict[str, Any]], *, val_fraction: float, seed: int

@@ -5,9 +5,18 @@ Normalised records, one per row (what `tunelog.plugins.common.data` reads back):
     chat        {"messages": [{"role": "system|user|assistant|tool", "content": str}, ...], "tools": [...]?}
     text        {"text": str}
     preference  {"prompt": [messages], "chosen": str, "rejected": str}
+    kto         {"prompt": [messages], "completion": str, "label": bool}
 
 alpaca, sharegpt and messages rows all become chat records. Field names below are canonical;
-the `columns` parameter maps a canonical name to the column that holds it in the user's data.
+the `columns` parameter maps a canonical name (or a LLaMA-Factory `dataset_info` name, see
+`ALIASES`) to the column that holds it in the user's data, and `tags` names the keys and role
+values of sharegpt turns.
+
+Preference pairs come in three shapes: prompt/chosen/rejected (text or message lists, as TRL);
+a sharegpt `conversations` or OpenAI `messages` prompt with `chosen`/`rejected` answer objects
+(LLaMA-Factory); or only `chosen`/`rejected` conversations that share their prompt turns (TRL's
+implicit prompt). KTO rows hold one answer and a boolean label (`label`, or LLaMA-Factory's
+`kto_tag`) with a prompt/completion or a conversation ending in the answer.
 """
 
 from __future__ import annotations
@@ -23,14 +32,40 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "sharegpt": (("conversations",), ("system", "tools")),
     "messages": (("messages",), ("tools",)),
     "text": (("text",), ()),
-    "preference": (("prompt", "chosen", "rejected"), ("system",)),
+    "preference": (("chosen", "rejected"), ("prompt", "conversations", "messages", "system")),
+    "kto": (("label",), ("prompt", "completion", "conversations", "messages", "system")),
 }
 """Format -> (required fields, optional fields)."""
 
 FORMATS = tuple(FIELDS)
-KIND = {"alpaca": "chat", "sharegpt": "chat", "messages": "chat", "text": "text", "preference": "preference"}
+KIND = {"alpaca": "chat", "sharegpt": "chat", "messages": "chat", "text": "text", "preference": "preference",
+        "kto": "kto"}
 """Format -> kind of normalised record it produces."""
 CANONICAL = tuple(sorted({f for req, opt in FIELDS.values() for f in req + opt}))
+ALIASES: dict[str, tuple[str, ...]] = {
+    "prompt": ("instruction", "prompt"), "query": ("input",), "response": ("output",),
+    "messages": ("conversations", "messages"), "kto_tag": ("label",),
+}
+"""LLaMA-Factory `dataset_info` column names -> the canonical fields they stand for."""
+MAPPABLE = tuple(sorted({*CANONICAL, *ALIASES}))
+TAGS: dict[str, str | None] = {
+    "role_tag": None, "content_tag": None, "user_tag": "user", "assistant_tag": "assistant",
+    "observation_tag": "tool", "function_tag": "assistant", "system_tag": "system",
+}
+"""LLaMA-Factory `tags`: the keys of a turn (role_tag, content_tag) and the role value each tag names."""
+STAGES = {"preference": "--stage dpo, --stage orpo or --stage simpo", "kto": "--stage kto"}
+"""Training stages that consume a non-supervised kind of record."""
+
+
+def expand_columns(columns: Mapping[str, str]) -> dict[str, str]:
+    """The mapping by canonical field: LLaMA-Factory names fan out to the fields they stand for;
+    a canonical name given explicitly wins over an alias."""
+    out: dict[str, str] = {}
+    for key, column in columns.items():
+        for field in ALIASES.get(key, (key,)):
+            if field not in columns or field == key:
+                out[field] = column
+    return out
 
 ROLES = {
     "system": "system", "developer": "system",
@@ -45,9 +80,10 @@ ROLES = {
 class Row:
     """One raw row seen through the column mapping: `get` by canonical name, `name` for messages."""
 
-    def __init__(self, raw: Mapping[str, Any], mapping: Mapping[str, str]):
+    def __init__(self, raw: Mapping[str, Any], mapping: Mapping[str, str], tags: Mapping[str, str] | None = None):
         self.raw = raw
         self.mapping = mapping
+        self.tags = dict(tags or {})
         self.errors: list[str] = []
 
     def name(self, field: str) -> str:
@@ -92,8 +128,12 @@ def detect(columns: list[str], first: Mapping[str, Any], mapping: Mapping[str, s
            ) -> tuple[str | None, dict[str, str], str]:
     """Guess the format from the columns: (format or None, mapping to use, why)."""
     present = {f for f in CANONICAL if mapping.get(f, f) in columns}
-    if {"prompt", "chosen", "rejected"} <= present:
-        return "preference", dict(mapping), "columns prompt, chosen, rejected"
+    if {"chosen", "rejected"} <= present:
+        shape = next((f for f in ("prompt", "conversations", "messages") if f in present), None)
+        return "preference", dict(mapping), f"columns {shape + ', ' if shape else ''}chosen, rejected"
+    label = labelled(columns, first, mapping)
+    if label is not None:
+        return "kto", {**mapping, "label": label}, f"boolean column {label}"
     if "conversations" in present:
         return "sharegpt", dict(mapping), "column conversations"
     if "messages" in present:
@@ -107,6 +147,19 @@ def detect(columns: list[str], first: Mapping[str, Any], mapping: Mapping[str, s
     if "text" in present:
         return "text", dict(mapping), "column text"
     return None, dict(mapping), ""
+
+
+def labelled(columns: list[str], first: Mapping[str, Any], mapping: Mapping[str, str]) -> str | None:
+    """The column holding a KTO label (a boolean in the first row), or None."""
+    for name in (mapping.get("label"), "label", "kto_tag"):
+        if name and name in columns and isinstance(_boolean(first.get(name)), bool):
+            return name
+    return None
+
+
+def _boolean(value: Any) -> Any:
+    """A boolean, also from CSV text (`true` / `false`); anything else as it is."""
+    return {"true": True, "false": False}.get(value.strip().lower(), value) if isinstance(value, str) else value
 
 
 def normalise(fmt: str, row: Row) -> dict[str, Any] | None:
@@ -171,21 +224,26 @@ def _turns(row: Row, field: str, *, keys: tuple[str, str]) -> list[dict[str, str
         row.error(name, f"must be a non-empty list of turns, got {_kind(turns) if turns != [] else 'an empty list'}")
         return None
     out = []
+    roles = {**ROLES, **{row.tags[t]: r for t, r in TAGS.items() if r and t in row.tags}}
     for i, turn in enumerate(turns):
         where = f"{name}[{i}]"
         if not isinstance(turn, dict):
             row.error(where, f"must be an object with {keys[0]}/{keys[1]}, got {_kind(turn)}")
             continue
         role_key, content_key = keys if keys[0] in turn else ("role", "content") if "role" in turn else ("from", "value")
+        role_key, content_key = row.tags.get("role_tag", role_key), row.tags.get("content_tag", content_key)
         speaker, content = turn.get(role_key), _content(turn, content_key)
-        role = ROLES.get(speaker) if isinstance(speaker, str) else None
+        role = roles.get(speaker) if isinstance(speaker, str) else None
         if role is None:
-            row.error(f"{where}.{keys[0]}", "is missing" if speaker is None else
-                      f"has unknown role {speaker!r} (known: {', '.join(sorted(ROLES))})")
+            row.error(f"{where}.{role_key}", "is missing" if speaker is None else
+                      f"has unknown role {speaker!r} (known: {', '.join(sorted(roles))}; name yours in the "
+                      "`tags` of a --columns mapping file or the datasets.prepare `tags` parameter, e.g. "
+                      '{"assistant_tag": "bot"})')
         elif not isinstance(content, str):
             row.error(f"{where}.{content_key}", "is missing" if content is None else
                       f"must be text, got {_kind(content)}")
-        elif role == "assistant" and not content.strip() and speaker != "function_call":
+        elif role == "assistant" and not content.strip() and speaker != "function_call" \
+                and not turn.get("tool_calls"):
             row.error(f"{where}.{content_key}", "is empty (an assistant turn needs text)")
         else:
             out.append({"role": role, "content": content})
@@ -199,9 +257,10 @@ def _content(turn: Mapping[str, Any], key: str) -> Any:
         return "".join(str(p.get("text", "")) for p in content)
     if isinstance(content, dict):
         return json.dumps(content, ensure_ascii=False, default=str)
-    if content is None and isinstance(turn.get("tool_calls"), list) and turn["tool_calls"]:
+    if isinstance(turn.get("tool_calls"), list) and turn["tool_calls"] and (content is None or isinstance(content, str)):
         calls = [c.get("function", c) if isinstance(c, dict) else c for c in turn["tool_calls"]]
-        return json.dumps(calls, ensure_ascii=False, default=str)
+        text = json.dumps(calls, ensure_ascii=False, default=str)
+        return f"{content}\n{text}" if content and content.strip() else text
     return content
 
 
@@ -210,21 +269,54 @@ def _text(row: Row) -> dict[str, Any]:
 
 
 def _preference(row: Row) -> dict[str, Any]:
-    prompt_value = row.structured("prompt", text_ok=True)
-    if isinstance(prompt_value, list):
-        prompt = _turns(row, "prompt", keys=("role", "content")) or []
-        if prompt and prompt[-1]["role"] == "assistant":
-            row.error(row.name("prompt"), "must end with a user turn, not an assistant one")
-    else:
-        text = row.text("prompt")
-        prompt = [{"role": "user", "content": text}] if text else []
-    system = row.text("system", required=False)
-    if system and not any(m["role"] == "system" for m in prompt):
-        prompt.insert(0, {"role": "system", "content": system})
+    prompt = _prompt(row, answer="chosen")
     chosen, rejected = _answer(row, "chosen"), _answer(row, "rejected")
     if chosen is not None and chosen == rejected:
         row.errors.append(f"fields '{row.name('chosen')}' and '{row.name('rejected')}' are identical")
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def _kto(row: Row) -> dict[str, Any]:
+    label = _boolean(row.get("label"))
+    if not isinstance(label, bool):
+        row.error(row.name("label"), f"must be true or false, got {_kind(label)}")
+    if row.get("completion") is not None:
+        return {"prompt": _prompt(row, answer="completion"), "completion": row.text("completion"), "label": label}
+    field = next((f for f in ("conversations", "messages") if row.get(f) is not None), "messages")
+    turns = _turns(row, field, keys=("role", "content")) or []
+    if turns and turns[-1]["role"] != "assistant":
+        row.error(row.name(field), "must end with the assistant answer the label judges")
+    return {"prompt": _with_system(row, turns[:-1]), "completion": turns[-1]["content"] if turns else None,
+            "label": label}
+
+
+def _prompt(row: Row, *, answer: str) -> list[dict[str, str]]:
+    """The prompt turns of a preference or KTO row: a `prompt` (text or turns), a `conversations` /
+    `messages` column, or the turns the `answer` conversation has before its last one."""
+    field = next((f for f in ("prompt", "conversations", "messages") if row.get(f) is not None), None)
+    if field is None:
+        implicit = row.structured(answer)
+        prompt = _turns(row, answer, keys=("role", "content"))[:-1] if isinstance(implicit, list) and implicit else []
+        if not prompt:
+            row.error(row.name("prompt"), "is missing" + (f" (and {row.name(answer)} has no turns before its answer)"
+                                                          if isinstance(implicit, list) else ""))
+        return _with_system(row, prompt or [])
+    value = row.structured(field, text_ok=True)
+    if isinstance(value, list):
+        prompt = _turns(row, field, keys=("role", "content")) or []
+        if prompt and prompt[-1]["role"] == "assistant":
+            row.error(row.name(field), "must end with a user turn, not an assistant one")
+    else:
+        text = row.text(field)
+        prompt = [{"role": "user", "content": text}] if text else []
+    return _with_system(row, prompt)
+
+
+def _with_system(row: Row, prompt: list[dict[str, str]]) -> list[dict[str, str]]:
+    system = row.text("system", required=False)
+    if system and not any(m["role"] == "system" for m in prompt):
+        prompt.insert(0, {"role": "system", "content": system})
+    return prompt
 
 
 def _answer(row: Row, field: str) -> str | None:
@@ -246,5 +338,5 @@ def _answer(row: Row, field: str) -> str | None:
 
 
 _NORMALISERS = {"alpaca": _alpaca, "sharegpt": _sharegpt, "messages": _messages, "text": _text,
-                "preference": _preference}
+                "preference": _preference, "kto": _kto}
 

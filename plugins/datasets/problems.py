@@ -36,7 +36,8 @@ class Problems:
         noun = "problem" if self.total == 1 else "problems"
         raise ValidationError.collect(
             f"{what}: {self.total} {noun}{shown}; nothing was stored", self.items,
-            hint="fix the rows named below, or map columns with the `columns` parameter")
+            hint="fix the rows named below, or map your column names with `tunectl train --columns "
+                 "FIELD=COLUMN` (the datasets.prepare `columns` parameter)")
 
 
 def kind_of(value: Any) -> str:

@@ -26,7 +26,7 @@ def loss(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dic
     dataset_sha = inputs.get("dataset")
     if not is_sha(dataset_sha):
         raise ValidationError(f"inputs.dataset: expected a dataset artifact hash, got {str(dataset_sha)[:80]!r}")
-    from tunelog.plugins.common.data import encode_dataset, read_dataset
+    from tunelog.plugins.common.data import counts_text, encode_dataset, read_dataset
     from tunelog.plugins.common.models import load_tokenizer
 
     records = read_dataset(ctx.artifact_path(dataset_sha), params.get("split", "validation"))
@@ -34,6 +34,7 @@ def loss(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dic
     tokenizer = load_tokenizer(base_dir)
     features = encode_dataset(tokenizer, records, max_length=int(params.get("max_length", 512)),
                               train_on_prompt=bool(params.get("train_on_prompt", False)))
+    ctx.log(counts_text(features.counts))
     if not features:
         raise ValidationError(f"the {params.get('split')} split has no example with a target token to score")
 

@@ -10,7 +10,7 @@ The tools folder is `$TUNELOG_LLAMA_CPP_DIR`, else `<TUNELOG_HOME>/tools/llama.c
 
     python -m tunelog.plugins.export.tools install [--quantize] [--sdist FILE] [--dest DIR]
 
-Standard library only (and `Paths`): the plugin's submit checks import this module.
+Standard library only: the plugin's submit checks import this module.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-
-from tunelog.daemon.paths import Paths
 
 VERSION = "0.3.36"
 """The pinned `llama-cpp-python` release whose vendored llama.cpp we use."""
@@ -46,7 +44,10 @@ def tools_dir() -> Path:
     given = os.environ.get("TUNELOG_LLAMA_CPP_DIR")
     if given:
         return Path(given).expanduser().resolve()
-    return Paths.from_env().home / "tools" / f"llama.cpp-{VERSION}"
+    home = os.environ.get("TUNELOG_HOME")  # the data dir, as the daemon resolves it
+    base = Path(home).expanduser().resolve() if home else \
+        Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "tunelog"
+    return base / "tools" / f"llama.cpp-{VERSION}"
 
 
 def converter(name: str, folder: Path | None = None) -> Path | None:

@@ -6,12 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from tunelog.plugins.api import JobContext
-from tunelog.plugins.common.presets import load_presets, resolve_params
 
 from .support import check_supported, manifest_defaults
 
-__all__ = ["check_supported", "load_presets", "manifest_defaults", "resolve", "resolve_params",
-           "train"]
+__all__ = ["check_supported", "manifest_defaults", "resolve", "train"]
 
 
 def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
@@ -25,7 +23,7 @@ def resolve(params: dict[str, Any]) -> dict[str, Any]:
     """`params` over the manifest defaults (for callers that give only some, e.g. tests, benchmarks).
 
     Presets are NOT applied here: the daemon resolves them when the job is submitted
-    (`resolve_params(preset, given, defaults)`, which knows what the user set explicitly), and the
+    (`apply_preset(preset, given, defaults)`, which knows what the user set explicitly), and the
     job receives and records the result. Applying them again here could undo a user's choice.
     """
     return {**manifest_defaults(), **params}

@@ -6,7 +6,7 @@ peft does all the adapter work (we never reimplement LoRA); this module only map
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 CONVERTED_INITS = ("pissa", "olora")
 """Methods whose initialisation rewrites the base weights: their adapter is saved converted to a
@@ -14,28 +14,31 @@ plain LoRA (rank 2r) against the ORIGINAL base with `path_initial_model_for_weig
 so plain `PeftModel.from_pretrained` on the unmodified base loads it correctly (randomised PiSSA
 included)."""
 
+if TYPE_CHECKING:
+    from .params import TrainParams
 
-def target_modules(params: dict[str, Any]) -> str | list[str]:
+
+def target_modules(params: TrainParams) -> str | list[str]:
     """`"all-linear"` or the list of module names."""
-    targets = list(params.get("target_modules") or ["all-linear"])
+    targets = list(params.target_modules or ["all-linear"])
     return "all-linear" if targets == ["all-linear"] else targets
 
 
-def lora_init(params: dict[str, Any]) -> bool | str:
+def lora_init(params: TrainParams) -> bool | str:
     """peft's `init_lora_weights` for the method."""
-    method = params["method"]
+    method = params.method
     if method == "pissa":
-        return f"pissa_niter_{params['pissa_niter']}" if params.get("pissa_niter") else "pissa"
+        return f"pissa_niter_{params.pissa_niter}" if params.pissa_niter else "pissa"
     if method in ("olora", "loftq"):
         return method
     return True
 
 
-def peft_config(params: dict[str, Any], *, model: Any, total_steps: int, xlora_paths: list[Path]) -> Any:
-    """The peft config for `params["method"]` (None for full fine-tuning)."""
+def peft_config(params: TrainParams, *, model: Any, total_steps: int, xlora_paths: list[Path]) -> Any:
+    """The peft config for `params.method` (None for full fine-tuning)."""
     import peft
 
-    method = params["method"]
+    method = params.method
     common = {"task_type": "CAUSAL_LM"}
     if method == "full":
         return None
@@ -47,19 +50,19 @@ def peft_config(params: dict[str, Any], *, model: Any, total_steps: int, xlora_p
             model.config.model_type, [])
         return peft.IA3Config(target_modules=targets, feedforward_modules=[m for m in targets if m in ff], **common)
     if method == "vera":
-        return peft.VeraConfig(r=params["r"], target_modules=target_modules(params),
-                               vera_dropout=params["dropout"], projection_prng_key=params["seed"],
+        return peft.VeraConfig(r=params.r, target_modules=target_modules(params),
+                               vera_dropout=params.dropout, projection_prng_key=params.seed,
                                save_projection=True, **common)
     if method == "xlora":
         # peft loads the experts under the names "0", "1", ... whatever the keys; other names break it
         adapters = {str(i): str(path) for i, path in enumerate(xlora_paths)}
         return peft.XLoraConfig(hidden_size=model.config.hidden_size, adapters=adapters,
-                                xlora_depth=params["xlora_depth"], **common)
-    lora = {"r": params["r"], "lora_alpha": params["alpha"], "lora_dropout": params["dropout"],
+                                xlora_depth=params.xlora_depth, **common)
+    lora = {"r": params.r, "lora_alpha": params.alpha, "lora_dropout": params.dropout,
             "target_modules": target_modules(params), **common}
     if method == "adalora":
         # peft's own ratio (init_r 12 for target_r 8); budget held for the first 10%, fixed for the last 20%
-        return peft.AdaLoraConfig(init_r=max(params["r"] * 3 // 2, params["r"] + 1), target_r=params["r"],
+        return peft.AdaLoraConfig(init_r=max(params.r * 3 // 2, params.r + 1), target_r=params.r,
                                   tinit=total_steps // 10, tfinal=total_steps // 5, deltaT=1,
                                   total_step=total_steps, **lora)
     extra: dict[str, Any] = {"init_lora_weights": lora_init(params)}
@@ -72,9 +75,9 @@ def peft_config(params: dict[str, Any], *, model: Any, total_steps: int, xlora_p
     return peft.LoraConfig(**lora, **extra)
 
 
-def needs_conversion(params: dict[str, Any]) -> bool:
+def needs_conversion(params: TrainParams) -> bool:
     """True when the saved adapter must be converted against the initial one (see CONVERTED_INITS)."""
-    return params["method"] in CONVERTED_INITS
+    return params.method in CONVERTED_INITS
 
 
 def save_xlora_gate(model: Any, out: Path) -> bool:

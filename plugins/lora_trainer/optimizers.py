@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tunelog.events.errors import ValidationError
 
+if TYPE_CHECKING:
+    from .params import TrainParams
 
-def build_optimizer(params: dict[str, Any], model: torch.nn.Module, *, device: torch.device) -> torch.optim.Optimizer:
-    """The optimizer `params["optimizer"]` over the model's trainable parameters."""
-    name = params["optimizer"]
-    kw = {"lr": params["lr"], "weight_decay": params["weight_decay"]}
-    if params["method"] == "loraplus":
+
+def build_optimizer(params: TrainParams, model: torch.nn.Module, *, device: torch.device) -> torch.optim.Optimizer:
+    """The optimizer `params.optimizer` over the model's trainable parameters."""
+    name = params.optimizer
+    kw = {"lr": params.lr, "weight_decay": params.weight_decay}
+    if params.method == "loraplus":
         from peft.optimizers import create_loraplus_optimizer  # not imported by `import peft`
 
-        return create_loraplus_optimizer(model, _adamw_class(name), loraplus_lr_ratio=params["loraplus_lr_ratio"],
+        return create_loraplus_optimizer(model, _adamw_class(name), loraplus_lr_ratio=params.loraplus_lr_ratio,
                                          **kw, **_adamw_impl(params, device, name))
     if name in ("adamw", "adamw_8bit"):
         return _adamw_class(name)(_trainable(model), **kw, **_adamw_impl(params, device, name))
@@ -42,11 +45,11 @@ def _adamw_class(name: str) -> type[torch.optim.Optimizer]:
     return torch.optim.AdamW
 
 
-def _adamw_impl(params: dict[str, Any], device: torch.device, name: str) -> dict[str, Any]:
+def _adamw_impl(params: TrainParams, device: torch.device, name: str) -> dict[str, Any]:
     """Pin the implementation: fused, foreach and for-loop AdamW give different bits."""
     if name != "adamw":
         return {}
-    fast = device.type == "cuda" and not params["deterministic"]
+    fast = device.type == "cuda" and not params.deterministic
     return {"fused": fast, "foreach": False if not fast else None}
 
 
@@ -61,12 +64,12 @@ def _hidden_matrices(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], 
     return matrices, [p for p in _trainable(model) if id(p) not in chosen]
 
 
-def _low_rank(params: dict[str, Any], model: torch.nn.Module, kw: dict[str, Any]) -> torch.optim.Optimizer:
+def _low_rank(params: TrainParams, model: torch.nn.Module, kw: dict[str, Any]) -> torch.optim.Optimizer:
     """GaLore / APOLLO: gradient projection on the hidden matrices, plain Adam on the rest."""
     matrices, rest = _hidden_matrices(model)
-    name = params["optimizer"]
-    group = {"params": matrices, "rank": params["galore_rank"], "update_proj_gap": params["galore_update_interval"],
-             "scale": params["galore_scale"], "proj_type": "std"}
+    name = params.optimizer
+    group = {"params": matrices, "rank": params.galore_rank, "update_proj_gap": params.galore_update_interval,
+             "scale": params.galore_scale, "proj_type": "std"}
     if name == "apollo":
         from apollo_torch import APOLLOAdamW
 
@@ -79,7 +82,7 @@ def _low_rank(params: dict[str, Any], model: torch.nn.Module, kw: dict[str, Any]
     return GaLoreAdamW([{"params": rest}, group], **kw, no_deprecation_warning=True)  # type: ignore[no-any-return]
 
 
-def _badam(params: dict[str, Any], model: torch.nn.Module, kw: dict[str, Any], device: torch.device) -> Any:
+def _badam(params: TrainParams, model: torch.nn.Module, kw: dict[str, Any], device: torch.device) -> Any:
     """BAdam: Adam on one block of layers at a time, switching blocks in ascending order."""
     from badam import BlockOptimizer
 
@@ -88,7 +91,7 @@ def _badam(params: dict[str, Any], model: torch.nn.Module, kw: dict[str, Any], d
         # BAdam warns that fp32 weights cost memory; fp32 is our deliberate CPU default.
         warnings.filterwarnings("ignore", message="BAdam expect model", category=UserWarning)
         return BlockOptimizer(base_optimizer=base, named_parameters_list=list(model.named_parameters()),
-                              switch_block_every=params["badam_switch_every"], switch_mode="ascending", verbose=0)
+                              switch_block_every=params.badam_switch_every, switch_mode="ascending", verbose=0)
 
 
 class MultiOptimizer(torch.optim.Optimizer):
@@ -123,7 +126,7 @@ class MultiOptimizer(torch.optim.Optimizer):
         self.param_groups = [g for opt in self.optimizers for g in opt.param_groups]  # loading made new groups
 
 
-def _muon(params: dict[str, Any], model: torch.nn.Module, kw: dict[str, Any], device: torch.device) -> MultiOptimizer:
+def _muon(params: TrainParams, model: torch.nn.Module, kw: dict[str, Any], device: torch.device) -> MultiOptimizer:
     """torch.optim.Muon on 2-D hidden matrices (what it is defined for), AdamW on the rest."""
     matrices, rest = _hidden_matrices(model)
     muon = torch.optim.Muon(matrices, lr=kw["lr"], weight_decay=kw["weight_decay"],

@@ -5,7 +5,8 @@ configs), accelerate handles precision and devices (and several GPUs under `acce
 and a bare loop trains: on CPU it is the fastest and the easiest to make bit-exact. The recipe
 reports only through the job context (metrics, progress, log, checkpoints, artifacts).
 
-Determinism (FACTS.md): seed everything before the adapter is built, draw the batch order from a
+Determinism (byte-identical adapters across runs on the same CPU kernel path and library
+versions): seed everything before the adapter is built, draw the batch order from a
 seeded generator (pre-shuffled, no DataLoader workers), pin the optimizer implementation, pad to
 fixed multiples. A checkpoint holds weights, optimizer, scheduler, every RNG state and the
 data-order position, so a resumed run produces the same bytes as one that never stopped.
@@ -13,7 +14,6 @@ data-order position, so a resumed run produces the same bytes as one that never 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -28,23 +28,21 @@ import torch
 
 from tunelog.events.errors import ValidationError
 from tunelog.plugins.api import JobContext
-from tunelog.plugins.common import data, models
+from tunelog.plugins.common import adapters, data, models
 
 from . import checkpoint, methods
 from .optimizers import build_optimizer
+from .params import TrainParams, settings_hash
 from .support import check_supported
 
-RUN_ONLY_PARAMS = ("eval_every", "eval_max_batches", "save_every", "logging_every", "threads", "preset",
-                   "distributed", "accelerate_config")
-"""Parameters that do not change what is computed: a checkpoint may be resumed with other values."""
 
-
-def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     """Run the `train` operation: returns the output ports (or `stopped_at` when asked to stop)."""
     # ---------------------------------------------------------------- setup: devices and inputs
-    check_supported(params, cuda_available=torch.cuda.is_available())
-    if params["threads"]:
-        torch.set_num_threads(params["threads"])
+    params = TrainParams.from_params(given)  # validated once; typed from here on
+    check_supported(params.to_dict(), cuda_available=torch.cuda.is_available())
+    if params.threads:
+        torch.set_num_threads(params.threads)
     accelerator = make_accelerator(params)
     device = accelerator.device
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -56,16 +54,21 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
     dataset_dir = ctx.artifact_path(inputs["dataset"])
     train_rows = encode_split(tokenizer, dataset_dir, "train", params)
     eval_rows = encode_split(tokenizer, dataset_dir, "validation", params) if (dataset_dir / "validation.jsonl").exists() else []
+    encoding = {split: rows.counts for split, rows in (("train", train_rows), ("validation", eval_rows))
+                if isinstance(rows, data.Encoded)}
+    for split, counts in encoding.items():
+        report.log(f"{split}: {data.counts_text(counts)}")
     if not train_rows:
         raise ValidationError("the train split has no example with a target token",
                               hint="check the dataset, max_length and train_on_prompt")
-    batches_per_epoch = math.ceil(len(train_rows) / params["batch_size"])
-    total_steps = params["max_steps"] or math.ceil(params["epochs"] * batches_per_epoch / (params["grad_accum"] * world))
-    warmup = params["warmup_steps"] or math.ceil(params["warmup_ratio"] * total_steps)
+    batches_per_epoch = math.ceil(len(train_rows) / params.batch_size)
+    total_steps = params.max_steps or math.ceil(params.epochs * batches_per_epoch / (params.grad_accum * world))
+    warmup = params.warmup_steps or math.ceil(params.warmup_ratio * total_steps)
     fingerprints = {"settings": settings_hash(params), "data": data.features_hash(train_rows),
                     "base model": identity["weights_sha256"] or ""}
+    versions = library_versions()
     report.log(f"{len(train_rows)} training rows, {len(eval_rows)} validation rows; {total_steps} steps "
-            f"of {params['batch_size']}x{params['grad_accum']}x{world}; device {device}, "
+            f"of {params.batch_size}x{params.grad_accum}x{world}; device {device}, "
             f"{torch.get_num_threads()} threads")
 
     # ---------------------------------------------------------------- setup: model, adapter, optimizer
@@ -73,30 +76,30 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
     from accelerate import DistributedType
     from transformers import get_scheduler, set_seed
 
-    set_seed(params["seed"])
-    torch.use_deterministic_algorithms(params["deterministic"], warn_only=True)
+    set_seed(params.seed)
+    torch.use_deterministic_algorithms(params.deterministic, warn_only=True)
     model = models.load_model(model_dir, dtype=model_dtype(params, device), quantization=quantization(params),
-                              double_quant=params["double_quant"], compute_dtype=params["compute_dtype"],
-                              device=str(device), attn_implementation=params["attn_implementation"])
+                              double_quant=params.double_quant, compute_dtype=params.compute_dtype,
+                              device=str(device), attn_implementation=params.attn_implementation)
     model.config.use_cache = False  # no KV cache in training (and X-LoRA refuses one)
-    if params["liger"]:
+    if params.liger:
         from liger_kernel.transformers import _apply_liger_kernel_to_instance
 
         _apply_liger_kernel_to_instance(model=model)
     if quantization(params):
-        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=params["gradient_checkpointing"])
-    elif params["gradient_checkpointing"]:
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=params.gradient_checkpointing)
+    elif params.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     peft_config = methods.peft_config(params, model=model, total_steps=total_steps,
-                                      xlora_paths=[resolve_adapter(ctx, a) for a in params["xlora_adapters"]])
+                                      xlora_paths=[resolve_adapter(ctx, a) for a in params.xlora_adapters])
     if peft_config is not None:
         model = peft.get_peft_model(model, peft_config)
     initial_adapter = ctx.workdir / "initial_adapter"
     if methods.needs_conversion(params):  # the starting point the saved adapter is converted against
         model.save_pretrained(initial_adapter)
     optimizer = build_optimizer(params, model, device=device)
-    scheduler = get_scheduler(params["scheduler"], optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
-    order = checkpoint.BatchOrder(len(train_rows), params["batch_size"], params["seed"])
+    scheduler = get_scheduler(params.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    order = checkpoint.BatchOrder(len(train_rows), params.batch_size, params.seed)
     run = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "fingerprints": fingerprints}
     if ctx.resume_from is not None:
         run = checkpoint.restore(Path(ctx.resume_from), model=model, optimizer=optimizer, scheduler=scheduler,
@@ -104,15 +107,16 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
         report.log(f"resumed at step {run['step']} (epoch {order.epoch}, batch {order.index})")
     if accelerator.is_main_process and ctx.run_id:
         ctx.emit(provenance(ctx, params, inputs, identity=identity, dataset_dir=dataset_dir,
-                            fingerprints=fingerprints, device=device, resumed=run["step"] if ctx.resume_from else None))
+                            fingerprints=fingerprints, versions=versions, device=device,
+                            resumed=run["step"] if ctx.resume_from else None))
     trained, raw_optimizer = model, optimizer
     model, optimizer = accelerator.prepare(model, optimizer)
-    forward = torch.compile(model) if params["compile"] else model
+    forward = torch.compile(model) if params.compile else model
     n_trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in trained.parameters())
-    report.log(f"{params['method']}: {n_trainable:,} of {n_total:,} parameters trainable")
-    eval_chunks = [eval_rows[i: i + params["batch_size"]] for i in range(0, len(eval_rows), params["batch_size"])]
-    eval_chunks = eval_chunks[rank::world][: params["eval_max_batches"] or None]
+    report.log(f"{params.method}: {n_trainable:,} of {n_total:,} parameters trainable")
+    eval_chunks = [eval_rows[i: i + params.batch_size] for i in range(0, len(eval_rows), params.batch_size)]
+    eval_chunks = eval_chunks[rank::world][: params.eval_max_batches or None]
 
     def validate() -> dict[str, float]:
         return evaluate(model, (make_batch(rows, tokenizer, params, device) for rows in eval_chunks), accelerator)
@@ -123,7 +127,7 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
         if accelerator.is_main_process:
             folder = checkpoint.save(ctx.workdir / f"checkpoint-{step:07d}", model=trained, optimizer=raw_optimizer,
                                      scheduler=scheduler, order=order, state={**run, "step": step},
-                                     everything=params["method"] == "full")
+                                     everything=params.method == "full")
             sha = ctx.checkpoint(step, folder)
             shutil.rmtree(folder, ignore_errors=True)
         accelerator.wait_for_everyone()
@@ -141,7 +145,7 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
             run["elapsed_s"] += time.perf_counter() - t0
             report.log(f"stopping at step {step}: checkpoint saved")
             return {"stopped_at": step, "checkpoint": save_checkpoint(step)}
-        window = [[order.next() for _ in range(world)][rank] for _ in range(params["grad_accum"])]
+        window = [[order.next() for _ in range(world)][rank] for _ in range(params.grad_accum)]
         rows = [[train_rows[i] for i in indices] for indices in window]
         targets = [sum(_targets(r) for r in micro) for micro in rows]
         step_loss = torch.zeros((), device=device)
@@ -155,19 +159,19 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
                 accelerator.backward(loss)
             step_loss += loss.detach()
             run["tokens"] += sum(len(r["input_ids"]) for r in micro) * world
-        if params["max_grad_norm"] > 0:
-            grad_norm = accelerator.clip_grad_norm_(trained.parameters(), params["max_grad_norm"])
-        elif (step + 1) % params["logging_every"] == 0:
+        if params.max_grad_norm > 0:
+            grad_norm = accelerator.clip_grad_norm_(trained.parameters(), params.max_grad_norm)
+        elif (step + 1) % params.logging_every == 0:
             grad_norm = accelerator.clip_grad_norm_(trained.parameters(), float("inf"))  # measures, scales by 1
         optimizer.step()
-        if params["method"] == "adalora":
+        if params.method == "adalora":
             trained.base_model.update_and_allocate(step)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         step_losses.append(step_loss)
 
-        if step % params["logging_every"] == 0 or step == total_steps:
+        if step % params.logging_every == 0 or step == total_steps:
             spent = time.perf_counter() - t0
             loss_mean = accelerator.reduce(torch.stack(step_losses).mean(), reduction="mean")
             metrics = {"loss": float(loss_mean), "lr": scheduler.get_last_lr()[0],
@@ -178,9 +182,9 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
             step_losses = []
             report.metrics(step, **metrics)
             report.progress(step, total_steps)
-        if eval_chunks and params["eval_every"] and step % params["eval_every"] == 0 and step < total_steps:
+        if eval_chunks and params.eval_every and step % params.eval_every == 0 and step < total_steps:
             report.metrics(step, **validate())
-        if params["save_every"] and step % params["save_every"] == 0 and step < total_steps:
+        if params.save_every and step % params.save_every == 0 and step < total_steps:
             save_checkpoint(step)
 
     # ---------------------------------------------------------------- save
@@ -193,44 +197,42 @@ def train(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
     state_dict = accelerator.get_state_dict(model) if sharded else None  # gathered from every rank
     outputs: dict[str, Any] = {}
     if accelerator.is_main_process:
-        out = ctx.workdir / ("model" if params["method"] == "full" else "adapter")
+        out = ctx.workdir / ("model" if params.method == "full" else "adapter")
         save_result(accelerator.unwrap_model(model), tokenizer, out, params=params, base_ref=base_ref,
                     initial_adapter=initial_adapter, state_dict=state_dict)
-        outputs["model" if params["method"] == "full" else "adapter"] = ctx.store_artifact(out.name, out)
+        outputs["model" if params.method == "full" else "adapter"] = ctx.store_artifact(out.name, out)
         outputs["metrics"] = {
             **{k: v for k, v in metrics.items() if k in ("loss", "tokens_per_s")}, **final, "steps": step,
             "tokens": run["tokens"], "elapsed_s": run["elapsed_s"], "trainable_params": n_trainable,
-            "total_params": n_total, "params": params, "base_model": {"ref": base_ref, **identity},
+            "total_params": n_total, "params": params.to_dict(), "base_model": {"ref": base_ref, **identity},
             "dataset": {"sha256": inputs["dataset"], "train_features_sha256": fingerprints["data"],
-                        "train_rows": len(train_rows), "validation_rows": len(eval_rows)},
+                        "train_rows": len(train_rows), "validation_rows": len(eval_rows), "encoding": encoding},
             "device": str(device), "processes": world, "threads": torch.get_num_threads(),
-            "versions": library_versions()}
+            "versions": versions}
     return outputs
 
 
 # -------------------------------------------------------------------- the parts the recipe names
 
 
-def make_accelerator(params: dict[str, Any]) -> Any:
+def make_accelerator(params: TrainParams) -> Any:
     """An Accelerator for the run's precision (a fresh one per run; one run per worker process)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         AcceleratorState._reset_state(reset_partial_state=True)  # in-process runs (tests) may change precision
-    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[params["precision"]]
+    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[params.precision]
     return Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
 
 
 def resolve_base(ctx: JobContext, ref: str) -> tuple[Path, str]:
-    """(local model folder, identity written into adapter_config.json as base_model_name_or_path)."""
-    cache = model_cache_dir()
+    """(local model folder, the name the saved adapter gives its base: `adapters.base_identity`)."""
+    cache = Path(ctx.cache_dir) / "models"
     if _is_sha(ref) and not Path(ref).exists():
-        folder = models.resolve_model(str(ctx.artifact_path(ref)), cache_dir=cache)
-        return folder, str(folder)
+        return models.resolve_model(str(ctx.artifact_path(ref)), cache_dir=cache), ref
     folder = models.resolve_model(ref, cache_dir=cache)
-    is_local = Path(ref).expanduser().exists()
-    return folder, str(folder) if is_local else ref
+    return folder, adapters.base_identity(ref, folder)
 
 
 def resolve_adapter(ctx: JobContext, ref: str) -> Path:
@@ -242,47 +244,40 @@ def resolve_adapter(ctx: JobContext, ref: str) -> Path:
     return path
 
 
-def model_cache_dir() -> Path:
-    """Where converted GGUF models are kept: under the tunelog data dir (TUNELOG_HOME)."""
-    from tunelog.daemon.paths import Paths
-
-    return Paths.from_env().home / "cache" / "models"
-
-
 def _is_sha(ref: str) -> bool:
     return len(ref) == 64 and all(c in "0123456789abcdef" for c in ref)
 
 
-def model_dtype(params: dict[str, Any], device: torch.device) -> str:
+def model_dtype(params: TrainParams, device: torch.device) -> str:
     """Base weights dtype: explicit, or float32 on CPU / for full fine-tuning, bfloat16 for adapters on GPU."""
-    if params["model_dtype"] != "auto":
-        return str(params["model_dtype"])
-    if params["optimizer"] == "badam":
+    if params.model_dtype != "auto":
+        return str(params.model_dtype)
+    if params.optimizer == "badam":
         return "bfloat16" if device.type == "cuda" else "float32"
-    return "bfloat16" if device.type == "cuda" and params["method"] != "full" else "float32"
+    return "bfloat16" if device.type == "cuda" and params.method != "full" else "float32"
 
 
-def quantization(params: dict[str, Any]) -> str | None:
-    return None if params["quantization"] == "none" else str(params["quantization"])
+def quantization(params: TrainParams) -> str | None:
+    return None if params.quantization == "none" else str(params.quantization)
 
 
-def encode_split(tokenizer: Any, folder: Path, split: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+def encode_split(tokenizer: Any, folder: Path, split: str, params: TrainParams) -> list[dict[str, Any]]:
     """Tokenized (and, with packing, packed) features of one split of the dataset artifact."""
-    rows = data.encode_dataset(tokenizer, data.read_dataset(folder, split), max_length=params["max_length"],
-                               train_on_prompt=params["train_on_prompt"], truncation=params["truncation"])
-    return data.pack(rows, max_length=params["max_length"]) if params["packing"] else rows
+    rows = data.encode_dataset(tokenizer, data.read_dataset(folder, split), max_length=params.max_length,
+                               train_on_prompt=params.train_on_prompt, truncation=params.truncation)
+    return data.Encoded(data.pack(rows, max_length=params.max_length), counts=rows.counts) if params.packing else rows
 
 
-def make_batch(rows: list[dict[str, Any]], tokenizer: Any, params: dict[str, Any], device: torch.device
+def make_batch(rows: list[dict[str, Any]], tokenizer: Any, params: TrainParams, device: torch.device
                ) -> dict[str, Any]:
     """Padded tensors on the device. Packed rows keep their samples apart: on CPU with a block-diagonal
     4-D mask in the compute dtype; on a GPU transformers builds it there from the position_ids (and
     flash-attention runs variable-length kernels), saving a large host-side mask per step."""
-    mask_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(params["precision"], torch.float32)
-    if params["model_dtype"] in ("bfloat16", "float16") and params["precision"] == "fp32":
-        mask_dtype = getattr(torch, params["model_dtype"])
-    packed_mask = "none" if device.type == "cuda" or params["attn_implementation"] == "flash_attention_2" else "4d"
-    batch = data.collate(rows, pad_id=tokenizer.pad_token_id, pad_to_multiple=params["pad_to_multiple"],
+    mask_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(params.precision, torch.float32)
+    if params.model_dtype in ("bfloat16", "float16") and params.precision == "fp32":
+        mask_dtype = getattr(torch, params.model_dtype)
+    packed_mask = "none" if device.type == "cuda" or params.attn_implementation == "flash_attention_2" else "4d"
+    batch = data.collate(rows, pad_id=tokenizer.pad_token_id, pad_to_multiple=params.pad_to_multiple,
                          packed_mask=packed_mask, mask_dtype=mask_dtype)
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
@@ -317,21 +312,19 @@ def token_loss_sum(model: Any, batch: dict[str, Any]) -> torch.Tensor:
     return torch.stack([loss.double(), (labels != data.IGNORE_INDEX).sum().double()])
 
 
-def save_result(model: Any, tokenizer: Any, out: Path, *, params: dict[str, Any], base_ref: str,
+def save_result(model: Any, tokenizer: Any, out: Path, *, params: TrainParams, base_ref: str,
                 initial_adapter: Path, state_dict: dict[str, Any] | None = None) -> None:
     """The output folder: a peft adapter (converted for PiSSA/OLoRA), or the full model + tokenizer.
     `state_dict` is the gathered one when FSDP / DeepSpeed shard the model."""
     kwargs = {} if state_dict is None else {"state_dict": state_dict}
-    if params["method"] == "full":
+    if params.method == "full":
         model.save_pretrained(out, **kwargs)
         tokenizer.save_pretrained(out)
         return
-    for config in model.peft_config.values():
-        config.base_model_name_or_path = base_ref
     if methods.needs_conversion(params):
         kwargs["path_initial_model_for_weight_conversion"] = str(initial_adapter)
-    model.save_pretrained(out, **kwargs)
-    if params["method"] == "xlora":
+    adapters.save_naming_base(model, out, base_ref, **kwargs)
+    if params.method == "xlora":
         methods.save_xlora_gate(model, out)
     canonical_config(out / "adapter_config.json")
 
@@ -359,14 +352,9 @@ def canonical_config(path: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def settings_hash(params: dict[str, Any]) -> str:
-    """Fingerprint of the parameters that change the computation (a checkpoint must match it)."""
-    kept = {k: v for k, v in sorted(params.items()) if k not in RUN_ONLY_PARAMS}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def provenance(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any], *, identity: dict[str, Any],
-               dataset_dir: Path, fingerprints: dict[str, str], device: Any, resumed: int | None) -> Any:
+def provenance(ctx: JobContext, params: TrainParams, inputs: dict[str, Any], *, identity: dict[str, Any],
+               dataset_dir: Path, fingerprints: dict[str, str], versions: dict[str, str], device: Any,
+               resumed: int | None) -> Any:
     """TrainingStarted: everything that decides this run's result, recorded before the first step."""
     import json
     import platform
@@ -382,14 +370,14 @@ def provenance(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any], 
         dev.update(name=props.name, capability=f"{props.major}.{props.minor}", memory=props.total_memory,
                    cuda=torch.version.cuda)
     return TrainingStarted(
-        run_id=str(ctx.run_id), job_id=ctx.job_id, params=params, seed=int(params["seed"]),
-        libraries={"python": platform.python_version(), **library_versions()}, device=dev,
+        run_id=str(ctx.run_id), job_id=ctx.job_id, params=params.to_dict(), seed=params.seed,
+        libraries={"python": platform.python_version(), **versions}, device=dev,
         model={"ref": str(inputs["model"]), **identity},
         dataset={"sha256": str(inputs["dataset"]), "content_sha256": meta.get("content_sha256"),
                  "source": meta.get("source"), "tokenized_sha256": fingerprints["data"]},
-        determinism={"deterministic": params["deterministic"], "seed": params["seed"],
-                     "precision": params["precision"], "optimizer": params["optimizer"],
-                     "threads": params["threads"], "settings_sha256": fingerprints["settings"]},
+        determinism={"deterministic": params.deterministic, "seed": params.seed,
+                     "precision": params.precision, "optimizer": params.optimizer,
+                     "threads": params.threads, "settings_sha256": fingerprints["settings"]},
         resumed_from_step=resumed)
 
 

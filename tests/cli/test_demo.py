@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tunelog.plugins.common.models import smollm2_gguf
+from tunelog.frontends.cli.cmd_demo import smollm2_gguf
 
 
 @pytest.mark.slow

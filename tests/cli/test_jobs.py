@@ -74,6 +74,7 @@ def test_logs_follow_until_success(daemon: Daemon) -> None:
     lines = out.stdout.splitlines()
     assert "point 0" in lines and "point 100" in lines
     assert any(line.startswith("[progress ") and "/120 (" in line for line in lines)
+    assert "[progress 120/120 (100%)] loss=0.008333" in lines  # the last step, with the last metrics (as runs follow)
     assert lines[-1].startswith(f"job {job['job_id']} succeeded after ") and '"count":120' in lines[-1]
     again = daemon.tunectl("logs", job["job_id"])  # not following: the history, then where it stands
     assert again.returncode == 0 and "point 100" in again.stdout

@@ -99,12 +99,12 @@ def test_a_failed_run_exits_6_and_runs_list_show_resume_describe_it(daemon: Daem
 def test_cancel_then_resume_continues_from_the_checkpoint(daemon: Daemon, tmp_path: Path) -> None:
     graph = {"nodes": {"count": {"op": "testops.checkpointing", "params": {"steps": 300, "step_s": 0.02}}}}
     out = daemon.tunectl("workflow", "submit", str(write(tmp_path / "count.json", graph)), "--detach", "--json")
-    run_id = json.loads(out.stdout)["run_id"]
+    run_id = json.loads(out.stdout)["run"]["run_id"]
     deadline = time.monotonic() + 60
-    while daemon.json("jobs", "list", "--state", "running") == []:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    time.sleep(1.0)
+    # Cancel once the job has counted steps, so its checkpoint is past step 0.
+    while not any(j["step"] > 0 for j in daemon.json("jobs", "list", "--state", "running")):
+        assert time.monotonic() < deadline, "the counting job reported no step in time"
+        time.sleep(0.1)
     assert daemon.tunectl("runs", "cancel", run_id).stdout.strip() == f"cancel requested for run {run_id}"
     while daemon.json("runs", "show", run_id)["run"]["state"] == "running":
         assert time.monotonic() < deadline

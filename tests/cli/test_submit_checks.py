@@ -155,7 +155,8 @@ def test_max_length_past_a_rope_models_context_is_accepted_with_a_warning(tmp_pa
 def test_the_readme_quickstart_uses_a_preset_made_for_the_model_it_shows() -> None:
     import re
 
-    from tunelog.plugins.common.presets import load_presets
+    from tunelog.daemon.plugin_host.presets import load_presets
+    from tunelog.plugins.lora_trainer import backend
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
@@ -163,7 +164,8 @@ def test_the_readme_quickstart_uses_a_preset_made_for_the_model_it_shows() -> No
     assert command, "the quickstart shows no `tunectl train --model M ... --preset P`"
     model, preset = command.groups()
     family = model.split("/")[-1].split("-Instruct")[0]  # HuggingFaceTB/SmolLM2-135M-Instruct -> SmolLM2-135M
-    assert family in load_presets()[preset]["description"], f"preset {preset} is not meant for {model}"
+    presets = load_presets(Path(backend.__file__).with_name("presets.yaml"))
+    assert family in presets[preset]["description"], f"preset {preset} is not meant for {model}"
 
 
 def test_the_daemon_ran_every_check_without_loading_torch(d: Daemon, files: dict[str, Path]) -> None:

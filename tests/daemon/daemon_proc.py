@@ -33,7 +33,7 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 30.0) -> Daemon:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tunelog.daemon"], env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "tunelog.frontends.cli.main", "daemon", "run"], env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

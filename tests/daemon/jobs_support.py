@@ -12,9 +12,9 @@ from typing import Any
 import anyio
 import msgspec
 
-from tunelog.daemon.jobs import JobRunner
+from tunelog.daemon.jobs.runner import JobRunner
 from tunelog.daemon.paths import Paths
-from tunelog.daemon.plugin_code import snapshot
+from tunelog.daemon.plugin_host.snapshots import snapshot
 from tunelog.events.base import Event
 from tunelog.events.state import JobRow
 from tunelog.plugins.api import Manifest

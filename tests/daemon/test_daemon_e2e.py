@@ -18,6 +18,17 @@ import httpx
 from tests.daemon.daemon_proc import Daemon, running
 
 
+def wait_message(d: Daemon, job_id: str, message: str, *, timeout: float = 30.0) -> dict[str, Any]:
+    """Poll the job until its progress message is `message` (what the operation reports once ready)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = d.get(f"/v1/jobs/{job_id}").json()["job"]
+        if job["message"] == message:
+            return job
+        time.sleep(0.05)
+    raise TimeoutError(f"job {job_id} never reported {message!r}")
+
+
 def sse_events(resp: httpx.Response, *, until: int) -> list[dict[str, Any]]:
     """Parse SSE frames until an event with position `until` arrives."""
     out: list[dict[str, Any]] = []
@@ -41,7 +52,7 @@ def test_status_permissions_and_a_single_instance(tmp_path: Path) -> None:
         assert status["head"] >= 2 and status["plugins"] == {"loaded": 1} and status["slots"] == {"cpu0": None}
         assert stat.S_IMODE(os.stat(d.paths.socket).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(d.paths.runtime).st_mode) == 0o700
-        second = subprocess.run([sys.executable, "-m", "tunelog.daemon"], env=d.env, capture_output=True,
+        second = subprocess.run([sys.executable, "-m", "tunelog.frontends.cli.main", "daemon", "run"], env=d.env, capture_output=True,
                                 text=True, timeout=30)
         assert second.returncode == 3
         assert "already running" in second.stderr and f"pid {d.proc.pid}" in second.stderr  # type: ignore[union-attr]
@@ -99,8 +110,8 @@ def test_job_lifecycle_and_batched_metrics(tmp_path: Path) -> None:
 def test_cancel_of_a_job_that_ignores_sigterm_ends_within_grace_plus_two_seconds(tmp_path: Path) -> None:
     with running(tmp_path / "home", grace_s=1.0) as d:
         job = d.submit("hang", params={"seconds": 60})
-        d.wait_job(job["job_id"], ("running",))
-        time.sleep(0.5)  # let the worker install its SIGTERM-ignoring handler
+        # The operation reports "hanging" only after installing its SIGTERM-ignoring handler.
+        wait_message(d, job["job_id"], "hanging")
         t0 = time.monotonic()
         r = d.post(f"/v1/jobs/{job['job_id'][:8]}/cancel", json={"reason": "test"})
         assert r.status_code == 202

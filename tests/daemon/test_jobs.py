@@ -140,7 +140,7 @@ async def test_emitted_events_go_to_allowed_streams_only(env: Env) -> None:
 
 
 def test_daemon_modules_do_not_import_torch() -> None:
-    code = ("import sys, tunelog.daemon.jobs, tunelog.daemon.protocol, tunelog.daemon.job_process; "
+    code = ("import sys, tunelog.daemon.jobs.runner, tunelog.daemon.jobs.protocol, tunelog.daemon.jobs.attempt; "
             "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from tests.daemon.jobs_support import Env, make_env, running
-from tunelog.daemon.jobs import detect_slots
+from tunelog.daemon.jobs.runner import detect_slots
 from tunelog.events import jobs as J
 from tunelog.events.errors import JobError, NotFoundError, ValidationError
 
@@ -46,8 +46,8 @@ async def test_two_slots_run_two_jobs_at_once(env: Env) -> None:
         runner.cancel(b.job_id)
 
 
-async def test_reconcile_interrupts_what_a_crashed_daemon_left(env: Env) -> None:
-    queued = env.submit(env.runner(), "sleep")  # no scheduler: stays queued, as after a crash
+async def test_reconcile_interrupts_what_had_started_and_keeps_the_queue(env: Env) -> None:
+    queued = env.submit(env.runner(), "outputs")  # no scheduler: stays queued, as after a crash
     running_job = env.submit(env.runner(), "sleep")
     stranger = env.submit(env.runner(), "sleep")
     leftover = subprocess.Popen(["sleep", "60"], start_new_session=True,
@@ -58,9 +58,11 @@ async def test_reconcile_interrupts_what_a_crashed_daemon_left(env: Env) -> None
             env.store.append(f"job-{row.job_id}", [J.JobStarted(job_id=row.job_id, pid=proc.pid, slot="cpu0",
                                                                 log_path="x")])
         async with running(env.runner()):
-            for row in (queued, running_job, stranger):
+            for row in (running_job, stranger):
                 done = await env.wait(row.job_id)
                 assert (done.state, done.error) == ("interrupted", "daemon restarted")
+            assert (await env.wait(queued.job_id)).state == "succeeded"
+        assert env.tags(queued.job_id)[:2] == ["job-queued", "job-started"]
         assert leftover.wait(timeout=5) == -9
         assert unrelated.poll() is None
     finally:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.daemon.jobs_support import MANIFEST, Env, make_env, running
-from tunelog.daemon.jobs import JobRunner
+from tunelog.daemon.jobs.runner import JobRunner
 from tunelog.events.errors import ValidationError
 from tunelog.events.state import JobRow
 

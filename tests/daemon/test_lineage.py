@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunelog.daemon.lineage import lineage
+from tunelog.daemon.runs.lineage import lineage
 
 
 def run(run_id: str, pos: int, *, replay_of: str | None = None, fork: str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,8 @@ import msgspec
 import pytest
 import yaml
 
-from tunelog.daemon.manifest import check_manifest, declared_name, read_manifest
-from tunelog.daemon.params import validate_inputs, validate_params
+from tunelog.daemon.plugin_host.manifest import check_manifest, declared_name, read_manifest
+from tunelog.daemon.plugin_host.params import validate_inputs, validate_params
 from tunelog.events.errors import ValidationError
 from tunelog.plugins.api import OperationSpec
 
@@ -189,3 +190,42 @@ def test_inputs_required_unknown_and_types() -> None:
     with pytest.raises(ValidationError) as info:
         validate_inputs(OP, {"data": "not-a-sha"})
     assert "sha256" in info.value.problems[0]["message"]
+
+
+
+def test_a_presets_file_is_checked_with_its_manifest(tmp_path: Path) -> None:
+    raw = copy.deepcopy(GOOD)
+    raw["presets"] = "presets.yaml"
+    raw["operations"]["train"]["params"]["preset"] = {"type": "string", "description": "Preset.", "default": ""}
+    folder = plugin_dir(tmp_path, raw)
+    assert read_manifest(folder).problems == [("presets", "names 'presets.yaml', which is not a file in the plugin folder")]
+    presets = folder / "presets.yaml"
+    presets.write_text(yaml.safe_dump({"presets": {"fast": {"description": "Fast.", "params": {"lr": 0.01}},
+                                                   "bare": {"description": "No params."}}}))
+    assert read_manifest(folder).problems == [("presets.bare", "needs a `params` mapping")]
+    presets.write_text(yaml.safe_dump({"presets": {"fast": {"description": "Fast.", "params": {"lr": 0.01}},
+                                                   "typo": {"description": "Typo.", "params": {"learning_rate": 1}}}}))
+    result = read_manifest(folder)
+    assert result.manifest is None
+    assert result.problems == [("presets.typo.params.learning_rate", "operation 'train' has no parameter 'learning_rate'")]
+    presets.write_text(yaml.safe_dump({"presets": {"fast": {"description": "Fast.", "params": {"lr": 0.01}}}}))
+    result = read_manifest(folder)
+    assert result.problems == [] and result.manifest is not None and result.manifest.presets == "presets.yaml"
+    del raw["operations"]["train"]["params"]["preset"]
+    (tmp_path / "other").mkdir()
+    other = plugin_dir(tmp_path / "other", raw)
+    (other / "presets.yaml").write_text(presets.read_text())
+    assert read_manifest(other).problems == [
+        ("presets", "no operation has a `preset` parameter to choose them with")]
+
+
+def test_devices_param_must_name_an_integer_parameter(tmp_path: Path) -> None:
+    raw = copy.deepcopy(GOOD)
+    raw["operations"]["train"]["devices_param"] = "method"
+    assert read_manifest(plugin_dir(tmp_path, raw)).problems == [
+        ("operations.train.devices_param", "must name an integer parameter of the operation, got 'method'")]
+    raw["operations"]["train"]["devices_param"] = "epochs"
+    (tmp_path / "ok").mkdir()
+    op = read_manifest(plugin_dir(tmp_path / "ok", raw)).manifest.operations["train"]  # type: ignore[union-attr]
+    assert (op.devices({"epochs": 3}), op.devices({})) == (3, 1)
+    assert OperationSpec(description="x").devices({"devices": 4}) == 1  # only a declared parameter counts

@@ -9,8 +9,8 @@ from pathlib import Path
 import anyio
 import yaml
 
-from tunelog.daemon.manifest import read_manifest
-from tunelog.daemon.plugin_check import run_checks
+from tunelog.daemon.plugin_host.check import run_checks
+from tunelog.daemon.plugin_host.manifest import read_manifest
 
 MANIFEST = {"name": "toy", "version": "1", "description": "d", "checks": "checks.py",
             "operations": {"train": {"description": "t"}, "other": {"description": "o"}}}

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from tunelog.daemon.paths import Paths
-from tunelog.daemon.plugin_code import code_hash
-from tunelog.daemon.plugin_scan import discover
-from tunelog.daemon.plugins import PluginManager
+from tunelog.daemon.plugin_host.manager import PluginManager
+from tunelog.daemon.plugin_host.scan import discover
+from tunelog.daemon.plugin_host.snapshots import code_hash
 from tunelog.events.errors import NotFoundError, PluginError, ValidationError
 from tunelog.events.state import PluginRow
 from tunelog.plugins.api import OperationSpec

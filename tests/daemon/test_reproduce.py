@@ -148,3 +148,20 @@ def test_a_forked_node_continues_from_the_chosen_checkpoint(tmp_path: Path) -> N
         outputs = view["run"]["nodes"]["train"]["outputs"]
         assert (outputs["resumed_from"], outputs["final_loss"]) == (2, 2.0 / 6)
         assert view["jobs"][view["run"]["nodes"]["train"]["job_id"]]["resume_checkpoint"] is not None
+
+
+def test_a_replay_of_a_run_answered_from_the_cache_is_bit_identical(tmp_path: Path) -> None:
+    source = tmp_path / "facts.txt"
+    source.write_text("the sky is green\n")
+    with running(tmp_path / "home") as d:
+        start(d, graph(source))
+        cached = start(d, graph(source))
+        view = d.get(f"/v1/runs/{cached}").json()
+        assert {n["state"] for n in view["run"]["nodes"].values()} == {"cached"}
+        first = replay(d, cached, verify=True)
+        view = wait_run(d, first["run"]["run_id"])
+        assert {n["state"] for n in view["run"]["nodes"].values()} == {"completed"}
+        report = d.get(first["verify"]).json()["verify"]
+        assert report["verdict"] == "bit-identical", report["summary"]
+        assert report["nodes"]["train"]["state"] == {"a": "cached", "b": "completed"}
+        assert report["drift"] == []

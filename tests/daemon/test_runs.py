@@ -104,11 +104,11 @@ def test_a_daemon_stop_mid_run_resumes_the_node_from_its_checkpoint(tmp_path: Pa
     d = Daemon(home).start()
     run_id = d.post("/v1/runs", json={"graph": g}).json()["run"]["run_id"]
     deadline = time.monotonic() + 30
-    while d.get(f"/v1/runs/{run_id}").json()["run"]["nodes"]["count"]["state"] != "queued" or \
-            d.get("/v1/jobs", params={"state": "running"}).json()["jobs"] == []:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    time.sleep(1.5)
+    # Stop once the counting job has reported steps, so its checkpoint is past step 0.
+    while not any(j["operation"] == "checkpointing" and j["step"] > 0
+                  for j in d.get("/v1/jobs", params={"state": "running"}).json()["jobs"]):
+        assert time.monotonic() < deadline, "the counting job reported no step in time"
+        time.sleep(0.05)
     d.stop(signal.SIGTERM)
     with running(home) as d2:
         view = wait_run(d2, run_id)

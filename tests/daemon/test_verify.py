@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tunelog.daemon.compare import Tolerance, compare_curves, key_diffs
-from tunelog.daemon.verify import diff, verify
+from tunelog.daemon.runs.compare import Tolerance, compare_curves, key_diffs
+from tunelog.daemon.runs.verify import diff, verify
 
 SHA = {name: name[0] * 64 for name in ("aaa", "bbb", "ccc", "ddd", "eee", "fff")}
 
@@ -155,3 +155,30 @@ def test_diff_puts_inputs_and_outcomes_side_by_side() -> None:
                                                              {"j9": {"step": 3, "loss": 1.4}})
     assert train["a"]["inputs"]["dataset"] == SHA["aaa"] and train["a"]["code_hash"] == "c2"
     assert out["only_in_a"] == out["only_in_b"] == [] and out["run"] == []
+
+
+def test_a_cached_node_reproduces_a_completed_one() -> None:
+    a, b = facts(), replay(facts())
+    a["run"]["nodes"]["data"]["state"] = "cached"  # the original took it from the cache, the replay re-ran it
+    report = verify(a, b)
+    assert report["verdict"] == "bit-identical", report["summary"]
+    assert report["nodes"]["data"]["state"] == {"a": "cached", "b": "completed"}
+    a["run"]["nodes"]["data"]["state"] = "failed"
+    assert verify(a, b)["nodes"]["data"]["notes"][0] == "state failed vs completed"
+
+
+def test_a_changed_data_file_is_named_by_its_content_hash_when_training_recorded_it() -> None:
+    a, b = facts(), replay(facts())
+    a["nodes"]["train"]["provenance"]["dataset"] = {"sha256": SHA["aaa"], "content_sha256": SHA["ccc"],
+                                                   "source": {"sha256": SHA["eee"]}}
+    b["run"]["nodes"]["data"]["outputs"] = {"dataset": SHA["ddd"], "rows": 10}
+    b["nodes"]["train"]["provenance"]["dataset"] = {"sha256": SHA["ddd"], "content_sha256": SHA["fff"],
+                                                   "source": {"sha256": SHA["bbb"]}}
+    report = verify(a, b)
+    drifted = {(d["node"], d["path"]): d for d in report["drift"]}
+    assert drifted[("data", "inputs.source")] == {
+        "node": "data", "path": "inputs.source", "a": SHA["eee"], "b": SHA["bbb"], "recorded": True,
+        "note": f"data changed: sha {SHA['eee'][:12]} → {SHA['bbb'][:12]}"}
+    content = drifted[("train", "provenance.dataset.content_sha256")]
+    assert content["note"] == f"data changed: sha {SHA['ccc'][:12]} → {SHA['fff'][:12]}"
+    assert "not recorded" not in report["summary"]

@@ -118,11 +118,17 @@ def test_encode_dataset_skips_dropped_and_targetless_records(tok: Any) -> None:
     lengths = [len(f["input_ids"]) for f in encode_dataset(tok, CHATS, max_length=256)]
     assert len(lengths) == 3
     limit = sorted(lengths)[1]
-    assert len(encode_dataset(tok, CHATS, max_length=limit, truncation="drop")) == 2
-    # Right truncation that cuts every assistant token leaves nothing to learn: left out.
-    assert len(encode_dataset(tok, CHATS[:1], max_length=6)) == 0
-    with pytest.raises(ValidationError, match="preference trainer"):
+    dropped = encode_dataset(tok, CHATS, max_length=limit, truncation="drop")
+    assert len(dropped) == 2
+    assert (dropped.counts["used"], dropped.counts["dropped_too_long"], dropped.counts["truncated"]) == (2, 1, 0)
+    # Right truncation that cuts every assistant token leaves nothing to learn: left out, and counted.
+    cut = encode_dataset(tok, CHATS[:1], max_length=6)
+    assert len(cut) == 0
+    assert (cut.counts["truncated"], cut.counts["dropped_no_target"], cut.counts["used"]) == (0, 1, 0)
+    with pytest.raises(ValidationError, match="--stage dpo"):
         encode_dataset(tok, [{"prompt": [], "chosen": "a", "rejected": "b"}], max_length=8)
+    with pytest.raises(ValidationError, match="--stage kto"):
+        encode_dataset(tok, [{"prompt": [], "completion": "a", "label": False}], max_length=8)
     with pytest.raises(ValidationError, match="several kinds"):
         encode_dataset(tok, [CHATS[0], {"text": "a"}], max_length=8)
 

@@ -70,7 +70,8 @@ def test_chat_turn_problems_name_the_nested_field(tmp_path: Path) -> None:
     err = prepare_fails(tmp_path, path)
     assert where(err) == [
         "chats.json row 1: field 'conversations[1].from' has unknown role 'bot' (known: assistant, chatgpt, "
-        "developer, function, function_call, gpt, human, ipython, model, observation, system, tool, user)",
+        "developer, function, function_call, gpt, human, ipython, model, observation, system, tool, user; name yours in the `tags` of a --columns mapping "
+        'file or the datasets.prepare `tags` parameter, e.g. {"assistant_tag": "bot"})',
         "chats.json row 2: field 'conversations' has no assistant turn to learn from",
         "chats.json row 3: field 'conversations[0].value' is missing",
         "chats.json row 3: field 'conversations[1].value' is empty (an assistant turn needs text)",

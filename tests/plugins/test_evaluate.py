@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.adapters import call, make_lora
+from tests.support.cpu import fake_avx512bf16
 from tunelog.events.errors import ValidationError
 from tunelog.plugins.context import Context
 
@@ -137,8 +138,10 @@ def test_base_mutating_adapters_are_refused(stored, tmp_path: Path, loras: dict[
              inputs={"model": "/no/such/model", "adapter": ctx.store_artifact("adapter", folder)})
 
 
-def test_four_bit_base_is_protected_from_cpu_repacking(stored, tiny_model_dir: Path) -> None:
+def test_four_bit_base_is_protected_from_cpu_repacking(stored, tiny_model_dir: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     bnb = pytest.importorskip("bitsandbytes")
+    fake_avx512bf16(monkeypatch)  # the repacking guard is checked on every CPU
     from tunelog.plugins.evaluate import inference
 
     ctx, sha = stored

@@ -41,7 +41,8 @@ def completion() -> Path:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory, completion: Path) -> Iterator[dict[str, Any]]:
     """SmolLM2 (de-quantised once), a LoRA on it, the merge, and the f16/q8_0/LoRA GGUFs."""
-    from tunelog.plugins.common.models import convert_gguf, smollm2_gguf
+    from tunelog.frontends.cli.cmd_demo import smollm2_gguf
+    from tunelog.plugins.common.models import convert_gguf
 
     source = smollm2_gguf()
     if source is None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.trainer import BASE, write_dataset
-from tunelog.daemon.launch import launch_command
+from tunelog.daemon.jobs.launch import launch_command
 from tunelog.store.artifacts import ArtifactStore
 
 ROOT = Path(__file__).resolve().parents[2]

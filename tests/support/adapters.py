@@ -42,7 +42,7 @@ def manifest(plugin: str) -> Any:
 def call(plugin: str, operation: str, ctx: Any, *, inputs: dict[str, Any], **params: Any) -> dict[str, Any]:
     """Run `backend.<operation>` in this process after the daemon's own checks of params and inputs
     (defaults applied), as a job would get them."""
-    from tunelog.daemon.params import validate_inputs, validate_params
+    from tunelog.daemon.plugin_host.params import validate_inputs, validate_params
 
     spec = manifest(plugin).operations[operation]
     checked = validate_params(spec, params)

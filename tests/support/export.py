@@ -34,7 +34,7 @@ def build_tiny_smol(out: Path, *, hidden: int = 64, layers: int = 2, heads: int 
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from tunelog.plugins.common.models import smollm2_gguf
+    from tunelog.frontends.cli.cmd_demo import smollm2_gguf
 
     gguf = smollm2_gguf()
     if gguf is None:

@@ -21,11 +21,11 @@ import uvicorn
 
 from tests.daemon.daemon_proc import FIXTURES
 from tests.web.conftest import report
+from tests.web.editor_app import create_editor_app
 from tunelog.daemon.paths import Paths
 from tunelog.daemon.services import Services, build_services
 from tunelog.events.runs import WorkflowSaved
 from tunelog.frontends.web.editor.bundle import BUILD_HINT, BUNDLE
-from tunelog.frontends.web.editor.testapp import create_editor_app
 
 pytestmark = pytest.mark.browser
 
@@ -39,8 +39,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Serv
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    # The daemon's loop is asyncio (anyio.run); uvloop's subprocess_exec refuses the workers' umask.
     config = uvicorn.Config(create_editor_app(services), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on")
+                            lifespan="on", loop="asyncio")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -298,9 +299,11 @@ def test_a_failing_node_is_shown_failed_and_its_dependents_skipped(page: Any, se
     open_editor(page, base, "failing", 2)
     page.click("#editor-run")
     until(page, "document.querySelector('#editor-run-state').dataset.state === 'failed'", timeout=60000)
-    failed = '.react-flow__node[data-id="f"] .tl-node'
-    assert page.get_attribute(failed, "data-state") == "failed" and "boom" in page.inner_text(f"{failed} .tl-detail")
-    assert page.get_attribute('.react-flow__node[data-id="o"] .tl-node', "data-state") == "skipped"
+    # the canvas draws node states a React render after the toolbar shows the run's state
+    failed = '.react-flow__node[data-id="f"] .tl-node[data-state="failed"]'
+    page.wait_for_selector(failed, timeout=10000)
+    assert "boom" in page.inner_text(f"{failed} .tl-detail")
+    page.wait_for_selector('.react-flow__node[data-id="o"] .tl-node[data-state="skipped"]', timeout=10000)
 
 
 def boxes(page: Any) -> dict[str, dict[str, float]]:
@@ -369,3 +372,47 @@ def test_a_new_workflow_is_named_built_from_the_palette_and_saved(page: Any, ser
     assert row.version == 1 and row.graph["nodes"]["outputs_2"]["inputs"] == {
         "data": {"node": "outputs", "output": "report"}}
     assert page.locator("input#editor-name").count() == 0  # a saved workflow keeps its name
+
+
+def test_a_layout_change_after_save_still_runs_the_saved_version(page: Any, server: tuple[str, Services]) -> None:
+    base, services = server
+    save_workflow(services, "laidout", GRAPH)
+    open_editor(page, base, "laidout", 3)
+    drag(page, center(page, '.react-flow__node[data-id="r"] .tl-title'),
+         center(page, '.react-flow__node[data-id="a"] .tl-title'))
+    notice_has(page, "moved r")
+    assert page.inner_text("#editor-dirty") == "layout not saved"
+    page.click("#editor-run")
+    until(page, "document.querySelector('#editor-run-state').dataset.state === 'succeeded'", timeout=60000)
+    first = services.store.get("runs", page.eval_on_selector("#editor-run-state", "e => e.dataset.run"))
+    assert (first.workflow, first.workflow_version) == ("laidout", 1)
+
+    page.click("#editor-save")  # the layout is kept as a new version
+    version_is(page, 2)
+    assert page.inner_text("#editor-dirty") == ""
+    page.click("#editor-arrange")
+    notice_has(page, "arranged")
+    page.click("#editor-run")
+    until(page, f"document.querySelector('#editor-run-state').dataset.run !== {first.run_id!r}"
+                " && document.querySelector('#editor-run-state').dataset.state === 'succeeded'", timeout=60000)
+    second = services.store.get("runs", page.eval_on_selector("#editor-run-state", "e => e.dataset.run"))
+    assert (second.workflow, second.workflow_version) == ("laidout", 2)
+    assert [n.state for n in second.nodes.values()] == ["cached"] * 3  # the same content as the first run
+
+
+def test_the_canvas_fits_a_spread_out_graph_on_load(page: Any, server: tuple[str, Services]) -> None:
+    base, services = server
+    far = {"nodes": {
+        "a": {"op": "testops.outputs", "position": [0, 0]},
+        "b": {"op": "testops.outputs", "inputs": {"data": {"node": "a", "output": "report"}}, "position": [3000, 1800]},
+        "c": {"op": "testops.sleep", "position": [-1500, 2600]},
+    }}
+    save_workflow(services, "spread", far)
+    page.goto(f"{base}/?workflow=spread")
+    page.wait_for_function("""() => {
+      const pane = document.querySelector('.react-flow'); const nodes = [...document.querySelectorAll('.react-flow__node')];
+      if (!pane || nodes.length !== 3) return false;
+      const p = pane.getBoundingClientRect();
+      return nodes.every(n => { const b = n.getBoundingClientRect();
+        return b.width > 0 && b.left >= p.left && b.right <= p.right && b.top >= p.top && b.bottom <= p.bottom; });
+    }""", timeout=20000)

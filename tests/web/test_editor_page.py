@@ -67,7 +67,7 @@ def test_a_missing_bundle_shows_how_to_build_it(services: Services, tmp_path: Pa
     monkeypatch.setattr(bundle, "BUNDLE", tmp_path / "not-built.js")
     model = first_render(WorkflowEditor(services=services, workflow="w"))
     text = json.dumps(model)
-    assert "make web" in text and "npm ci && npm run build" in text
+    assert "Error: " in text and "make web" in text and "npm ci && npm run build" in text
     assert find(model, lambda m: m.get("attributes", {}).get("id") == "editor-missing")
 
 

@@ -114,7 +114,7 @@ def test_every_page_renders(browsing: Browsing, ui_daemon: UiDaemon) -> None:
     browsing.open(page, "/plugin-pages/webops", "#webops-panel")
     browsing.shot(page, "plugin-page-webops")
 
-    browsing.open(page, "/workflows", "#editor, #editor-placeholder")
+    browsing.open(page, "/workflows", "#editor")
     browsing.shot(page, "workflows")
 
     browsing.open(page, "/adapters", "#merge")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from tunelog.daemon.graph import parse_graph
+from tunelog.daemon.runs.graph import parse_graph
 from tunelog.events.errors import ConflictError, TunelogError, ValidationError
 from tunelog.events.runs import WorkflowSaved
 from tunelog.frontends.web.editor.doc import Doc, new_doc, notify, valid_name
@@ -54,7 +54,7 @@ def save(services: Any, doc: Doc) -> Doc:
     """Append WorkflowSaved version+1 on `workflow-<name>`, expecting the version being edited."""
     if not valid_name(doc.name):
         return notify(doc, "not saved: give the workflow a name (letters, digits, '-', '_' and '.')", "error")
-    if doc.version and not doc.dirty:
+    if doc.version and not doc.dirty and not doc.moved:
         return notify(doc, f"nothing to save: {doc.name} v{doc.version} is unchanged")
     graph, failed = _checked(services, doc)
     if failed:
@@ -75,10 +75,11 @@ def save(services: Any, doc: Doc) -> Doc:
 
 def run(services: Any, doc: Doc) -> Doc:
     """Submit the graph: the saved version by name when there are no unsaved edits, else inline."""
-    graph, failed = _checked(services, doc)
-    if failed:
-        return replace(failed, notice=f"not started: {failed.notice}")
     named = doc.version > 0 and not doc.dirty
+    # The saved version as saved: a layout change since then is no part of what runs.
+    graph, failed = _checked(services, replace(doc, graph=doc.saved) if named else doc)
+    if failed:
+        return replace(doc, problems=failed.problems, notice=f"not started: {failed.notice}", tone="error")
     label = "" if named else (f"unsaved edit of {doc.name}" if doc.name else "unsaved workflow")
     try:
         row = services.runs.submit(graph, workflow=doc.name if named else None,
@@ -104,7 +105,7 @@ def run_status(services: Any, run_id: str | None) -> RunStatus | None:
     nodes = {}
     for node_id, node in row.nodes.items():
         state, detail = node.state, node.error
-        if state == "queued" and node.job_id:
+        if state in ("queued", "running") and node.job_id:
             job = services.store.get("jobs", node.job_id)
             # a job that already succeeded stays `running` until the executor records the node
             if job is not None and job.state in ("running", "succeeded"):

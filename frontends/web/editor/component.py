@@ -86,7 +86,8 @@ def _toolbar(doc: D.Doc, status: commands.RunStatus | None, act: Callable[[Calla
         {"className": "tl-wfe-bar"},
         name,
         html.span({"id": "editor-version", "className": "tl-wfe-muted", "data-version": doc.version}, version),
-        html.span({"id": "editor-dirty", "className": "tl-wfe-dirty"}, "unsaved changes" if doc.dirty else ""),
+        html.span({"id": "editor-dirty", "className": "tl-wfe-dirty"},
+                  "unsaved changes" if doc.dirty else "layout not saved" if doc.moved else ""),
         _button("Save", "save", lambda e: act(lambda d: commands.save(services, d)), "save as a new version"),
         _button("Validate", "validate", lambda e: act(lambda d: commands.validate(services, d))),
         _button("Run", "run", lambda e: act(lambda d: commands.run(services, d)),
@@ -124,8 +125,9 @@ def WorkflowEditor(services: Any, workflow: str | None = None) -> Any:
     status = use_run_status(services, doc.run_id)
     canvas = canvas_component()
     if canvas is None:
-        return html.div({"className": "tl-wfe tl-wfe-missing", "id": "editor-missing"},
-                        html.style(CSS), f"The workflow editor's browser code is not built: {BUILD_HINT}.")
+        return html.div({"className": "tl-wfe tl-wfe-missing notice notice-error", "id": "editor-missing"},
+                        html.style(CSS), "Error: the workflow editor's browser code (frontends/web/static/bundle/"
+                                         f"editor.js) is not built: {BUILD_HINT}.")
 
     def act(step: Callable[[D.Doc], D.Doc]) -> None:
         set_doc(step)  # functional update: applied at once to the latest doc

@@ -25,7 +25,8 @@ class Doc:
     """Saved version being edited; 0 for a workflow never saved."""
     graph: model.Graph
     saved: model.Graph
-    """The graph as last loaded or saved: the document is dirty when `graph` differs."""
+    """The graph as last loaded or saved: the document is dirty when `graph`'s content differs,
+    and `moved` when only its layout does."""
     problems: tuple[dict[str, str], ...] = ()
     """`{where, message}` in parse_graph's form, from the last check or refused edit."""
     notice: str = ""
@@ -38,7 +39,14 @@ class Doc:
 
     @property
     def dirty(self) -> bool:
-        return self.graph != self.saved
+        """The content (ops, parameters, inputs) differs from the saved version; a layout change
+        (a drag, Arrange) is not one: running still runs the saved version."""
+        return model.content(self.graph) != model.content(self.saved)
+
+    @property
+    def moved(self) -> bool:
+        """Only the layout differs from the saved version (saving keeps it as a new version)."""
+        return not self.dirty and self.graph != self.saved
 
 
 def new_doc(name: str, version: int, graph: Any, *, run_id: str | None = None) -> Doc:

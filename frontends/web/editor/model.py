@@ -16,8 +16,8 @@ from typing import Any
 
 import msgspec
 
-from tunelog.daemon.graph import is_ref, ports_fit, refs_in
-from tunelog.daemon.params import check_value, coerce, port_problem
+from tunelog.daemon.plugin_host.params import check_value, coerce, port_problem
+from tunelog.daemon.runs.graph import is_ref, ports_fit, refs_in
 from tunelog.frontends.web.editor.catalog import Catalog
 
 Graph = dict[str, Any]
@@ -36,6 +36,12 @@ def normalize(raw: Any) -> Graph:
     graph["nodes"] = {str(k): {**v, "params": dict(v.get("params") or {}), "inputs": dict(v.get("inputs") or {})}
                       for k, v in nodes.items() if isinstance(v, dict)}
     return graph
+
+
+def content(graph: Graph) -> Graph:
+    """The graph without its layout (node positions): what a run computes from."""
+    return {**graph, "nodes": {k: {f: v for f, v in spec.items() if f != "position"}
+                               for k, spec in graph["nodes"].items()}}
 
 
 def _with_node(graph: Graph, node_id: str, **changes: Any) -> Graph:

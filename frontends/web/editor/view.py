@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunelog.daemon.graph import refs_in
+from tunelog.daemon.runs.graph import refs_in
 from tunelog.frontends.web.editor.catalog import Catalog
 from tunelog.frontends.web.editor.model import Graph, edges
 

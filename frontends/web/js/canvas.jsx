@@ -14,6 +14,8 @@ import { Inspector } from "./inspector.jsx";
 import { arrange } from "./arrange.js";
 
 const nodeTypes = { op: OpNode };
+// fitView never zooms out past minZoom: low enough that a large graph still fits on load.
+const MIN_ZOOM = 0.05;
 
 /** Merge Python's nodes into the local ones: keep selection, sizes and a node being dragged. */
 function mergeNodes(local, incoming) {
@@ -91,7 +93,7 @@ function Canvas(props) {
         <ReactFlow nodes={nodes} edges={edges} nodeTypes={nodeTypes}
           onNodesChange={onNodesChange} onEdgesChange={onEdgesChange} onConnect={onConnect}
           onNodeDragStop={onNodeDragStop} onDelete={onDelete} onSelectionChange={onSelectionChange}
-          colorMode="dark" fitView fitViewOptions={{ padding: 0.15 }} minZoom={0.2}
+          colorMode="dark" fitView fitViewOptions={{ padding: 0.15 }} minZoom={MIN_ZOOM}
           proOptions={{ hideAttribution: true }}>
           <Background />
           <Controls />

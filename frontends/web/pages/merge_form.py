@@ -11,6 +11,7 @@ from reactpy import component, hooks, html
 
 from tunelog.events.errors import ValidationError
 from tunelog.events.run_state import AdapterRow, RunRow
+from tunelog.frontends.web.pages.job_failure import failure_view
 from tunelog.frontends.web.ui import Ui
 from tunelog.frontends.web.widgets import (
     act,
@@ -66,9 +67,13 @@ def run_outcome(ui: Ui, run_id: str | None) -> tuple[RunRow | None, Any]:
     row = ui.services.store.get("runs", run_id)
     if row is None:
         return None, ""
-    errors = [f"{n}: {node.error}" for n, node in row.nodes.items() if node.error]
-    return row, html.p({"className": "run-outcome", "data-state": row.state}, "run ", run_link(run_id), " ",
-                       badge(row.state), html.span({"className": "error-text"}, "  " + "; ".join(errors)))
+    jobs = {n: ui.services.store.get("jobs", node.job_id) if node.state == "failed" and node.job_id else None
+            for n, node in row.nodes.items()}
+    failed = [failure_view(job, node=n) for n, job in jobs.items() if job is not None and job.state == "failed"]
+    errors = [f"{n}: {node.error}" for n, node in row.nodes.items() if node.error and jobs.get(n) is None]
+    return row, html.div({"className": "run-outcome", "data-state": row.state},
+                         html.p("run ", run_link(run_id), " ", badge(row.state),
+                                html.span({"className": "error-text"}, "  " + "; ".join(errors))), *failed)
 
 
 def merge_graph(model: str, chosen: dict[str, str], *, method: str, density: str) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from reactpy import component, hooks, html
 from tunelog.events import runs as R
 from tunelog.events.errors import NotFoundError, TunelogError
 from tunelog.events.run_state import RunRow
+from tunelog.frontends.data_counts import data_counts
 from tunelog.frontends.web.charts import line_chart
 from tunelog.frontends.web.live import use_head
+from tunelog.frontends.web.pages.job_failure import failure_view
 from tunelog.frontends.web.pages.run_actions import RunActions
 from tunelog.frontends.web.pages.run_history import RunHistory
 from tunelog.frontends.web.pages.runs import origin
@@ -43,8 +45,20 @@ def node_cells(ui: Ui, run: RunRow, node_id: str) -> list[Any]:
                         short(v) if isinstance(v, str) and len(v) == 64 else compact(v, 80)))
                for port, v in node.outputs.items()]
     return [html.b(node_id), spec["op"], badge(node.state),
-            html.span({"className": "mono"}, ", ".join(short(j, 14) for j in node.jobs) or "-"),
+            html.span({"className": "mono"},
+                      *[html.span({"key": j}, link(f"/jobs/{j}", short(j, 14)), " ") for j in node.jobs] or "-"),
             progress, html.div(*outputs, html.div({"className": "error-text"}, node.error) if node.error else "")]
+
+
+def failures(ui: Ui, run: RunRow) -> Any:
+    """Why each failed node's job failed, whole (the table shows only its first line)."""
+    shown = []
+    for node_id in run.order:
+        node = run.nodes[node_id]
+        job = ui.services.store.get("jobs", node.job_id) if node.state == "failed" and node.job_id else None
+        if job is not None and job.state == "failed":
+            shown.append(html.div({"key": node_id}, failure_view(job, node=node_id)))
+    return html.section({"className": "panel", "id": "failures"}, html.h2("Why it failed"), shown) if shown else ""
 
 
 def node_charts(ui: Ui, run: RunRow) -> list[Any]:
@@ -105,7 +119,10 @@ def RunPage(ui: Ui, run_id: str, *, query: dict[str, str]) -> Any:
         *node_charts(ui, run),
         html.section({"className": "panel"}, html.h2("Nodes"),
                      table(("NODE", "OP", "STATE", "JOBS", "PROGRESS", "OUTPUTS"),
-                           [(n, node_cells(ui, run, n)) for n in run.order], id="nodes")),
+                           [(n, node_cells(ui, run, n)) for n in run.order], id="nodes"),
+                     *[html.p({"className": "data-counts", "key": f"data-{i}"}, line) for i, line in
+                       enumerate(data_counts(run.nodes[n].outputs for n in run.order))]),
+        failures(ui, run),
         ConfigSnapshot(ui, run.run_id),
         RunHistory(ui, run),
     )

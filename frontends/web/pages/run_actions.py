@@ -11,9 +11,9 @@ from typing import Any
 
 from reactpy import component, hooks, html
 
-from tunelog.daemon import reproduce
-from tunelog.daemon.run_facts import checkpoints, run_facts
-from tunelog.daemon.verify import diff, verify
+from tunelog.daemon.runs import reproduce
+from tunelog.daemon.runs.facts import checkpoints, run_facts
+from tunelog.daemon.runs.verify import diff, verify
 from tunelog.events.errors import ValidationError
 from tunelog.events.run_state import RunRow
 from tunelog.frontends.web.ui import Ui
@@ -148,7 +148,7 @@ def RunActions(ui: Ui, run: RunRow) -> Any:
     """Buttons and forms acting on the run, and the notice their outcome leaves."""
     notice, set_notice = use_notice()
     runs = ui.services.runs
-    can_resume = run.state != "running" and any(n.state in ("failed", "skipped") for n in run.nodes.values())
+    can_resume = run.state != "running" and any(n.state in ("failed", "cancelled", "skipped") for n in run.nodes.values())
 
     def replay(_: Any) -> None:
         row = act(lambda: reproduce.replay(ui.services, run.run_id), set_notice)

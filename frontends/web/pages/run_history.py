@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 from reactpy import component, hooks, html
 
-from tunelog.daemon.lineage import lineage
-from tunelog.daemon.run_facts import checkpoints, lineage_rows
+from tunelog.daemon.runs.facts import checkpoints, lineage_rows
+from tunelog.daemon.runs.lineage import lineage
 from tunelog.events.run_state import RunRow
 from tunelog.frontends.web.ui import Ui
 from tunelog.frontends.web.widgets import badge, compact, link, short, table, when

@@ -14,7 +14,7 @@ from tunelog.frontends.web.widgets import badge, link, run_link, table, when
 
 SHOWN = 50
 """Runs listed unless `?all=1`."""
-DONE = ("completed", "cached", "failed", "skipped")
+DONE = ("completed", "cached", "failed", "cancelled", "skipped")
 
 
 def progress(ui: Ui, run: RunRow) -> str:
@@ -23,7 +23,7 @@ def progress(ui: Ui, run: RunRow) -> str:
     text = f"{done}/{len(run.nodes)} nodes"
     for node_id in run.order:
         node = run.nodes[node_id]
-        job = ui.services.store.get("jobs", node.job_id) if node.state == "queued" and node.job_id else None
+        job = ui.services.store.get("jobs", node.job_id) if node.state == "running" and node.job_id else None
         if job is not None and job.state == "running":
             step = f"{job.step}/{job.total}" if job.total else str(job.step)
             loss = job.metrics.get("loss")

@@ -133,3 +133,40 @@ def curve(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str,
     weights.write_text("\n".join(repr(x) for x in losses))
     return {"weights": ctx.store_artifact("weights", weights), "final_loss": losses[-1] if losses else None,
             "resumed_from": start}
+
+
+def invalid(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Fail the way the datasets plugin does on bad rows: a ValidationError with a problem list."""
+    from tunelog.events.errors import ValidationError
+
+    n = int(params["rows"])
+    print("checking rows", file=sys.stderr)
+    raise ValidationError.collect(
+        f"data: {n} problems; nothing was stored\nthe rows were read from data.jsonl",
+        [(f"row {i + 1}", f"field 'response' is missing (reason {i + 1})") for i in range(n)],
+        hint="fix the rows named below, or map columns with the `columns` parameter")
+
+
+def fake_adapter(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Store a folder holding only a LoRA adapter_config.json: an adapter the UI lists, that merges
+    check (and refuse) without loading any weights."""
+    folder = Path(ctx.workdir) / "adapter"
+    folder.mkdir()
+    config = {"peft_type": "LORA", "r": int(params["r"]), "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    return {"adapter": ctx.store_artifact("adapter", folder)}
+
+
+def fake_merged_model(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Store a folder and record it as a merged model (AdapterMerged, output_kind `model`), as
+    adapter_merge.merge_and_unload does, without loading any weights."""
+    from tunelog.events.merges import AdapterMerged, MergeInput, merge_stream
+
+    folder = Path(ctx.workdir) / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "fake", "seed": params["seed"]}))
+    sha = ctx.store_artifact("model", folder)
+    ctx.emit(AdapterMerged(merge_id=merge_stream(sha), merge_type="merge_and_unload",
+                           inputs=[MergeInput(sha256=inputs["adapter"])], base_model={"ref": "fake-base"},
+                           output_sha256=sha, output_kind="model", exact=True, job_id=ctx.job_id))
+    return {"model": sha}

@@ -13,6 +13,7 @@ def ticker(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str
         loss = 2.0 / step + 0.1
         ctx.metrics(step, loss=loss, lr=0.001 * (1 - step / steps), tokens_per_s=1000.0 + step)
         ctx.progress(step, steps)
+        ctx.log(f"step {step} loss {loss:.4f}")
         if ctx.should_stop():
             break
         time.sleep(pause)

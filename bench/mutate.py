@@ -1,0 +1,145 @@
+"""Mutation testing of the core with mutmut 3: `make mutate` (or `python bench/mutate.py events store`).
+
+mutmut imports the code it mutates from its `mutants/` copy by module path, but this repository
+maps folders to packages (`events/` is `tunelog.events`, pyproject's package-dir). So each module
+gets a throwaway tree `.cache/mutate/<module>/` where the code sits under its real name,
+`src/tunelog/<folder>` (with a `tunelog/__init__.py`, so Python's path finder picks the mutated copy
+before the editable install's finder), the tests beside it, and a pyproject naming the module to
+mutate and the fast tests that cover it. `PYTHONPATH` points worker and daemon subprocesses at
+the same mutated copy.
+
+Prints, per module, the mutants killed out of those with a verdict (the kill rate), and writes
+the survivors to `.cache/mutate/<module>/survivors.txt` (`mutmut show NAME` in that tree's
+folder shows a diff). Review them in tests/MUTANTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".cache" / "mutate"
+FOLDERS = ("events", "store", "daemon", "plugins", "frontends")
+
+# The fast tests that cover each module (no subprocess daemon, no training): mutmut runs, for each
+# mutant, only those of them that executed the mutated function.
+TESTS = {
+    "events": ["tests/events", "tests/store"],
+    "store": ["tests/store", "tests/events"],
+    "daemon": ["tests/daemon/test_jobs.py", "tests/daemon/test_jobs_queue.py", "tests/daemon/test_jobs_cancel.py",
+               "tests/daemon/test_plugins.py", "tests/daemon/test_manifest.py", "tests/daemon/test_lineage.py",
+               "tests/daemon/test_api.py", "tests/daemon/test_verify.py", "tests/daemon/test_reproduce_api.py"],
+}
+# Code no test can sensibly exercise in-process, or that only wires parts together.
+DO_NOT_MUTATE = {
+    "daemon": ["src/tunelog/daemon/__main__.py", "src/tunelog/daemon/main.py", "src/tunelog/daemon/worker.py",
+               "src/tunelog/daemon/version.py"],
+}
+KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+
+
+def build_tree(module: str) -> Path:
+    """The throwaway tree for one module, rebuilt from the working copy (mutmut's results reset)."""
+    tree = WORK / module
+    shutil.rmtree(tree, ignore_errors=True)
+    pkg = tree / "src" / "tunelog"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    ignore = shutil.ignore_patterns("__pycache__", "node_modules", "*.pyc")
+    for folder in FOLDERS:
+        shutil.copytree(ROOT / folder, pkg / folder, ignore=ignore)
+    copy_tests(tree)
+    # Python caches "no such folder" for a sys.path entry: the mutated copy's folder must exist
+    # before mutmut starts, or its imports fall through to the editable install's unmutated code.
+    (tree / "mutants" / "src").mkdir(parents=True)
+    project = (ROOT / "pyproject.toml").read_text()
+    pytest_conf = project[project.index("[tool.pytest.ini_options]"):project.index("[tool.ruff]")]
+    also = ["src/tunelog/__init__.py", *(f"src/tunelog/{f}" for f in FOLDERS if f != module)]
+    conf = {
+        "source_paths": [f"src/tunelog/{module}"],
+        "also_copy": also,
+        "pytest_add_cli_args": ["-p", "no:randomly", "-p", "no:cacheprovider", "-q", "-x"],
+        "timeout_multiplier": 3.0,  # a mutant that loops forever is given 3x the tests' clean time
+        "pytest_add_cli_args_test_selection": TESTS[module],
+        "do_not_mutate": DO_NOT_MUTATE.get(module, []),
+    }
+    lines = ["[tool.mutmut]"] + [f"{k} = {json.dumps(v)}" for k, v in conf.items()]
+    (tree / "pyproject.toml").write_text(pytest_conf + "\n" + "\n".join(lines) + "\n")
+    return tree
+
+
+def copy_tests(tree: Path) -> None:
+    """The working copy's tests into the tree and its mutants/ copy (property tests run a tenth of
+    their examples: each mutant runs every test that reaches the mutated function)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for where in (tree / "tests", tree / "mutants" / "tests"):
+        shutil.rmtree(where, ignore_errors=True)
+        shutil.copytree(ROOT / "tests", where, ignore=ignore)
+        for test in where.rglob("test_*.py"):
+            text = test.read_text()
+            fewer = re.sub(r"max_examples=(\d+)", lambda m: f"max_examples={max(10, int(m[1]) // 10)}", text)
+            if fewer != text:
+                test.write_text(fewer)
+
+
+def statuses(tree: Path, env: dict[str, str]) -> dict[str, str]:
+    mutmut = Path(sys.executable).with_name("mutmut")
+    out = subprocess.run([str(mutmut), "results", "--all", "true"], cwd=tree, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    found = {}
+    for line in out.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name:
+            found[name] = status
+    return found
+
+
+def run(module: str, *, children: int, names: list[str], again: bool) -> dict[str, int]:
+    tree = WORK / module
+    env = {**os.environ, "PYTHONPATH": str(tree / "mutants" / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
+    if again:  # the same mutants against today's tests: only those not killed last time run
+        copy_tests(tree)
+        names = names or [n for n, status in statuses(tree, env).items() if status in ("survived", "no tests")]
+    else:
+        build_tree(module)
+    mutmut = Path(sys.executable).with_name("mutmut")
+    subprocess.run([str(mutmut), "run", "--max-children", str(children), *names], cwd=tree, env=env, check=True)
+    counts: dict[str, int] = {}
+    survivors = []
+    for name, status in statuses(tree, env).items():
+        counts[status] = counts.get(status, 0) + 1
+        if status != "killed":
+            survivors.append(f"{status}\t{name}")
+    (tree / "survivors.txt").write_text("\n".join(sorted(survivors)) + "\n")
+    return counts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", default=["events", "store", "daemon"], choices=sorted(TESTS))
+    parser.add_argument("--children", type=int, default=1, help="mutants tested at once (default 1)")
+    parser.add_argument("--only", action="append", default=[], metavar="GLOB",
+                        help="mutant names to test, e.g. 'tunelog.store.artifacts*' (default: all)")
+    parser.add_argument("--again", action="store_true",
+                        help="keep the last run's mutants and verdicts; test the survivors against today's tests")
+    args = parser.parse_args()
+    for module in args.modules:
+        counts = run(module, children=args.children, names=args.only, again=args.again)
+        killed = sum(n for status, n in counts.items() if status in KILLED)
+        judged = sum(n for status, n in counts.items() if status not in {"skipped", "not checked"})
+        rate = 100.0 * killed / judged if judged else 0.0
+        print(f"{module}: {killed}/{judged} mutants killed ({rate:.1f} %); "
+              + ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
+              + f"; survivors in {(WORK / module / 'survivors.txt').relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
