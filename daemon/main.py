@@ -26,6 +26,7 @@ from tunelog.daemon.paths import UMASK, Paths
 from tunelog.daemon.peer import bind_unix_socket, checked_protocol
 from tunelog.daemon.services import build_services, start_services
 from tunelog.daemon.version import tunelog_version
+from tunelog.events.streams import DAEMON_STREAM
 from tunelog.events.system import DaemonStarted, DaemonStopped
 
 log = logging.getLogger("tunelog.daemon")
@@ -91,8 +92,8 @@ async def _serve(paths: Paths, extensions: Sequence[Extension]) -> None:
     server = _Server(uvicorn.Config(create_app(services), http=checked_protocol(_http_protocol()),
                                     lifespan="off", log_config=None, access_log=False,
                                     timeout_graceful_shutdown=1))
-    store.append("daemon", [DaemonStarted(pid=os.getpid(), version=services.version,
-                                          data_dir=str(paths.home), socket=str(paths.socket))])
+    store.append(DAEMON_STREAM, [DaemonStarted(pid=os.getpid(), version=services.version,
+                                               data_dir=str(paths.home), socket=str(paths.socket))])
     log.info("tunelog %s serving on %s (data in %s)", services.version, paths.socket, paths.home)
     try:
         async with anyio.create_task_group() as tg:
@@ -113,7 +114,7 @@ async def _serve(paths: Paths, extensions: Sequence[Extension]) -> None:
             log.info("stopping: %s", reason[0])
             server.should_exit = True
             await services.jobs.shutdown()
-            store.append("daemon", [DaemonStopped(pid=os.getpid(), reason=reason[0])])
+            store.append(DAEMON_STREAM, [DaemonStopped(pid=os.getpid(), reason=reason[0])])
             with anyio.move_on_after(3):
                 await served.wait()
             tg.cancel_scope.cancel()

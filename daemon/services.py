@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from anyio.abc import TaskGroup
 from tunelog.daemon.paths import Paths
 from tunelog.store.artifacts import ArtifactStore
 from tunelog.store.sqlite import SqliteStore
+from tunelog.store.tables import Tables
 
 if TYPE_CHECKING:
     from tunelog.daemon.jobs.runner import JobRunner
@@ -105,3 +107,8 @@ class Services:
     notifier: Notifier = field(default_factory=Notifier)
     started_at: float = field(default_factory=time.time)
     request_stop: Callable[[str], None] = lambda reason: None
+
+    @cached_property
+    def tables(self) -> Tables:
+        """The projections read as typed rows (`tables.runs.get(run_id) -> RunRow | None`)."""
+        return Tables(self.store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import msgspec
@@ -12,6 +13,39 @@ from tunelog.events import runs as R
 from tunelog.events.base import Stamped
 
 replace = msgspec.structs.replace
+
+
+class RunState(enum.StrEnum):
+    """Where a run stands (`RunRow.state`); members equal the strings stored in the log."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class NodeState(enum.StrEnum):
+    """Where one node of a run stands (`NodeRow.state`)."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    """Its job started."""
+    COMPLETED = "completed"
+    CACHED = "cached"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+NODE_ACTIVE = frozenset({NodeState.QUEUED, NodeState.RUNNING})
+"""Node states whose job is queued or running."""
+NODE_DONE = frozenset({NodeState.COMPLETED, NodeState.CACHED})
+"""Node states whose outputs exist."""
+NODE_AGAIN = frozenset({NodeState.FAILED, NodeState.CANCELLED, NodeState.SKIPPED})
+"""Node states `resume` runs again; a node downstream of one of them is skipped."""
+NODE_ENDED = NODE_DONE | NODE_AGAIN
+"""Node states that are final for this attempt of the run."""
 
 
 class WorkflowRow(msgspec.Struct, kw_only=True):
@@ -28,7 +62,7 @@ class NodeRow(msgspec.Struct, kw_only=True):
     """Where one node of a run stands."""
 
     state: str = "pending"
-    """`pending`, `queued`, `running` (its job started), `completed`, `cached`, `failed`, `cancelled` or `skipped`."""
+    """A `NodeState`: `pending`, `queued`, `running` (its job started), `completed`, `cached`, `failed`, `cancelled` or `skipped`."""
     job_id: str | None = None
     jobs: list[str] = []
     """Every job that ran this node, oldest first (resumes add one each)."""
@@ -49,7 +83,7 @@ class RunRow(msgspec.Struct, kw_only=True):
     code: dict[str, dict[str, str]]
     nodes: dict[str, NodeRow]
     state: str
-    """`running`, `succeeded`, `failed` or `cancelled`."""
+    """A `RunState`: `running`, `succeeded`, `failed` or `cancelled`."""
     submitted_at: float
     submitted_position: int
     finished_at: float | None = None

@@ -7,6 +7,7 @@ log with the same functions, so live and rebuilt state cannot disagree.
 
 from __future__ import annotations
 
+import enum
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from itertools import groupby
@@ -21,6 +22,23 @@ from tunelog.events import system as S
 from tunelog.events.base import Stamped
 
 replace = msgspec.structs.replace
+
+
+class JobState(enum.StrEnum):
+    """Where a job stands (`JobRow.state`); members equal the strings stored in the log."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+JOB_ACTIVE = frozenset({JobState.QUEUED, JobState.RUNNING})
+"""Job states that may still change."""
+JOB_ENDED = frozenset(JobState) - JOB_ACTIVE
+"""Job states that are final."""
 
 
 class DaemonRow(msgspec.Struct, kw_only=True):
@@ -73,7 +91,7 @@ class JobRow(msgspec.Struct, kw_only=True):
     devices: int = 1
     """Slots the job occupies (processes of its worker)."""
     state: str
-    """`queued`, `running`, `succeeded`, `failed`, `cancelled` or `interrupted`."""
+    """A `JobState`: `queued`, `running`, `succeeded`, `failed`, `cancelled` or `interrupted`."""
     queued_position: int
     """Log position of the JobQueued event: the queue is FIFO by it."""
     queued_at: float

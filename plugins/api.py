@@ -5,7 +5,7 @@ A plugin is a folder:
     my_plugin/
       manifest.yaml      name, version, description, operations (typed ports, parameter schema)
       backend.py         one function per operation: `def op(ctx, params, inputs) -> outputs`
-      ui_component.py    optional: a ReactPy component for the web UI
+      ui_component.py    optional: `component(api)` returning a ReactPy page for the web UI (api: UiApi)
 
 The folder is loaded as a package, so `backend.py` may import sibling modules relatively
 (`from .recipe import train`). Code runs in a worker process with the user's rights.
@@ -122,3 +122,74 @@ class JobContext(Protocol):
 
     def should_stop(self) -> bool:
         """True once cancellation was requested: save a checkpoint and return soon."""
+
+
+class UiApi(Protocol):
+    """What a plugin's `ui_component.component(api)` gets: read the daemon's state, and act only
+    through the checked commands every front end uses. Implemented by the web UI, one per plugin.
+
+    Reads return the projections' rows (`tunelog.events.state` / `tunelog.events.run_state`
+    structs, read-only); commands raise a `TunelogError` naming every problem (the UI shows it).
+    A component builds its page with `reactpy` and the helpers in `kit`; it never imports the
+    front end or the daemon."""
+
+    manifest: Manifest
+    """The manifest of the plugin this page belongs to (its loaded version)."""
+    query: dict[str, str]
+    """The page address's query parameters (e.g. `?data=...` from a link of another page)."""
+    kit: Any
+    """The web UI's view helpers: link, run_link, short, when, badge, table, json_block, field,
+    text_input, select, button, use_notice, notice_view, error_notice, ok_notice, warnings_notice,
+    act (run a command, show its error), act_async, adapter_picker, run_outcome (a run's state and
+    each failed job's whole error)."""
+
+    def use_log_head(self) -> int:
+        """A hook (call it at the top of a component): the log position; the component re-renders
+        when the log moves, at most a few times a second."""
+
+    def use_form(self, key: str, default: Any) -> tuple[Any, Any]:
+        """A hook like reactpy's `use_state` (value, setter taking a value or a function of the old
+        one) whose value outlives this component: a reload of the plugin re-renders the page with
+        the new code and the form keeps what the user typed."""
+
+    def models(self) -> list[Any]:
+        """Registered models (ModelRow: name, ref), by name."""
+
+    def adapters(self) -> list[Any]:
+        """Every adapter (AdapterRow), newest first."""
+
+    def runs(self) -> list[Any]:
+        """Every run (RunRow), newest first."""
+
+    def run(self, run_id: str) -> Any | None:
+        """One run (RunRow), or None."""
+
+    def job(self, job_id: str) -> Any | None:
+        """One job (JobRow), or None."""
+
+    def operations(self) -> dict[str, OperationSpec]:
+        """Every loaded operation by `plugin.operation`."""
+
+    def presets(self) -> dict[str, dict[str, Any]]:
+        """This plugin's presets by name ({"description", "params"}; empty without a presets file)."""
+
+    def adapter_base(self, sha256: str) -> str:
+        """The base model an adapter was trained or merged on ('' if unknown)."""
+
+    def check(self, graph: dict[str, Any]) -> list[tuple[str, str]]:
+        """Every problem with a graph's operations, parameters (presets applied) and inputs, as
+        (where, message); nothing is submitted. Cheap enough to call on every keystroke."""
+
+    async def submit(self, graph: dict[str, Any], *, label: str = "") -> tuple[str, list[tuple[str, str]]]:
+        """Check a graph whole (the same checks as `tunectl workflow submit`, nothing appended when
+        refused) and start it as a run: (run id, the checks' warnings)."""
+
+    def upload(self, name: str, data: bytes) -> str:
+        """Store a file as a content-addressed artifact (a folder holding `name`), record the upload
+        in the log, and return its sha256."""
+
+    def uploads(self) -> list[dict[str, Any]]:
+        """Files uploaded so far, newest first: {"sha256", "name", "size", "path", "time"}."""
+
+    def data_dirs(self) -> list[Path]:
+        """Folders the user keeps data in (`TUNELOG_DATA_DIRS`, default `TUNELOG_HOME/data`)."""

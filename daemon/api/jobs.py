@@ -14,9 +14,10 @@ from tunelog.daemon.api.errors import read_body
 from tunelog.daemon.api.paging import page_body, parse_page
 from tunelog.daemon.services import Services
 from tunelog.events.errors import ValidationError
+from tunelog.events.state import JobState
 
 _json = msgspec.json.Encoder()
-STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+STATES = tuple(JobState)
 
 
 class SubmitJob(msgspec.Struct, forbid_unknown_fields=True):
@@ -72,8 +73,8 @@ async def list_jobs(request: Request) -> Response:
     page = parse_page(request, problems)
     if problems:
         raise ValidationError.collect("invalid job query", problems)
-    rows = s.store.select("jobs", order="queued_position", where={"state": state} if state else None,
-                          after=page.after, limit=page.limit + 1, descending=page.descending)
+    rows = s.tables.jobs.select(order="queued_position", where={"state": state} if state else None,
+                                after=page.after, limit=page.limit + 1, descending=page.descending)
     return json(page_body("jobs", rows, page, "queued_position"))
 
 

@@ -28,15 +28,15 @@ def json(body: object, status: int = 200) -> Response:
 
 async def list_plugins(request: Request) -> Response:
     s: Services = request.app.state.services
-    return json({"plugins": s.store.rows("plugins")})
+    return json({"plugins": s.tables.plugins.all()})
 
 
 async def show(request: Request) -> Response:
     s: Services = request.app.state.services
     name = request.path_params["name"]
-    row = s.store.get("plugins", name)
+    row = s.tables.plugins.get(name)
     if row is None:
-        known = ", ".join(r.name for r in s.store.rows("plugins")) or "none"
+        known = ", ".join(r.name for r in s.tables.plugins.all()) or "none"
         raise NotFoundError(f"no plugin named {name!r}", hint=f"known plugins: {known}")
     return json({"plugin": row})
 
@@ -44,7 +44,7 @@ async def show(request: Request) -> Response:
 async def reload(request: Request) -> Response:
     s: Services = request.app.state.services
     cmd = await read_body(request, Reload)
-    if cmd.name is not None and s.store.get("plugins", cmd.name) is None:
+    if cmd.name is not None and s.tables.plugins.get(cmd.name) is None:
         raise NotFoundError(f"no plugin named {cmd.name!r}")
     rows = await s.plugins.reload(cmd.name)
     return json({"plugins": rows})

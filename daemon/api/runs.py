@@ -18,6 +18,7 @@ from tunelog.daemon.runs.preflight import submit_checked
 from tunelog.daemon.services import Services
 from tunelog.events import runs as R
 from tunelog.events.errors import NotFoundError, ValidationError
+from tunelog.events.streams import model_stream, workflow_stream
 
 _json = msgspec.json.Encoder()
 
@@ -62,7 +63,7 @@ class AddModel(msgspec.Struct, forbid_unknown_fields=True):
 def workflow_graph(s: Services, ref: str) -> tuple[str, int, dict[str, Any]]:
     """(name, version, graph) of `name` (latest) or `name@version`."""
     name, _, version = ref.partition("@")
-    row = s.store.get("workflows", name)
+    row = s.tables.workflows.get(name)
     if row is None:
         raise NotFoundError(f"no workflow named {name!r}", hint="`tunectl workflow list` shows them")
     if not version:
@@ -71,7 +72,7 @@ def workflow_graph(s: Services, ref: str) -> tuple[str, int, dict[str, Any]]:
     if number is None:
         raise ValidationError.collect("invalid workflow version", [
             ("workflow", f"{name} has versions 1..{row.version}, got {version[:40]!r}")])
-    for env in s.store.read(stream=f"workflow-{name}"):
+    for env in s.store.read(stream=workflow_stream(name)):
         if env.event.version == number:  # type: ignore[attr-defined]
             return name, number, env.event.graph  # type: ignore[attr-defined]
     raise NotFoundError(f"workflow {ref} is not in the log")
@@ -91,7 +92,7 @@ async def submit(request: Request) -> Response:
 
 def run_view(s: Services, run: Any) -> dict[str, Any]:
     """A run with the rows of the jobs its nodes ran."""
-    jobs = {j: s.store.get("jobs", j) for node in run.nodes.values() for j in node.jobs}
+    jobs = {j: s.tables.jobs.get(j) for node in run.nodes.values() for j in node.jobs}
     return {"run": run, "jobs": {k: v for k, v in jobs.items() if v is not None}}
 
 
@@ -101,8 +102,8 @@ async def list_runs(request: Request) -> Response:
     page = parse_page(request, problems)
     if problems:
         raise ValidationError.collect("invalid run query", problems)
-    rows = s.store.select("runs", order="submitted_position", after=page.after, limit=page.limit + 1,
-                          descending=page.descending)
+    rows = s.tables.runs.select(order="submitted_position", after=page.after, limit=page.limit + 1,
+                                descending=page.descending)
     return json(page_body("runs", rows, page, "submitted_position"))
 
 
@@ -130,11 +131,11 @@ async def save_workflow(request: Request) -> Response:
     if not cmd.name or not all(c.isalnum() or c in "-_." for c in cmd.name):
         raise ValidationError.collect("invalid workflow name", [("name", "letters, digits, '-', '_' and '.' only")])
     parse_graph(cmd.graph, s.plugins)
-    stream = f"workflow-{cmd.name}"
+    stream = workflow_stream(cmd.name)
     version = s.store.stream_version(stream) + 1
     s.store.append(stream, [R.WorkflowSaved(name=cmd.name, version=version, graph=cmd.graph)],
                    expected_version=version - 1, command_id=cmd.command_id)
-    return json({"workflow": s.store.get("workflows", cmd.name)}, 201)
+    return json({"workflow": s.tables.workflows.get(cmd.name)}, 201)
 
 
 async def validate_workflow(request: Request) -> Response:
@@ -146,7 +147,7 @@ async def validate_workflow(request: Request) -> Response:
 
 async def list_workflows(request: Request) -> Response:
     s: Services = request.app.state.services
-    return json({"workflows": s.store.rows("workflows")})
+    return json({"workflows": s.tables.workflows.all()})
 
 
 async def show_workflow(request: Request) -> Response:
@@ -161,8 +162,8 @@ async def show_workflow(request: Request) -> Response:
 async def list_adapters(request: Request) -> Response:
     s: Services = request.app.state.services
     rows = []
-    for a in sorted(s.store.rows("adapters"), key=lambda a: a.created_at):
-        run = s.store.get("runs", a.run_id) if a.run_id else None
+    for a in sorted(s.tables.adapters.all(), key=lambda a: a.created_at):
+        run = s.tables.runs.get(a.run_id) if a.run_id else None
         try:
             path: str | None = str(s.artifacts.path(a.sha256, verify=False))
         except NotFoundError:
@@ -173,7 +174,7 @@ async def list_adapters(request: Request) -> Response:
 
 async def list_models(request: Request) -> Response:
     s: Services = request.app.state.services
-    return json({"models": s.store.rows("models")})
+    return json({"models": s.tables.models.all()})
 
 
 async def add_model(request: Request) -> Response:
@@ -186,18 +187,18 @@ async def add_model(request: Request) -> Response:
         problems.append(("ref", "a local folder, a .gguf file or a hub id"))
     if problems:
         raise ValidationError.collect("cannot add the model", problems)
-    s.store.append(f"model-{cmd.name}", [R.ModelAdded(name=cmd.name, ref=cmd.ref, note=cmd.note)],
+    s.store.append(model_stream(cmd.name), [R.ModelAdded(name=cmd.name, ref=cmd.ref, note=cmd.note)],
                    command_id=cmd.command_id)
-    return json({"model": s.store.get("models", cmd.name)}, 201)
+    return json({"model": s.tables.models.get(cmd.name)}, 201)
 
 
 async def remove_model(request: Request) -> Response:
     s: Services = request.app.state.services
     name = request.path_params["name"]
     cmd = await read_body(request, RunCommand)
-    if s.store.get("models", name) is None:
+    if s.tables.models.get(name) is None:
         raise NotFoundError(f"no model named {name!r}")
-    s.store.append(f"model-{name}", [R.ModelRemoved(name=name)], command_id=cmd.command_id)
+    s.store.append(model_stream(name), [R.ModelRemoved(name=name)], command_id=cmd.command_id)
     return json({"removed": name})
 
 
@@ -205,7 +206,7 @@ async def list_operations(request: Request) -> Response:
     """Every operation of every loaded plugin with its ports and parameter schema (for forms)."""
     s: Services = request.app.state.services
     ops = {}
-    for row in s.store.rows("plugins"):
+    for row in s.tables.plugins.all():
         if row.code_hash:
             for name, op in (row.manifest.get("operations") or {}).items():
                 ops[f"{row.name}.{name}"] = {"plugin": row.name, "version": row.version, **op}

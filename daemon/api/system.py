@@ -24,9 +24,9 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
 
 async def status(request: Request) -> Response:
     s: Services = request.app.state.services
-    jobs = s.store.count_by("jobs", "state")  # kept by the store: history must not slow this
-    running = s.store.select("jobs", order="queued_position", where={"state": "running"})
-    plugins = s.store.count_by("plugins", "status")
+    jobs = s.tables.jobs.count_by("state")  # kept by the store: history must not slow this
+    running = s.tables.jobs.select(order="queued_position", where={"state": "running"})
+    plugins = s.tables.plugins.count_by("status")
     return JSONResponse({
         "version": s.version,
         "pid": os.getpid(),

@@ -24,7 +24,9 @@ from tunelog.events import jobs as J
 from tunelog.events.base import Event, decode_payload
 from tunelog.events.errors import JobError
 from tunelog.events.state import JobRow
+from tunelog.events.streams import job_stream, run_stream
 from tunelog.store.base import EventStore
+from tunelog.store.tables import Tables
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +43,15 @@ class Attempt:
     def __init__(self, row: JobRow, slot: str, *, store: EventStore, paths: Paths, python: str,
                  grace_s: float, flush_s: float):
         self.row, self.slot, self.store = row, slot, store
+        self.tables = Tables(store)
         self.python, self.grace_s, self.flush_s = python, grace_s, flush_s
-        self.stream = f"job-{row.job_id}"
+        self.stream = job_stream(row.job_id)
         self.folder = paths.jobs / row.job_id
         self.log_path = self.folder / "worker.log"
         self._code_dir = paths.plugin_code / row.code_hash
         self._artifacts = paths.artifacts
         self._cache = paths.home / "cache"
-        self._streams = {self.stream} | ({f"run-{row.run_id}"} if row.run_id else set())
+        self._streams = {self.stream} | ({run_stream(row.run_id)} if row.run_id else set())
         self._stop_reason: str | None = None
         self._stop = anyio.Event()
         self._dirty = anyio.Event()
@@ -140,7 +143,7 @@ class Attempt:
             return None
         if self.row.resume_checkpoint:
             return str(self.row.resume_checkpoint)
-        prev = self.store.get("jobs", self.row.resume_of)
+        prev = self.tables.jobs.get(self.row.resume_of)
         if prev is None or not prev.checkpoint_sha256:
             raise JobError(f"job {self.row.resume_of} has no checkpoint to resume from")
         return str(prev.checkpoint_sha256)

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import cast
 
 import anyio
 import anyio.abc
@@ -34,12 +33,13 @@ from tunelog.daemon.paths import Paths
 from tunelog.events import jobs as J
 from tunelog.events.base import Event
 from tunelog.events.errors import ConflictError, JobError, NotFoundError, ValidationError
-from tunelog.events.state import JobRow
+from tunelog.events.state import JOB_ACTIVE, JobRow, JobState
+from tunelog.events.streams import job_stream, stream_kind
 from tunelog.store.artifacts import ArtifactStore
 from tunelog.store.base import EventStore
+from tunelog.store.tables import Tables
 
 RESOURCES = ("cpu", "gpu", "any")
-_ACTIVE = ("queued", "running")
 
 
 def detect_slots(env: Mapping[str, str] = os.environ) -> list[str]:
@@ -90,6 +90,7 @@ class JobRunner:
                  slots: list[str] | None = None, grace_s: float = 10.0, flush_s: float = 0.2,
                  python: str = sys.executable):
         self.store, self.paths, self.artifacts = store, paths, artifacts
+        self.tables = Tables(store)
         self.slots = list(slots) if slots is not None else detect_slots()
         if not self.slots:
             raise ValidationError.collect("the job runner needs slots", [("slots", "give at least one, e.g. cpu0")])
@@ -125,7 +126,7 @@ class JobRunner:
         self._check_submit(resource=resource, resume_of=resume_of, resume_checkpoint=resume_checkpoint)
         self.check_devices(resource=resource, devices=devices)
         job_id = new_job_id()
-        self.store.append(f"job-{job_id}", [J.JobQueued(
+        self.store.append(job_stream(job_id), [J.JobQueued(
             job_id=job_id, plugin=plugin, operation=operation, params=params, inputs=inputs, code_hash=code_hash,
             plugin_version=plugin_version, resource=resource, resume_of=resume_of, run_id=run_id,
             resume_checkpoint=resume_checkpoint, devices=devices,
@@ -151,7 +152,7 @@ class JobRunner:
             raise JobError("the job needs a GPU and this machine has none",
                            hint="set TUNELOG_GPUS if nvidia-smi cannot see your GPUs")
         if resume_of is not None:
-            prev = self.store.get("jobs", resume_of)
+            prev = self.tables.jobs.get(resume_of)
             if prev is None:
                 raise NotFoundError(f"no job {resume_of} to resume")
             if not prev.checkpoint_sha256:
@@ -165,7 +166,7 @@ class JobRunner:
         if resume_of is None:
             raise ValidationError.collect("cannot queue the job", [
                 ("resume_checkpoint", "needs resume_of: the job that saved the checkpoint")])
-        saved = [e.event for e in self.store.read(stream=f"job-{resume_of}", types=["job-checkpointed"])
+        saved = [e.event for e in self.store.read(stream=job_stream(resume_of), types=["job-checkpointed"])
                  if isinstance(e.event, J.JobCheckpointed)]
         if not any(c.sha256 == sha256 for c in saved):
             steps = ", ".join(str(c.step) for c in saved) or "none"
@@ -192,13 +193,13 @@ class JobRunner:
 
     def _append_cancel(self, job_id: str, *, reason: str, command_id: str | None) -> Attempt | None:
         """Record the cancel request (and, for a job no worker has claimed, the cancel itself)."""
-        stream = f"job-{job_id}"
+        stream = job_stream(job_id)
         with self._lock:
             version = self.store.stream_version(stream)
             row, attempt = self._row(job_id), self._attempts.get(job_id)
-            if row.state not in _ACTIVE:
+            if row.state not in JOB_ACTIVE:
                 raise JobError(f"job {job_id} has already ended ({row.state})")
-            if attempt is None and row.state == "running":
+            if attempt is None and row.state == JobState.RUNNING:
                 raise JobError(f"job {job_id} is not supervised by this daemon yet", hint="retry in a moment")
             events: list[Event] = [J.JobCancelRequested(job_id=job_id, reason=reason)]
             if attempt is None:
@@ -210,34 +211,34 @@ class JobRunner:
         """A job by id or unique id prefix."""
         if not prefix:
             raise ValidationError.collect("no job id given", [("job", "give a job id or a prefix of one")])
-        row = self.store.get("jobs", prefix)
+        row = self.tables.jobs.get(prefix)
         if row is not None:
-            return cast(JobRow, row)
-        matches = [r for r in self.store.rows("jobs") if r.job_id.startswith(prefix)]
+            return row
+        matches = [r for r in self.tables.jobs.all() if r.job_id.startswith(prefix)]
         if not matches:
             raise NotFoundError(f"no job matches {prefix!r}", hint="list jobs with `tunectl jobs`")
         if len(matches) > 1:
             raise ValidationError.collect(f"{prefix!r} matches {len(matches)} jobs",
                                           [("job", r.job_id) for r in matches[:10]], hint="give more of the id")
-        return cast(JobRow, matches[0])
+        return matches[0]
 
     def _answered(self, command_id: str | None) -> JobRow | None:
         """The job a command with this id already acted on, if it ran before (idempotent retry)."""
         if command_id is None:
             return None
-        done = self.store.append("job-", [], command_id=command_id)  # an empty append only looks the id up
+        done = self.store.append(job_stream(""), [], command_id=command_id)  # an empty append only looks the id up
         if not done:
             return None
         job_id = getattr(done[0].event, "job_id", None)
-        if not done[0].stream.startswith("job-") or job_id is None:
+        if stream_kind(done[0].stream) != "job" or job_id is None:
             raise ConflictError(f"command id {command_id!r} was already used for another command")
         return self._row(job_id)
 
     def _row(self, job_id: str) -> JobRow:
-        row = self.store.get("jobs", job_id)
+        row = self.tables.jobs.get(job_id)
         if row is None:
             raise NotFoundError(f"no job {job_id}")
-        return cast(JobRow, row)
+        return row
 
     # -- the scheduler -----------------------------------------------------------------------
 
@@ -262,12 +263,12 @@ class JobRunner:
         Queued jobs stay queued: the scheduler starts them in their order.
         """
         found = []
-        for row in self.store.select("jobs", order="queued_position", where={"state": "running"}):
+        for row in self.tables.jobs.select(order="queued_position", where={"state": JobState.RUNNING}):
             if row.queued_position <= self._boot_head and row.job_id not in self._attempts:
                 if row.pid:
                     kill_leftover(row.pid, row.job_id)
-                self.store.append(f"job-{row.job_id}", [J.JobInterrupted(job_id=row.job_id,
-                                                                         reason="daemon restarted")])
+                self.store.append(job_stream(row.job_id), [J.JobInterrupted(job_id=row.job_id,
+                                                                             reason="daemon restarted")])
                 found.append(row.job_id)
         return found
 
@@ -277,7 +278,7 @@ class JobRunner:
             free = [s for s in self.slots if s not in self._busy]
             if self._stopping or not free:
                 return
-            queued = self.store.select("jobs", order="queued_position", where={"state": "queued"})
+            queued = self.tables.jobs.select(order="queued_position", where={"state": JobState.QUEUED})
             for row in (r for r in queued if r.job_id not in self._attempts):
                 slots = _pick_slots(row.resource, free, row.devices)
                 if not slots:

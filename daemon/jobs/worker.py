@@ -27,6 +27,7 @@ from tunelog.daemon.jobs.protocol import FrameWriter, WorkerSpec
 from tunelog.daemon.plugin_host.check import import_backend
 from tunelog.events.base import Event, encode_payload
 from tunelog.events.errors import PluginError, TunelogError
+from tunelog.events.streams import job_stream, run_stream
 from tunelog.plugins.context import Context, Sink
 from tunelog.store.artifacts import ArtifactStore
 
@@ -45,7 +46,7 @@ def event_message(event: Any, *, job_id: str) -> dict[str, Any]:
         raise TypeError(f"ctx.emit needs a tunelog event, not {type(event).__name__}")
     if stream is None:
         run_id, merge_id = getattr(event, "run_id", None), getattr(event, "merge_id", None)
-        stream = merge_id or (f"run-{run_id}" if run_id else f"job-{job_id}")
+        stream = merge_id or (run_stream(run_id) if run_id else job_stream(job_id))
     return {"stream": str(stream), "type": event.tag, "schema_version": type(event).schema_version,
             "payload": encode_payload(event)}
 

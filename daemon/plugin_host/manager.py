@@ -44,7 +44,9 @@ from tunelog.events.base import Event
 from tunelog.events.errors import NotFoundError, PluginError
 from tunelog.events.plugins import PluginFailed, PluginRemoved
 from tunelog.events.state import PluginRow
+from tunelog.events.streams import plugin_stream
 from tunelog.plugins.api import Manifest, OperationSpec
+from tunelog.store.tables import Tables
 
 if TYPE_CHECKING:
     from tunelog.store.base import EventStore
@@ -86,6 +88,7 @@ class PluginManager:
     def __init__(self, store: EventStore, paths: Paths, *, builtin_dir: Path | None = None,
                  extra_dirs: Sequence[Path] = (), python: str = sys.executable):
         self.store = store
+        self.tables = Tables(store)
         self.paths = paths
         self.python = python
         builtin = builtin_dir if builtin_dir is not None else Path(tunelog.plugins.__file__).parent
@@ -108,8 +111,8 @@ class PluginManager:
         """Re-check one plugin (or all), re-validating even unchanged code; returns their rows."""
         await self._reconcile(everything=True, force=name if name is not None else True)
         if name is None:
-            return list(self.store.rows("plugins"))
-        row = self.store.get("plugins", name)
+            return list(self.tables.plugins.all())
+        row = self.tables.plugins.get(name)
         if row is None:
             raise NotFoundError(f"no plugin named {name!r}", hint=f"known plugins: {self._known()}; "
                                 f"plugin folders are read from {', '.join(str(r) for r, _ in self.roots)}")
@@ -148,7 +151,7 @@ class PluginManager:
 
     def resolve(self, plugin: str, operation: str) -> Resolved:
         """The registered code of `plugin` and its `operation`, or an error naming what exists."""
-        row: PluginRow | None = self.store.get("plugins", plugin)
+        row: PluginRow | None = self.tables.plugins.get(plugin)
         if row is None or row.status == "removed":
             raise NotFoundError(f"no plugin named {plugin!r}", hint=f"known plugins: {self._known()}")
         if not row.code_hash:
@@ -168,7 +171,7 @@ class PluginManager:
     def presets(self) -> dict[str, Presets]:
         """Plugin name -> its presets, for every loaded plugin whose manifest names a presets file."""
         out: dict[str, Presets] = {}
-        for row in self.store.rows("plugins"):
+        for row in self.tables.plugins.all():
             if row.code_hash and row.status != "removed" and row.manifest.get("presets"):
                 out[row.name] = snapshot_presets(self.paths.plugin_code / row.code_hash / row.manifest["presets"])
         return out
@@ -201,7 +204,7 @@ class PluginManager:
     async def _pass(self, dirty: set[Path] | None, *, force: bool | str) -> None:
         """Re-read changed folders, register what changed and record what disappeared."""
         folders = await anyio.to_thread.run_sync(survey, self.roots, self._cache, dirty)
-        rows: dict[str, PluginRow] = {r.key: r for r in self.store.rows("plugins")}
+        rows: dict[str, PluginRow] = {r.key: r for r in self.tables.plugins.all()}
         assign_keys(folders, rows)
         limiter = anyio.CapacityLimiter(self.parallel_checks)
 
@@ -270,7 +273,7 @@ class PluginManager:
     # -- helpers -----------------------------------------------------------------------------
 
     def _append(self, key: str, event: Event) -> None:
-        self.store.append(f"plugin-{key}", [event])
+        self.store.append(plugin_stream(key), [event])
         if isinstance(event, PluginFailed):
             log.warning("plugin %s failed: %s", key, event.error)
 
@@ -300,7 +303,7 @@ class PluginManager:
         return self._manifests[row.code_hash]
 
     def _known(self) -> str:
-        names = [r.key for r in self.store.rows("plugins") if r.code_hash and r.status != "removed"]
+        names = [r.key for r in self.tables.plugins.all() if r.code_hash and r.status != "removed"]
         return ", ".join(names) or "none"
 
 

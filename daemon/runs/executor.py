@@ -24,17 +24,24 @@ from tunelog.daemon.runs.graph import Graph, cache_key, parse_graph, refs_in, su
 from tunelog.events import runs as R
 from tunelog.events.base import Event
 from tunelog.events.errors import ConflictError, JobError, NotFoundError, TunelogError, ValidationError
-from tunelog.events.run_state import NodeRow, RunRow
+from tunelog.events.run_state import (
+    NODE_ACTIVE,
+    NODE_AGAIN,
+    NODE_DONE,
+    NODE_ENDED,
+    NodeRow,
+    NodeState,
+    RunRow,
+    RunState,
+)
+from tunelog.events.state import JOB_ACTIVE, JobState
+from tunelog.events.streams import run_stream
 from tunelog.plugins.api import OperationSpec
 from tunelog.store.artifacts import sha256_file, tree_digest
 from tunelog.store.sqlite import SqliteStore
+from tunelog.store.tables import Tables
 
 log = logging.getLogger(__name__)
-
-TERMINAL_NODE = frozenset({"completed", "cached", "failed", "cancelled", "skipped"})
-AGAIN_NODE = frozenset({"failed", "cancelled", "skipped"})
-"""Node states `resume` runs again; a node downstream of one of them is skipped."""
-ACTIVE_NODE = frozenset({"queued", "running"})
 
 
 def path_hashes(op: OperationSpec, inputs: dict[str, Any]) -> dict[str, str]:
@@ -54,6 +61,7 @@ class RunExecutor:
 
     def __init__(self, store: SqliteStore, plugins: PluginManager, jobs: JobRunner, *, max_resumes: int = 3):
         self.store, self.plugins, self.jobs = store, plugins, jobs
+        self.tables = Tables(store)
         self.max_resumes = max_resumes
         self._wake = anyio.Event()
 
@@ -69,7 +77,7 @@ class RunExecutor:
         by default each node gets the plugin's current version.
         """
         if command_id is not None:  # a retried command: the log answers it (an empty append only looks the id up)
-            done = self.store.append("run-", [], command_id=command_id)
+            done = self.store.append(run_stream(""), [], command_id=command_id)
             if done:
                 run_id = getattr(done[0].event, "run_id", None)
                 if run_id is None:
@@ -86,7 +94,7 @@ class RunExecutor:
         current = {n.id: {"plugin": n.plugin, "version": n.resolved.row.version, "code_hash": n.resolved.row.code_hash}
                    for n in parsed.nodes.values()}
         code = {**current, **(code or {})}
-        self.store.append(f"run-{run_id}", [R.RunSubmitted(
+        self.store.append(run_stream(run_id), [R.RunSubmitted(
             run_id=run_id, graph=parsed.spec(), order=parsed.order, code=code, workflow=workflow,
             workflow_version=workflow_version, no_cache=no_cache, force=force, replay_of=replay_of,
             forked_from=forked_from, label=label or parsed.description)], expected_version=0, command_id=command_id)
@@ -114,20 +122,20 @@ class RunExecutor:
             for port, spec in node.resolved.op.inputs.items():
                 value = node.inputs.get(port)
                 if spec.type == "model" and isinstance(value, str):
-                    row = self.store.get("models", value)
+                    row = self.tables.models.get(value)
                     if row is not None:
                         node.inputs[port] = row.ref
 
     def cancel(self, run_id: str, *, reason: str = "cancelled by user", command_id: str | None = None) -> RunRow:
         row = self.find(run_id)
-        if row.state != "running":
+        if row.state != RunState.RUNNING:
             raise JobError(f"run {row.run_id} is {row.state}; only a running run can be cancelled")
-        self.store.append(f"run-{row.run_id}", [R.RunCancelRequested(run_id=row.run_id, reason=reason)],
+        self.store.append(run_stream(row.run_id), [R.RunCancelRequested(run_id=row.run_id, reason=reason)],
                           command_id=command_id)
         for node in row.nodes.values():
-            if node.state in ACTIVE_NODE and node.job_id:
-                job = self.store.get("jobs", node.job_id)
-                if job is not None and job.state in ("queued", "running"):
+            if node.state in NODE_ACTIVE and node.job_id:
+                job = self.tables.jobs.get(node.job_id)
+                if job is not None and job.state in JOB_ACTIVE:
                     self.jobs.cancel(node.job_id, reason=f"run cancelled: {reason}")
         self.wake()
         return self.find(row.run_id)
@@ -135,23 +143,23 @@ class RunExecutor:
     def resume(self, run_id: str, *, command_id: str | None = None) -> RunRow:
         """Run failed and skipped nodes again; a node whose last job left a checkpoint continues from it."""
         row = self.find(run_id)
-        if row.state == "running":
+        if row.state == RunState.RUNNING:
             raise JobError(f"run {row.run_id} is still running", hint="cancel it first, or wait for it to finish")
-        again = [n for n in row.order if row.nodes[n].state in AGAIN_NODE]
+        again = [n for n in row.order if row.nodes[n].state in NODE_AGAIN]
         if not again:
             raise JobError(f"run {row.run_id} has nothing to resume: every node completed")
-        self.store.append(f"run-{row.run_id}", [R.RunResumed(run_id=row.run_id, nodes=again)], command_id=command_id)
+        self.store.append(run_stream(row.run_id), [R.RunResumed(run_id=row.run_id, nodes=again)], command_id=command_id)
         self.wake()
         return self.find(row.run_id)
 
     def find(self, prefix: str) -> RunRow:
         """A run by id or unique prefix."""
-        row = self.store.get("runs", prefix)
+        row = self.tables.runs.get(prefix)
         if row is not None:
-            return row  # type: ignore[no-any-return]
-        matches = [r for r in self.store.rows("runs") if r.run_id.startswith(prefix)] if prefix else []
+            return row
+        matches = [r for r in self.tables.runs.all() if r.run_id.startswith(prefix)] if prefix else []
         if len(matches) == 1:
-            return matches[0]  # type: ignore[no-any-return]
+            return matches[0]
         if not matches:
             raise NotFoundError(f"no run {prefix!r}", hint="`tunectl runs list` shows them")
         raise ValidationError(f"run id prefix {prefix!r} is ambiguous: {', '.join(r.run_id for r in matches[:5])}")
@@ -175,7 +183,7 @@ class RunExecutor:
 
     def advance(self) -> None:
         """One pass over every running run."""
-        for row in self.store.select("runs", order="submitted_position", where={"state": "running"}):
+        for row in self.tables.runs.select(order="submitted_position", where={"state": RunState.RUNNING}):
             try:
                 self._advance(row)
             except TunelogError as exc:
@@ -185,28 +193,28 @@ class RunExecutor:
         for node_id in row.order:
             events = self._step(row, node_id)
             if events:
-                self.store.append(f"run-{row.run_id}", events)
+                self.store.append(run_stream(row.run_id), events)
                 row = self.find(row.run_id)
-        if all(n.state in TERMINAL_NODE for n in row.nodes.values()):
+        if all(n.state in NODE_ENDED for n in row.nodes.values()):
             states = {n.state for n in row.nodes.values()}
-            state = ("cancelled" if row.cancel_requested else
-                     "succeeded" if states <= {"completed", "cached"} else "failed")
-            self.store.append(f"run-{row.run_id}", [R.RunFinished(run_id=row.run_id, state=state)])
+            state = (RunState.CANCELLED if row.cancel_requested else
+                     RunState.SUCCEEDED if states <= NODE_DONE else RunState.FAILED)
+            self.store.append(run_stream(row.run_id), [R.RunFinished(run_id=row.run_id, state=state)])
 
     def _step(self, row: RunRow, node_id: str) -> list[Event]:
         node = row.nodes[node_id]
-        if node.state in ACTIVE_NODE:
+        if node.state in NODE_ACTIVE:
             return self._check_job(row, node_id, node)
-        if node.state != "pending":
+        if node.state != NodeState.PENDING:
             return []
         if row.cancel_requested:
             return [R.NodeSkipped(run_id=row.run_id, node=node_id, reason="the run was cancelled")]
         spec = row.graph["nodes"][node_id]
         upstream = {r["node"] for v in spec["inputs"].values() for r in refs_in(v)}
-        bad = sorted(u for u in upstream if row.nodes[u].state in AGAIN_NODE)
+        bad = sorted(u for u in upstream if row.nodes[u].state in NODE_AGAIN)
         if bad:
             return [R.NodeSkipped(run_id=row.run_id, node=node_id, reason=f"upstream node {bad[0]!r} did not complete")]
-        if any(row.nodes[u].state not in ("completed", "cached") for u in upstream):
+        if any(row.nodes[u].state not in NODE_DONE for u in upstream):
             return []
         try:
             return self._start(row, node_id, node, spec)
@@ -223,7 +231,7 @@ class RunExecutor:
         hashes = path_hashes(op, inputs)
         key = cache_key(op=spec["op"], code_hash=code["code_hash"], params=spec["params"],
                         inputs={**inputs, **{f"{p}#sha256": h for p, h in hashes.items()}})
-        hit = self.store.get("cache", key)
+        hit = self.tables.cache.get(key)
         if hit is not None and not node.jobs and not self._must_run(row, node_id):
             return [R.NodeCached(run_id=row.run_id, node=node_id, cache_key=key, outputs=hit.outputs,
                                  source_job=hit.job_id)]
@@ -261,7 +269,7 @@ class RunExecutor:
         """(job, checkpoint) to continue from: the node's own latest job that left a checkpoint,
         else, for the forked node of a fork, the checkpoint it was forked from."""
         for job_id in reversed(node.jobs):
-            job = self.store.get("jobs", job_id)
+            job = self.tables.jobs.get(job_id)
             if job is not None and job.checkpoint_sha256:
                 return job_id, None
         fork = row.forked_from or {}
@@ -272,14 +280,14 @@ class RunExecutor:
     def _resumes(self, node: NodeRow) -> int:
         """How often the node was resumed: interrupted attempts after the first, counting only jobs
         whose worker started (a job a daemon stop caught still queued never ran)."""
-        started = [j for j in node.jobs if (job := self.store.get("jobs", j)) is not None and job.started_at]
+        started = [j for j in node.jobs if (job := self.tables.jobs.get(j)) is not None and job.started_at]
         return max(len(started) - 1, 0)
 
     def _check_job(self, row: RunRow, node_id: str, node: NodeRow) -> list[Event]:
-        job = self.store.get("jobs", node.job_id) if node.job_id else None
-        if job is None or job.state in ("queued", "running"):
+        job = self.tables.jobs.get(node.job_id) if node.job_id else None
+        if job is None or job.state in JOB_ACTIVE:
             return []
-        if job.state == "succeeded":
+        if job.state == JobState.SUCCEEDED:
             plugin, operation = row.graph["nodes"][node_id]["op"].split(".")
             try:
                 types = {p: s.type for p, s in self.plugins.resolve(plugin, operation).op.outputs.items()}
@@ -287,7 +295,7 @@ class RunExecutor:
                 types = {}
             return [R.NodeCompleted(run_id=row.run_id, node=node_id, job_id=job.job_id, cache_key=node.cache_key,
                                     outputs=job.outputs, output_types=types)]
-        if job.state == "interrupted" and not row.cancel_requested and self._resumes(node) < self.max_resumes:
+        if job.state == JobState.INTERRUPTED and not row.cancel_requested and self._resumes(node) < self.max_resumes:
             spec = row.graph["nodes"][node_id]
             return self._start(row, node_id, node, spec)  # continues from the job's checkpoint, if any
         return [R.NodeFailed(run_id=row.run_id, node=node_id, job_id=job.job_id, state=job.state,

@@ -76,7 +76,7 @@ def _literal_inputs(s: Services, node: Node, problems: Problems) -> dict[str, An
 
 def model_problem(s: Services, value: str) -> tuple[str, str | None]:
     """(the local path or hub id a model input stands for, why it cannot be used or None)."""
-    row = s.store.get("models", value)
+    row = s.tables.models.get(value)
     if row is not None:
         ref, problem = model_problem(s, row.ref) if row.ref != value else (row.ref, None)
         return ref, (f"registered model {value!r} ({row.ref}): {problem}" if problem else None)

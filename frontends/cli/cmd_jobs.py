@@ -8,11 +8,12 @@ from urllib.parse import quote
 
 import click
 
+from tunelog.events.state import JobState
 from tunelog.frontends.cli import render
 from tunelog.frontends.cli.common import client, json_option, print_json
 from tunelog.frontends.cli.paging import limit_option, more_note, newest
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+STATES = tuple(s.value for s in JobState)
 
 
 @click.group(invoke_without_command=True)

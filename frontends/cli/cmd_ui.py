@@ -33,8 +33,12 @@ def ui_address(status: dict[str, Any]) -> str | None:
 @click.command()
 @click.option("--no-open", is_flag=True, help="Print the address; do not open a browser.")
 @click.option("--print-url", is_flag=True, help="Print only the address, for scripts (implies --no-open).")
+@click.option("--rotate-token", is_flag=True,
+              help="Revoke the browser token: write a new one; the old address and every browser cookie "
+                   "holding the old token are refused from then on (open pages keep their connection until "
+                   "reloaded). Prints the new address.")
 @click.pass_context
-def ui(ctx: click.Context, no_open: bool, print_url: bool) -> None:
+def ui(ctx: click.Context, no_open: bool, print_url: bool, rotate_token: bool) -> None:
     """Open the web UI: runs with live charts, run details, adapters and merges, playground,
     plugins, the event log and the workflow editor.
 
@@ -43,6 +47,11 @@ def ui(ctx: click.Context, no_open: bool, print_url: bool) -> None:
     anyone who has it can act as you, so do not share it. The browser trades it for a cookie.
     """
     status = client().get("/v1/status")
+    if rotate_token:
+        from tunelog.frontends.web.security import rotate_token as rotate
+
+        rotate(Path(status["data_dir"]))
+        no_open = True
     url = ui_address(status)
     if url is None:
         ctx.exit(exits.fail([f"Error: the daemon serves no web UI (pid {status.get('pid')}).",
@@ -51,6 +60,8 @@ def ui(ctx: click.Context, no_open: bool, print_url: bool) -> None:
     if print_url:
         click.echo(url)
         return
+    if rotate_token:
+        click.echo("The browser token was replaced: the old address and cookies are refused now.")
     click.echo(f"tunelog web UI: {url}")
     if not no_open and not webbrowser.open(url):
         click.echo("(no browser could be started here: open the address above)")

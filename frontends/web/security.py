@@ -9,6 +9,10 @@ and websocket must pass three checks, in this order (a pure ASGI middleware, `Lo
    no other site can open the live connection with the user's cookie;
 3. the secret token: the `tunelog_ui` cookie or `Authorization: Bearer TOKEN`.
 
+The token is re-read from its file when the file changes: `tunectl ui --rotate-token` writes a
+new one, and from then on the old token and every cookie holding it are refused (a page already
+open keeps its live connection until it is closed or reloaded).
+
 `GET /any/path?token=TOKEN` trades the token for the cookie (HttpOnly, SameSite=Strict) and
 redirects to the same path without it, so the token does not stay in the address bar or history.
 The redirect goes only to a path on this origin: percent-encoded, with a single leading slash, so
@@ -62,6 +66,43 @@ def load_or_create_token(home: Path) -> str:
     return token
 
 
+def rotate_token(home: Path) -> str:
+    """Replace the UI token with a new one (atomically, owner-only); returns it."""
+    path = home / TOKEN_FILE
+    token = secrets.token_urlsafe(32)
+    tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.replace(tmp, path)
+    return token
+
+
+class TokenFile:
+    """The current token: the one given, replaced by the file's whenever the file changes."""
+
+    def __init__(self, token: str, path: Path | None = None):
+        self._token, self._path = token, path
+        self._seen: tuple[int, int, int] | None = None
+        if path is not None:
+            self.current()
+
+    def current(self) -> str:
+        if self._path is None:
+            return self._token
+        try:
+            st = self._path.stat()
+        except OSError:
+            return self._token  # a missing file changes nothing: never fall back to no token
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if key != self._seen:
+            text = self._path.read_text().strip()
+            if len(text) >= 32:
+                self._token = text
+            self._seen = key
+        return self._token
+
+
 def content_security_policy(port: int) -> str:
     """Only this server may serve scripts, styles, images and the websocket: no CDN, no framing."""
     ws = f"ws://127.0.0.1:{port} ws://localhost:{port}"
@@ -73,13 +114,16 @@ def content_security_policy(port: int) -> str:
 class LocalGuard:
     """ASGI middleware enforcing Host, Origin and token for every HTTP request and websocket."""
 
-    def __init__(self, app: ASGIApp, *, token: str, port: int):
-        self.app, self.token, self.port = app, token, port
+    def __init__(self, app: ASGIApp, *, token: str, port: int, token_file: Path | None = None):
+        self.app, self.port = app, port
+        self.tokens = TokenFile(token, token_file)
         self.hosts = frozenset({f"127.0.0.1:{port}", f"localhost:{port}"})
         self.origins = frozenset(f"http://{h}" for h in self.hosts)
         self.extra_headers = [(b"content-security-policy", content_security_policy(port).encode()),
                               (b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
-                              (b"referrer-policy", b"no-referrer"), (b"cache-control", b"no-store")]
+                              # same-origin, not no-referrer: under no-referrer a browser sends
+                              # `Origin: null` with a form's POST (the upload form), which check() refuses.
+                              (b"referrer-policy", b"same-origin"), (b"cache-control", b"no-store")]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -101,6 +145,11 @@ class LocalGuard:
             await _refuse(kind, send, status, why)
             return
         await self.app(scope, receive, self._with_headers(send) if kind == "http" else send)
+
+    @property
+    def token(self) -> str:
+        """The token in force now."""
+        return self.tokens.current()
 
     def check(self, kind: str, method: str, headers: dict[str, str]) -> tuple[int, str]:
         """(0, '') when Host and Origin are acceptable, else (403, reason)."""
@@ -127,12 +176,13 @@ class LocalGuard:
         return morsel is not None and secrets.compare_digest(morsel.value.encode(), self.token.encode())
 
     async def _login(self, scope: Scope, send: Send, token: str) -> None:
-        if not secrets.compare_digest(token.encode(), self.token.encode()):
+        current = self.token
+        if not secrets.compare_digest(token.encode(), current.encode()):
             await _refuse("http", send, 401, "wrong token: run `tunectl ui` for a fresh link")
             return
         rest = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")) if k != "token"]
         target = same_origin_path(scope.get("path") or "/") + (f"?{urlencode(rest)}" if rest else "")
-        cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={COOKIE_MAX_AGE}"
+        cookie = f"{COOKIE}={current}; HttpOnly; SameSite=Strict; Path=/; Max-Age={COOKIE_MAX_AGE}"
         await send({"type": "http.response.start", "status": 303,
                     "headers": [(b"location", target.encode("latin-1")), (b"set-cookie", cookie.encode()),
                                 (b"content-length", b"0"), *self.extra_headers]})

@@ -32,7 +32,7 @@ import uvicorn
 from anyio.abc import TaskStatus
 
 from tunelog.events.errors import ValidationError
-from tunelog.frontends.web.security import LocalGuard, load_or_create_token
+from tunelog.frontends.web.security import TOKEN_FILE, LocalGuard, load_or_create_token
 
 if TYPE_CHECKING:
     from tunelog.daemon.main import Extension
@@ -122,7 +122,7 @@ class SendFailedIsDisconnect(logging.Filter):
         return True
 
 
-def create_ui_app(services: Services, *, token: str, port: int) -> Any:
+def create_ui_app(services: Services, *, token: str, port: int, token_file: Path | None = None) -> Any:
     """The ASGI app: ReactPy's routes (page, websocket, its bundled client) behind LocalGuard."""
     from reactpy.backend.starlette import Options, configure
     from starlette.applications import Starlette
@@ -134,12 +134,16 @@ def create_ui_app(services: Services, *, token: str, port: int) -> Any:
     serve_log = logging.getLogger("reactpy.core.serve")
     if not any(isinstance(f, SendFailedIsDisconnect) for f in serve_log.filters):
         serve_log.addFilter(SendFailedIsDisconnect())
+    from starlette.routing import Route
+
+    from tunelog.frontends.web.uploads import endpoint
+
     ui = Ui(services)
-    app = Starlette()
+    app = Starlette(routes=[Route("/uploads", endpoint(ui), methods=["POST"])])
     # reactpy 1.1.0 calls app.add_websocket_route, which Starlette 1.x keeps only on its router.
     app.add_websocket_route = app.router.add_websocket_route  # type: ignore[attr-defined]
     configure(app, lambda: Root(ui), Options(head=head()))
-    return LocalGuard(app, token=token, port=port)
+    return LocalGuard(app, token=token, port=port, token_file=token_file)
 
 
 class _Server(uvicorn.Server):
@@ -177,7 +181,7 @@ async def serve_ui(services: Services, *, port: int | None,
         token = load_or_create_token(services.paths.home)
         sock = bind_local(port, fallback=port == DEFAULT_PORT)
         bound = sock.getsockname()[1]
-        app = create_ui_app(services, token=token, port=bound)
+        app = create_ui_app(services, token=token, port=bound, token_file=services.paths.home / TOKEN_FILE)
     except (OSError, ImportError) as exc:
         log.error("web UI not started: %s", exc)
         task_status.started(None)

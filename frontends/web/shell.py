@@ -76,6 +76,17 @@ def HeadBadge(ui: Ui) -> Any:
 
 
 @component
+def PluginNav(ui: Ui, active: str) -> Any:
+    """Links to the pages of the plugins loaded now (a plugin's page leaves with the plugin)."""
+    use_head(ui)
+    from tunelog.frontends.web.pages.plugin_pages import nav_entries
+
+    return html.span({"className": "plugin-nav", "id": "plugin-nav"},
+                     [html.a({"key": href, "href": href, "className": "active" if href == active else "",
+                              "data-plugin": name}, title) for name, href, title in nav_entries(ui)])
+
+
+@component
 def Root(ui: Ui) -> Any:
     """Navigation plus the page the URL names."""
     location = use_location()
@@ -86,6 +97,7 @@ def Root(ui: Ui) -> Any:
     nav = html.nav({"className": "top"}, html.span({"className": "brand"}, "tunelog"),
                    [html.a({"key": href, "href": href, "className": "active" if href == active else ""}, text)
                     for href, text in NAV],
+                   PluginNav(ui, location.pathname.rstrip("/")),
                    HeadBadge(ui))
     body = page(ui, *params, query=query) if page is not None else html.div(
         html.h1("Not found"), html.p(f"No page at {location.pathname}."))

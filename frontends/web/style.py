@@ -50,4 +50,9 @@ ul.tree { list-style: none; padding-left: 18px; margin: 2px 0; } ul.tree li { ma
 .focus { outline: 1px solid var(--accent); border-radius: 3px; padding: 0 3px; }
 .muted { color: var(--muted); } .error-text { color: var(--bad); white-space: pre-wrap; }
 .events td { font-size: 12px; }
+.record { border: 1px solid var(--line); border-radius: 6px; padding: 6px 8px; margin: 6px 0; }
+.turn { white-space: pre-wrap; margin: 2px 0; padding: 2px 4px; border-radius: 3px; }
+.turn.trained { background: #1f3a2a; border-left: 3px solid #4caf78; }
+.plugin-nav { display: contents; } .field-problem { color: var(--bad); font-size: 12px; }
+.params-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 6px 14px; }
 """

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tunelog.events import jobs as J
+from tunelog.events.state import JOB_ENDED
+from tunelog.events.streams import job_stream
 
 if TYPE_CHECKING:
     from tunelog.daemon.services import Services
     from tunelog.events.run_state import AdapterRow, RunRow
 
-ENDED = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
-"""Job states after which a job appends nothing more."""
 CHART_METRICS = ("loss", "eval_loss", "lr", "tokens_per_s")
 """Metrics the run page charts, in this order, when a job reports them."""
 
@@ -50,9 +50,9 @@ class MetricsCache:
             self._jobs.popitem(last=False)
         if s.complete:
             return s
-        row = services.store.get("jobs", job_id)
-        ended = row is not None and row.state in ENDED  # checked first: its metrics precede its end
-        for env in services.store.read(after=s.position, stream=f"job-{job_id}", types=["job-metrics"]):
+        row = services.tables.jobs.get(job_id)
+        ended = row is not None and row.state in JOB_ENDED  # checked first: its metrics precede its end
+        for env in services.store.read(after=s.position, stream=job_stream(job_id), types=["job-metrics"]):
             if isinstance(env.event, J.JobMetrics):
                 s.points.extend(env.event.points)
             s.position, s.last_time = env.position, env.time
@@ -102,7 +102,7 @@ class Ui:
         """The base model an adapter was trained or merged on, as its run recorded it ('' if unknown)."""
         if adapter.source == "merge":
             return str((adapter.base_model or {}).get("ref") or "")
-        run = self.services.store.get("runs", adapter.run_id) if adapter.run_id else None
+        run = self.services.tables.runs.get(adapter.run_id) if adapter.run_id else None
         node = run.nodes.get(adapter.node) if run is not None and adapter.node else None
         model = node.inputs.get("model") if node is not None else None
         return model if isinstance(model, str) else ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from reactpy import hooks, html
@@ -102,6 +102,26 @@ def act(command: Callable[[], Any], set_notice: Callable[[Notice], None], *, ok:
         return None
     set_notice(ok_notice(ok) if ok else None)
     return result
+
+
+async def act_async(command: Callable[[], Awaitable[Any]], set_notice: Callable[[Notice], None], *,
+                    ok: str = "") -> Any:
+    """`act` for a command that is awaited (e.g. a checked submit)."""
+    try:
+        result = await command()
+    except TunelogError as exc:
+        set_notice(error_notice(exc))
+        return None
+    set_notice(ok_notice(ok) if ok else None)
+    return result
+
+
+def warnings_notice(warnings: Sequence[tuple[str, str]], message: str) -> Notice:
+    """The submit-time checks' warnings as a notice (None when there are none)."""
+    if not warnings:
+        return None
+    return {"kind": "ok", "message": message, "problems": [{"where": w, "message": m} for w, m in warnings],
+            "hint": ""}
 
 
 def field(label: str, control: Any, *, hint: str = "") -> Any:

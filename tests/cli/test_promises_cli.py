@@ -24,7 +24,7 @@ def test_ctrl_c_while_following_a_run_exits_130_and_leaves_the_run_going(daemon:
     graph.write_text(json.dumps({"nodes": {"s": {"op": "testops.sleep", "params": {"seconds": 60}}}}))
     out = daemon.tunectl("workflow", "submit", str(graph), "--detach", "--json", "--no-cache")
     assert out.returncode == 0, out.stderr
-    run_id = json.loads(out.stdout)["run_id"]
+    run_id = json.loads(out.stdout)["run"]["run_id"]
     with subprocess.Popen([*MODULE, "runs", "follow", run_id], env=daemon.env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True) as follow:
         try:

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from tunelog.events import base
-from tunelog.events.base import decode_payloads, encode_payload, event_types
+from tunelog.events.base import encode_payload, event_types
 from tunelog.events.errors import (
     ConflictError,
     JobError,
@@ -19,7 +19,7 @@ from tunelog.events.errors import (
     TunelogError,
     ValidationError,
 )
-from tunelog.events.jobs import JobCancelled, JobQueued
+from tunelog.events.jobs import JobCancelled
 
 
 def test_the_envelope_and_the_text_of_an_error() -> None:
@@ -46,18 +46,6 @@ def test_each_error_class_has_its_code_status_and_exit_code(cls: type[TunelogErr
                                                             exit_code: int) -> None:
     assert (cls.code, cls.status, cls.exit_code) == (code, status, exit_code)
     assert issubclass(cls, TunelogError) and cls("m").to_dict()["code"] == code
-
-
-def test_a_fresh_batch_decoder_knows_every_event_and_its_schema_version(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The list decoder and the version table are built on first use; build them again here."""
-    monkeypatch.setattr(base, "_list_decoder", None)
-    monkeypatch.setattr(base, "_current_versions", {})
-    queued = JobQueued(job_id="a", plugin="p", operation="o", params={}, code_hash="h", plugin_version="1")
-    cancelled = JobCancelled(job_id="a", forced=True)
-    rows = [("job-queued", 1, encode_payload(queued).decode()), ("job-cancelled", 1, encode_payload(cancelled).decode())]
-    assert decode_payloads(rows) == [queued, cancelled]
-    assert base._current_versions == {tag: cls.schema_version for tag, cls in event_types().items()}
-    assert decode_payloads(rows[1:]) == [cancelled]
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -113,10 +101,7 @@ def test_a_fresh_registry_is_rebuilt_with_every_event_and_decodes(monkeypatch: p
     every = event_types()
     monkeypatch.setattr(base, "_registry", {})
     monkeypatch.setattr(base, "_decoder", None)
-    monkeypatch.setattr(base, "_list_decoder", None)
-    monkeypatch.setattr(base, "_current_versions", {})
     assert event_types() == every and base._registry == every
     assert all(isinstance(cls, type) and issubclass(cls, base.Event) for cls in base._registry.values())
     cancelled = JobCancelled(job_id="a", forced=False)
     assert base.decode_payload("job-cancelled", 1, encode_payload(cancelled)) == cancelled
-    assert decode_payloads([("job-cancelled", 1, encode_payload(cancelled).decode())]) == [cancelled]

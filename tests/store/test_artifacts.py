@@ -20,7 +20,7 @@ def test_bytes_and_files_are_stored_under_their_sha256_read_only(tmp_path: Path)
     assert ref == ArtifactRef(sha, 5, "file")
     final = tmp_path / "a" / "sha256" / sha[:2] / sha
     assert store.path(sha) == final and final.read_bytes() == b"hello"
-    assert final.stat().st_mode & 0o777 == 0o444
+    assert final.stat().st_mode & 0o777 == 0o400
     src = tmp_path / "src.txt"
     src.write_bytes(b"hello")
     assert store.put_file(src) == ref  # same content, same artifact, stored once
@@ -41,7 +41,7 @@ def test_a_folder_is_stored_by_a_digest_of_its_relative_paths_and_contents(tmp_p
     assert ref.kind == "dir" and ref.size == 4 and ref.sha256 == tree_digest(src)[0]
     stored = store.path(ref.sha256)
     assert (stored / "sub" / "w.bin").read_bytes() == b"\x00\x01"
-    assert {p.stat().st_mode & 0o777 for p in stored.rglob("*") if p.is_file()} == {0o444}
+    assert {p.stat().st_mode & 0o777 for p in stored.rglob("*") if p.is_file()} == {0o400}
     # The digest is recorded in the log (cache keys, verify): it must never change for the same tree.
     pinned = tmp_path / "pinned"
     (pinned / "a").mkdir(parents=True)

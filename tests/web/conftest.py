@@ -157,9 +157,9 @@ class Browsing:
         page.wait_for_selector(selector)
         return page
 
-    def shot(self, page: Any, name: str) -> Path:
+    def shot(self, page: Any, name: str, *, full_page: bool = True) -> Path:
         path = self.shots / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         report(f"screenshot {name}: {path}")
         return path
 

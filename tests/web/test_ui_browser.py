@@ -117,7 +117,7 @@ def test_every_page_renders(browsing: Browsing, ui_daemon: UiDaemon) -> None:
     browsing.open(page, "/workflows", "#editor")
     browsing.shot(page, "workflows")
 
-    browsing.open(page, "/adapters", "#merge")
+    browsing.open(page, "/adapters", "#merge-link")
     browsing.shot(page, "adapters")
     browsing.open(page, "/playground", "#play-button")
     page.click("#play-button")

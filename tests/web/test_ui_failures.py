@@ -55,11 +55,13 @@ def test_the_merge_form_shows_why_a_merge_failed(browsing: Browsing, ui_daemon: 
     run_id = ui_daemon.submit({"nodes": {"a4": {"op": "testops.fake_adapter", "params": {"r": 4}},
                                          "a8": {"op": "testops.fake_adapter", "params": {"r": 8}}}})
     assert ui_daemon.wait_run(run_id)["state"] == "succeeded"
-    page = browsing.open(browsing.login(), "/adapters", "#merge-pick-1")
+    page = browsing.open(browsing.login(), "/plugin-pages/adapter_merge", "#merge-pick-1")
     for i in (0, 1):
         page.click(f"#merge-pick-{i}")
         page.wait_for_selector(f"#merge-pick-{i}:checked")
+    assert "cat (exact)" in page.inner_text("#merge-exactness")
     page.select_option("#merge-method", "linear")
+    page.wait_for_selector("#merge-exactness:has-text(\"linear (approximate)\")")
     page.fill("#merge-model", str(tiny_model_dir))
     page.click("#merge-button")
     page.wait_for_selector(".run-outcome .job-failure", timeout=120_000)

@@ -49,7 +49,7 @@ def answers(page: Any) -> dict[str, str]:
 
 def test_the_merge_form_makes_an_adapter_and_the_playground_compares_answers(
         browsing: Browsing, ui_daemon: UiDaemon, tiny_model_dir: Path) -> None:
-    page = browsing.open(browsing.login(), "/adapters", "#merge-pick-1")
+    page = browsing.open(browsing.login(), "/plugin-pages/adapter_merge", "#merge-pick-1")
     trained = [page.get_attribute(f"#merge-pick-{i}", "data-sha") for i in (0, 1)]
     for i in (0, 1):
         tick(page, f"#merge-pick-{i}")
@@ -59,6 +59,7 @@ def test_the_merge_form_makes_an_adapter_and_the_playground_compares_answers(
     page.wait_for_selector("#merge-result", timeout=300_000)
     merged = page.get_attribute("#merge-result", "data-sha")
     assert merged and merged not in trained
+    browsing.open(page, "/adapters", "#adapters")
     row = page.locator(f'#adapters tr:has(span[id="{merged}"])')
     row.wait_for()
     assert "cat merge (exact)" in row.inner_text() and row.inner_text().count("0.5 ×") == 2

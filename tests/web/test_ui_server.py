@@ -88,3 +88,28 @@ def test_the_ui_file_goes_away_with_the_daemon(tmp_path: Path) -> None:
     assert ui.daemon.stop() == 0
     assert not (ui.daemon.home / "ui.json").exists()
     assert (ui.daemon.home / "ui-token").read_text().strip() == ui.token  # kept: bookmarks keep working
+
+
+def test_rotate_token_revokes_the_old_token_and_its_cookies(tmp_path: Path) -> None:
+    ui = start_ui_daemon(tmp_path / "home")
+    try:
+        with httpx.Client() as old:
+            assert old.get(f"{ui.base}/?token={ui.token}").status_code == 303
+            assert old.get(ui.base + "/").status_code == 200
+            out = tunectl(ui.daemon.home, "ui", "--rotate-token", "--print-url")
+            assert out.returncode == 0, out.stderr
+            new_url = out.stdout.strip()
+            new_token = new_url.split("token=", 1)[1]
+            assert new_token != ui.token and (ui.daemon.home / "ui-token").read_text().strip() == new_token
+            assert old.get(ui.base + "/").status_code == 401  # the old cookie
+            assert old.get(f"{ui.base}/?token={ui.token}").status_code == 401  # the old address
+        with httpx.Client() as new:
+            assert new.get(new_url).status_code == 303
+            assert new.get(ui.base + "/").status_code == 200
+        assert stat_mode(ui.daemon.home / "ui-token") == 0o600
+    finally:
+        ui.daemon.stop()
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777

@@ -8,7 +8,9 @@ from typing import Any
 
 import msgspec
 
+from tunelog.events.state import PluginRow
 from tunelog.plugins.api import OperationSpec
+from tunelog.store.tables import Table
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,10 @@ class Operation:
 Catalog = dict[str, Operation]
 
 
-def load_catalog(store: Any) -> Catalog:
+def load_catalog(plugins: Table[PluginRow]) -> Catalog:
     """Every operation of every plugin that has loaded code, by `plugin.operation`."""
     out: Catalog = {}
-    for row in sorted(store.rows("plugins"), key=lambda r: r.name):
+    for row in sorted(plugins.all(), key=lambda r: r.name):
         if row.code_hash and row.status != "removed":
             out.update(manifest_operations(row.name, row.manifest))
     return out

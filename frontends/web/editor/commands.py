@@ -1,5 +1,5 @@
 """What the editor asks of the daemon: open, save (a new WorkflowSaved version), validate
-(parse_graph), run (services.runs.submit), and the node states of a run. Each command takes
+(parse_graph), run (submit_checked: the submit-time checks, then services.runs.submit), and the node states of a run. Each command takes
 the Services and a Doc and returns the next Doc; failures become problems and a notice, never
 an exception in the page.
 """
@@ -10,8 +10,12 @@ from dataclasses import replace
 from typing import Any
 
 from tunelog.daemon.runs.graph import parse_graph
+from tunelog.daemon.runs.preflight import submit_checked
 from tunelog.events.errors import ConflictError, TunelogError, ValidationError
+from tunelog.events.run_state import NODE_ACTIVE
 from tunelog.events.runs import WorkflowSaved
+from tunelog.events.state import JobState
+from tunelog.events.streams import workflow_stream
 from tunelog.frontends.web.editor.doc import Doc, new_doc, notify, valid_name
 from tunelog.frontends.web.editor.model import normalize, strip_empty
 
@@ -22,7 +26,7 @@ RunStatus = dict[str, Any]
 
 def open_doc(services: Any, name: str | None) -> Doc:
     """The latest saved version of `name`, or an empty new workflow (named `name` if given)."""
-    row = services.store.get("workflows", name) if name else None
+    row = services.tables.workflows.get(name) if name else None
     if row is None:
         doc = new_doc(name or "", 0, None)
         return notify(doc, f"new workflow {name!r}: add nodes from the palette" if name else
@@ -61,10 +65,10 @@ def save(services: Any, doc: Doc) -> Doc:
         return replace(failed, notice=f"not saved: {failed.notice}")
     version = doc.version + 1
     try:
-        services.store.append(f"workflow-{doc.name}", [WorkflowSaved(name=doc.name, version=version, graph=graph)],
+        services.store.append(workflow_stream(doc.name), [WorkflowSaved(name=doc.name, version=version, graph=graph)],
                               expected_version=doc.version)
     except ConflictError:
-        now = services.store.stream_version(f"workflow-{doc.name}")
+        now = services.store.stream_version(workflow_stream(doc.name))
         why = (f"a workflow named {doc.name!r} exists already" if doc.version == 0 else
                f"{doc.name} was saved elsewhere meanwhile (now v{now}); reload to edit the latest")
         return notify(doc, f"not saved: {why}", "error")
@@ -73,7 +77,7 @@ def save(services: Any, doc: Doc) -> Doc:
                    tone="ok")
 
 
-def run(services: Any, doc: Doc) -> Doc:
+async def run(services: Any, doc: Doc) -> Doc:
     """Submit the graph: the saved version by name when there are no unsaved edits, else inline."""
     named = doc.version > 0 and not doc.dirty
     # The saved version as saved: a layout change since then is no part of what runs.
@@ -82,33 +86,35 @@ def run(services: Any, doc: Doc) -> Doc:
         return replace(doc, problems=failed.problems, notice=f"not started: {failed.notice}", tone="error")
     label = "" if named else (f"unsaved edit of {doc.name}" if doc.name else "unsaved workflow")
     try:
-        row = services.runs.submit(graph, workflow=doc.name if named else None,
-                                   workflow_version=doc.version if named else None, label=label)
+        row, warnings = await submit_checked(services, graph, workflow=doc.name if named else None,
+                                             workflow_version=doc.version if named else None, label=label)
     except ValidationError as exc:
         return replace(doc, problems=_problems(exc), notice=f"not started: {exc.message}", tone="error")
     except TunelogError as exc:
         return notify(doc, f"not started: {exc.message}", "error")
-    return replace(doc, run_id=row.run_id, problems=(), notice=f"run {row.run_id} started", tone="ok")
+    warned = "; ".join(f"{w}: {m}" for w, m in warnings)
+    return replace(doc, run_id=row.run_id, problems=(), tone="ok",
+                   notice=f"run {row.run_id} started" + (f" (warnings: {warned})" if warned else ""))
 
 
 def latest_run(services: Any, name: str) -> str | None:
     """The most recent run of a saved workflow, to show its node states on opening."""
-    runs = [r for r in services.store.rows("runs") if r.workflow == name]
+    runs = [r for r in services.tables.runs.all() if r.workflow == name]
     return max(runs, key=lambda r: r.submitted_position).run_id if runs else None
 
 
 def run_status(services: Any, run_id: str | None) -> RunStatus | None:
     """Where each node of a run stands (None when there is no such run)."""
-    row = services.store.get("runs", run_id) if run_id else None
+    row = services.tables.runs.get(run_id) if run_id else None
     if row is None:
         return None
     nodes = {}
     for node_id, node in row.nodes.items():
         state, detail = node.state, node.error
-        if state in ("queued", "running") and node.job_id:
-            job = services.store.get("jobs", node.job_id)
+        if state in NODE_ACTIVE and node.job_id:
+            job = services.tables.jobs.get(node.job_id)
             # a job that already succeeded stays `running` until the executor records the node
-            if job is not None and job.state in ("running", "succeeded"):
+            if job is not None and job.state in (JobState.RUNNING, JobState.SUCCEEDED):
                 state = "running"
                 detail = f"step {job.step}/{job.total}" if job.total else (f"step {job.step}" if job.step else "")
         nodes[node_id] = {"state": state, "detail": detail}

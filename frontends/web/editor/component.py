@@ -10,6 +10,7 @@ follow the daemon's commit notifier, throttled, and re-render only when they cha
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -90,12 +91,18 @@ def _toolbar(doc: D.Doc, status: commands.RunStatus | None, act: Callable[[Calla
                   "unsaved changes" if doc.dirty else "layout not saved" if doc.moved else ""),
         _button("Save", "save", lambda e: act(lambda d: commands.save(services, d)), "save as a new version"),
         _button("Validate", "validate", lambda e: act(lambda d: commands.validate(services, d))),
-        _button("Run", "run", lambda e: act(lambda d: commands.run(services, d)),
+        _button("Run", "run", functools.partial(_run, services, doc, act),
                 "run the saved version (or the edited graph when it has unsaved changes)"),
         _button("Arrange", "arrange", lambda e: act(D.on_arrange), "lay the graph out again"),
         html.span({"id": "editor-run-state", "className": "tl-wfe-muted",
                    "data-run": status["run"] if status else "", "data-state": status["state"] if status else ""}, run),
     )
+
+
+async def _run(services: Any, doc: D.Doc, act: Callable[[Callable[[D.Doc], D.Doc]], Any], _: Any) -> None:
+    """Run the doc as shown when clicked (the checks run in a throwaway process: awaited, not blocking)."""
+    done = await commands.run(services, doc)
+    act(lambda d: done)
 
 
 def _palette(catalog: Any, act: Callable[[Callable[[D.Doc], D.Doc]], Any]) -> Any:
@@ -132,7 +139,7 @@ def WorkflowEditor(services: Any, workflow: str | None = None) -> Any:
     def act(step: Callable[[D.Doc], D.Doc]) -> None:
         set_doc(step)  # functional update: applied at once to the latest doc
 
-    catalog = load_catalog(services.store)
+    catalog = load_catalog(services.tables.plugins)
     by_node, general = split_problems(doc.graph, list(doc.problems))
     states = (status or {}).get("nodes", {}) if status and status["run"] == doc.run_id else {}
     props = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunelog.daemon.runs.graph import refs_in
+from tunelog.events.run_state import NODE_ACTIVE
 from tunelog.frontends.web.editor.catalog import Catalog
 from tunelog.frontends.web.editor.model import Graph, edges
 
@@ -87,7 +88,7 @@ def flow_edges(graph: Graph, states: dict[str, dict[str, str]]) -> list[dict[str
     out = []
     for e in edges(graph):
         target_state = states.get(e["target"], {}).get("state", "")
-        out.append({**e, "animated": target_state in ("queued", "running"),
+        out.append({**e, "animated": target_state in NODE_ACTIVE,
                     "className": f"tl-edge-{target_state}" if target_state else ""})
     return out
 

@@ -1,5 +1,5 @@
-"""Adapters: every adapter with where it came from (a run's node, or a merge of others), and the
-form that merges several into a new one."""
+"""Adapters: every adapter with where it came from (a run's node, or a merge of others). Merging
+them is the adapter_merge plugin's page (`plugins/adapter_merge/ui_component.py`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from reactpy import component, html
 
 from tunelog.events.run_state import AdapterRow
 from tunelog.frontends.web.live import use_head
-from tunelog.frontends.web.pages.merge_form import MergeForm
 from tunelog.frontends.web.ui import Ui
 from tunelog.frontends.web.widgets import link, run_link, short, table, when
 
@@ -35,7 +34,7 @@ def kind(a: AdapterRow) -> str:
 def AdaptersPage(ui: Ui, *, query: dict[str, str]) -> Any:
     """The adapter list with lineage, and the merge form; follows the log."""
     use_head(ui)
-    adapters = sorted(ui.services.store.rows("adapters"), key=lambda a: a.created_at, reverse=True)
+    adapters = sorted(ui.services.tables.adapters.all(), key=lambda a: a.created_at, reverse=True)
     rows = [(a.sha256, [html.span({"className": "mono", "id": a.sha256}, short(a.sha256)), kind(a), origin(a),
                         html.span({"className": "mono"}, ui.adapter_base(a) or "-"), when(a.created_at)])
             for a in adapters]
@@ -43,5 +42,7 @@ def AdaptersPage(ui: Ui, *, query: dict[str, str]) -> Any:
         html.h1("Adapters"),
         table(("ADAPTER", "KIND", "FROM", "BASE MODEL", "CREATED"), rows, id="adapters")
         if rows else html.p({"className": "muted"}, "No adapters yet: train one (`tunectl train`)."),
-        MergeForm(ui, adapters),
+        html.p(link("/plugin-pages/adapter_merge", "Merge adapters", id="merge-link"),
+               " (the adapter_merge plugin's page)"),
+        html.section({"id": "export-slot", "className": "muted"}),  # issue 12: export from here
     )

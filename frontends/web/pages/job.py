@@ -14,6 +14,7 @@ from reactpy import component, hooks, html
 from tunelog.events import jobs as J
 from tunelog.events.base import Envelope
 from tunelog.events.state import JobRow
+from tunelog.events.streams import job_stream
 from tunelog.frontends.web.live import use_head
 from tunelog.frontends.web.pages.job_failure import failure_view
 from tunelog.frontends.web.ui import Ui
@@ -34,7 +35,7 @@ class LogTail:
     count: int = 0
 
     def read(self, ui: Ui, job_id: str) -> LogTail:
-        for env in ui.services.store.read(after=self.position, stream=f"job-{job_id}", types=["job-log"]):
+        for env in ui.services.store.read(after=self.position, stream=job_stream(job_id), types=["job-log"]):
             if isinstance(env.event, J.JobLog):
                 self.lines.extend(env.event.lines)
                 self.count += len(env.event.lines)
@@ -69,10 +70,10 @@ def JobPage(ui: Ui, job_id: str, *, query: dict[str, str]) -> Any:
     """The job page; follows the log."""
     use_head(ui)
     tail = hooks.use_ref(LogTail()).current.read(ui, job_id)
-    job = ui.services.store.get("jobs", job_id)
+    job = ui.services.tables.jobs.get(job_id)
     if job is None:
         return html.div(html.h1("Job not found"), html.p(f"No job {job_id!r}."), link("/", "All runs"))
-    events = [e for e in ui.services.store.read(stream=f"job-{job_id}") if e.type not in QUIET]
+    events = [e for e in ui.services.store.read(stream=job_stream(job_id)) if e.type not in QUIET]
     failed = next((e for e in reversed(events) if e.type == "job-failed"), None)
     progress = f"step {job.step}/{job.total}" if job.total else (f"step {job.step}" if job.step else "")
     where = [f"slot {job.slot}" if job.slot else "", f"pid {job.pid}" if job.pid else "",

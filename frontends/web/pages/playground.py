@@ -10,11 +10,22 @@ from typing import Any, cast
 
 from reactpy import component, hooks, html
 
+from tunelog.daemon.runs.preflight import submit_checked
 from tunelog.events.errors import ValidationError
+from tunelog.frontends.web.forms import adapter_picker, run_outcome
 from tunelog.frontends.web.live import use_head
-from tunelog.frontends.web.pages.merge_form import adapter_picker, run_outcome
 from tunelog.frontends.web.ui import Ui
-from tunelog.frontends.web.widgets import act, button, field, notice_view, short, text_input, use_notice
+from tunelog.frontends.web.widgets import (
+    act,
+    act_async,
+    button,
+    field,
+    notice_view,
+    short,
+    text_input,
+    use_notice,
+    warnings_notice,
+)
 
 
 def label(name: str) -> str:
@@ -56,7 +67,7 @@ def answers_view(report: dict[str, Any]) -> Any:
 def PlaygroundPage(ui: Ui, *, query: dict[str, str]) -> Any:
     """Prompt a base model and adapters; follows the run it starts."""
     use_head(ui)
-    adapters = sorted(ui.services.store.rows("adapters"), key=lambda a: a.created_at, reverse=True)
+    adapters = sorted(ui.services.tables.adapters.all(), key=lambda a: a.created_at, reverse=True)
     chosen, set_chosen = hooks.use_state(cast(dict[str, str], {}))
     model, set_model = hooks.use_state("")
     prompt, set_prompt = hooks.use_state("")
@@ -66,14 +77,17 @@ def PlaygroundPage(ui: Ui, *, query: dict[str, str]) -> Any:
     by_sha = {a.sha256: a for a in adapters}
     default_model = next((ui.adapter_base(by_sha[s]) for s in chosen if s in by_sha), "")
 
-    def submit(_: Any) -> None:
+    async def submit(_: Any) -> None:
         graph = act(lambda: generate_graph(model or default_model, prompt, list(chosen), max_new_tokens=tokens),
                     set_notice)
-        row = act(lambda: ui.services.runs.submit(graph, label=graph["description"]), set_notice) if graph else None
-        if row is not None:
-            set_run_id(row.run_id)
+        done = await act_async(lambda: submit_checked(ui.services, graph, label=graph["description"]),
+                               set_notice) if graph else None
+        if done is not None:
+            set_run_id(done[0].run_id)
+            set_notice(warnings_notice(done[1], "started, with warnings"))
 
-    row, outcome = run_outcome(ui, run_id)
+    row = ui.services.tables.runs.get(run_id) if run_id else None
+    outcome = run_outcome(row, lambda j: ui.services.tables.jobs.get(j))
     report = row.nodes["generate"].outputs.get("report") if row is not None and "generate" in row.nodes else None
     return html.div(
         html.h1("Playground"),

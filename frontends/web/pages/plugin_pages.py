@@ -1,5 +1,11 @@
 """Pages that plugins contribute: a plugin folder with `ui_component.py` defining
-`component(services)` (returning ReactPy VDOM or a component) gets an entry here.
+`component(api)` (returning ReactPy VDOM or a component) gets a page here and an entry in the
+navigation while the plugin is loaded. `api` is the narrow `tunelog.plugins.api.UiApi`
+(`WebUiApi`), never the daemon's services.
+
+A reload of the plugin re-renders the open page with the new code; what the user typed survives
+in the page's form memory (`UiApi.use_form`), which outlives the plugin's component. A plugin
+whose latest version failed to load keeps serving its last good page, with the failure above it.
 
 The module is imported lazily, when its page is first opened, from the plugin's code snapshot
 (the exact code of the loaded version), into the daemon process: like every plugin, it is code
@@ -15,14 +21,18 @@ import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
-from reactpy import component, html
+import msgspec
+from reactpy import component, hooks, html
+from reactpy.core.component import Component
 
 from tunelog.events.state import PluginRow
 from tunelog.frontends.web.live import use_head
+from tunelog.frontends.web.plugin_api import WebUiApi
 from tunelog.frontends.web.ui import Ui
 from tunelog.frontends.web.widgets import link, short, table
+from tunelog.plugins.api import Manifest
 
 UI_MODULE = "ui_component"
 _loaded: dict[Path, ModuleType] = {}
@@ -31,7 +41,7 @@ _loaded: dict[Path, ModuleType] = {}
 
 def snapshot_dir(ui: Ui, row: PluginRow) -> Path | None:
     """The snapshot of the plugin's serving code, if it has a UI module."""
-    if not row.code_hash or row.status == "removed":
+    if not row.code_hash or row.status == "removed":  # removed: its page leaves the nav and the list
         return None
     folder = ui.services.paths.plugin_code / row.code_hash
     return folder if (folder / f"{UI_MODULE}.py").is_file() else None
@@ -39,8 +49,22 @@ def snapshot_dir(ui: Ui, row: PluginRow) -> Path | None:
 
 def contributing(ui: Ui) -> list[tuple[PluginRow, Path]]:
     """Plugins that contribute a page, by name."""
-    rows = sorted(ui.services.store.rows("plugins"), key=lambda p: p.name)
+    rows = sorted(ui.services.tables.plugins.all(), key=lambda p: p.name)
     return [(p, d) for p in rows if (d := snapshot_dir(ui, p)) is not None]
+
+
+def nav_entries(ui: Ui) -> list[tuple[str, str, str]]:
+    """(plugin, href, title) for each loaded plugin with a page, in the plugins' `NAV_ORDER`; the
+    title is the module's `TITLE` (the plugin's name when it has none or does not import)."""
+    entries = []
+    for row, folder in contributing(ui):
+        try:
+            module = load(folder, row.name, row.code_hash)
+            title, order = str(getattr(module, "TITLE", row.name)), int(getattr(module, "NAV_ORDER", 100))
+        except Exception:  # the page itself shows the traceback
+            title, order = row.name, 100
+        entries.append((order, row.name, f"/plugin-pages/{row.name}", title))
+    return [(name, href, title) for _, name, href, title in sorted(entries)]
 
 
 def load(folder: Path, name: str, code_hash: str) -> ModuleType:
@@ -61,18 +85,50 @@ def load(folder: Path, name: str, code_hash: str) -> ModuleType:
     return module
 
 
-def plugin_view(ui: Ui, name: str) -> Any:
-    """The plugin's page, or why it cannot be shown."""
+def loaded_error(row: PluginRow) -> Any:
+    """The failure of the plugin's latest version, shown above the page its last good one serves."""
+    if row.status != "failed":
+        return ""
+    return html.div({"className": "notice notice-error", "id": f"plugin-failed-{row.name}"},
+                    f"Plugin {row.name} failed to reload: {row.error} (this page still runs version "
+                    f"{row.version}, code {short(row.code_hash)})", html.pre(row.traceback) if row.traceback else "")
+
+
+def error_view(name: str) -> Any:
+    return html.div({"className": "notice notice-error", "id": f"plugin-page-error-{name}"},
+                    f"The page of plugin {name} failed:", html.pre(traceback.format_exc()))
+
+
+@component
+def Guarded(body: Any, name: str) -> Any:
+    """Render a plugin's component here, so that an error while rendering it is shown in its place
+    (reactpy would render nothing). Its hooks are this component's: it is mounted in its stead."""
+    try:
+        return body.render()
+    except Exception:
+        return error_view(name)
+
+
+@component
+def PluginView(ui: Ui, name: str, query: dict[str, str]) -> Any:
+    """The plugin's page, or why it cannot be shown; follows the log, so a reload shows the new code."""
+    use_head(ui)
+    memory = hooks.use_ref(cast(dict[str, Any], {})).current
     found = {p.name: (p, d) for p, d in contributing(ui)}
     if name not in found:
-        return html.p(f"Plugin {name!r} contributes no page (it needs `{UI_MODULE}.py` with `component(services)`).")
+        return html.p({"id": "plugin-page-missing"}, f"Plugin {name!r} contributes no page now (it needs to be "
+                      f"loaded, with `{UI_MODULE}.py` defining `component(api)`).")
     row, folder = found[name]
     try:
         module = load(folder, row.name, row.code_hash)
-        return html.div({"id": f"plugin-page-{name}", "className": "plugin-page"}, module.component(ui.services))
+        api = WebUiApi(ui, msgspec.convert(row.manifest, Manifest), memory=memory, query=query)
+        body = module.component(api)
     except Exception:
-        return html.div({"className": "notice notice-error"}, f"The page of plugin {name} failed to load:",
-                        html.pre(traceback.format_exc()))
+        return error_view(name)
+    if isinstance(body, Component):
+        body = Guarded(body, name)
+    return html.div({"id": f"plugin-page-{name}", "className": "plugin-page", "data-code": row.code_hash},
+                    loaded_error(row), html.div({"key": row.code_hash}, body))
 
 
 @component
@@ -83,12 +139,12 @@ def PluginPageList(ui: Ui) -> Any:
                       short(p.code_hash))]) for p, _ in contributing(ui)]
     return table(("PLUGIN", "VERSION", "CODE"), rows, id="plugin-pages") if rows else html.p(
         {"className": "muted"}, f"No plugin contributes a page. A plugin adds one with `{UI_MODULE}.py` "
-                                "defining `component(services)`.")
+                                "defining `component(api)`.")
 
 
 @component
 def PluginPagesPage(ui: Ui, name: str | None = None, *, query: dict[str, str]) -> Any:
     """The list of plugin pages, or one of them."""
     if name:
-        return html.div(html.h1(f"Plugin page: {name}"), plugin_view(ui, name))
+        return html.div(html.h1(f"Plugin page: {name}"), PluginView(ui, name, query))
     return html.div(html.h1("Plugin pages"), PluginPageList(ui))

@@ -39,7 +39,7 @@ def PluginsPage(ui: Ui, *, query: dict[str, str]) -> Any:
     use_head(ui)
     notice, set_notice = use_notice()
     busy, set_busy = hooks.use_state(False)
-    plugins = sorted(ui.services.store.rows("plugins"), key=lambda p: p.name)
+    plugins = sorted(ui.services.tables.plugins.all(), key=lambda p: p.name)
 
     async def reload(name: str | None) -> None:
         set_busy(True)

@@ -13,6 +13,7 @@ from reactpy import component, hooks, html
 from tunelog.events import runs as R
 from tunelog.events.errors import NotFoundError, TunelogError
 from tunelog.events.run_state import RunRow
+from tunelog.events.streams import run_stream
 from tunelog.frontends.data_counts import data_counts
 from tunelog.frontends.web.charts import line_chart
 from tunelog.frontends.web.live import use_head
@@ -36,7 +37,7 @@ def header(run: RunRow) -> Any:
 
 def node_cells(ui: Ui, run: RunRow, node_id: str) -> list[Any]:
     node, spec = run.nodes[node_id], run.graph["nodes"][node_id]
-    job = ui.services.store.get("jobs", node.job_id) if node.job_id else None
+    job = ui.services.tables.jobs.get(node.job_id) if node.job_id else None
     progress = ""
     if job is not None:
         progress = f"step {job.step}/{job.total}" if job.total else (f"step {job.step}" if job.step else "")
@@ -55,7 +56,7 @@ def failures(ui: Ui, run: RunRow) -> Any:
     shown = []
     for node_id in run.order:
         node = run.nodes[node_id]
-        job = ui.services.store.get("jobs", node.job_id) if node.state == "failed" and node.job_id else None
+        job = ui.services.tables.jobs.get(node.job_id) if node.state == "failed" and node.job_id else None
         if job is not None and job.state == "failed":
             shown.append(html.div({"key": node_id}, failure_view(job, node=node_id)))
     return html.section({"className": "panel", "id": "failures"}, html.h2("Why it failed"), shown) if shown else ""
@@ -82,7 +83,7 @@ def node_charts(ui: Ui, run: RunRow) -> list[Any]:
 def ConfigSnapshot(ui: Ui, run_id: str) -> Any:
     """The graph and plugin code as recorded when the run was submitted."""
     submitted = hooks.use_memo(lambda: next((e for e in ui.services.store.read(
-        stream=f"run-{run_id}", types=["run-submitted"], limit=1)), None), [run_id])
+        stream=run_stream(run_id), types=["run-submitted"], limit=1)), None), [run_id])
     if submitted is None or not isinstance(submitted.event, R.RunSubmitted):
         return html.p("No RunSubmitted event for this run.")
     e = submitted.event

@@ -15,7 +15,7 @@ from tunelog.daemon.runs import reproduce
 from tunelog.daemon.runs.facts import checkpoints, run_facts
 from tunelog.daemon.runs.verify import diff, verify
 from tunelog.events.errors import ValidationError
-from tunelog.events.run_state import RunRow
+from tunelog.events.run_state import NODE_AGAIN, RunRow
 from tunelog.frontends.web.ui import Ui
 from tunelog.frontends.web.widgets import (
     act,
@@ -73,7 +73,7 @@ def verify_view(report: dict[str, Any]) -> Any:
 @component
 def VerifyPanel(ui: Ui, run: RunRow) -> Any:
     """For a finished replay: whether it reproduces the run it replays."""
-    baseline = ui.services.store.get("runs", run.replay_of) if run.replay_of else None
+    baseline = ui.services.tables.runs.get(run.replay_of) if run.replay_of else None
     ready = baseline is not None and "running" not in (run.state, baseline.state)
     s = ui.services.store
 
@@ -121,7 +121,7 @@ def ForkForm(ui: Ui, run: RunRow, set_notice: Any) -> Any:
 @component
 def DiffForm(ui: Ui, run: RunRow, set_notice: Any) -> Any:
     """Diff this run with another one."""
-    others = [r for r in sorted(ui.services.store.rows("runs"), key=lambda r: -r.submitted_position)
+    others = [r for r in sorted(ui.services.tables.runs.all(), key=lambda r: -r.submitted_position)
               if r.run_id != run.run_id][:100]
     other, set_other = hooks.use_state(run.replay_of or (others[0].run_id if others else ""))
     result, set_result = hooks.use_state(None)
@@ -148,7 +148,7 @@ def RunActions(ui: Ui, run: RunRow) -> Any:
     """Buttons and forms acting on the run, and the notice their outcome leaves."""
     notice, set_notice = use_notice()
     runs = ui.services.runs
-    can_resume = run.state != "running" and any(n.state in ("failed", "cancelled", "skipped") for n in run.nodes.values())
+    can_resume = run.state != "running" and any(n.state in NODE_AGAIN for n in run.nodes.values())
 
     def replay(_: Any) -> None:
         row = act(lambda: reproduce.replay(ui.services, run.run_id), set_notice)

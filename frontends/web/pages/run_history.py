@@ -11,6 +11,7 @@ from reactpy import component, hooks, html
 from tunelog.daemon.runs.facts import checkpoints, lineage_rows
 from tunelog.daemon.runs.lineage import lineage
 from tunelog.events.run_state import RunRow
+from tunelog.events.streams import job_stream, run_stream
 from tunelog.frontends.web.ui import Ui
 from tunelog.frontends.web.widgets import badge, compact, link, short, table, when
 
@@ -24,9 +25,9 @@ LINEAGE_REFRESH_S = 2.0
 def timeline(ui: Ui, run: RunRow) -> list[Any]:
     """The run's own events and its jobs' lifecycle events, in log order (the newest last)."""
     store = ui.services.store
-    envs = list(store.read(stream=f"run-{run.run_id}"))
+    envs = list(store.read(stream=run_stream(run.run_id)))
     for job_id in ui.run_jobs(run):
-        envs += store.read(stream=f"job-{job_id}", types=JOB_LIFECYCLE)
+        envs += store.read(stream=job_stream(job_id), types=JOB_LIFECYCLE)
     envs.sort(key=lambda e: e.position)
     return envs[-TIMELINE_SHOWN:]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from reactpy import component, html
 
-from tunelog.events.run_state import RunRow
+from tunelog.events.run_state import NODE_ENDED, RunRow
 from tunelog.frontends.web.charts import fmt, sparkline
 from tunelog.frontends.web.live import use_head
 from tunelog.frontends.web.ui import Ui
@@ -14,16 +14,15 @@ from tunelog.frontends.web.widgets import badge, link, run_link, table, when
 
 SHOWN = 50
 """Runs listed unless `?all=1`."""
-DONE = ("completed", "cached", "failed", "cancelled", "skipped")
 
 
 def progress(ui: Ui, run: RunRow) -> str:
     """`nodes done/total`, plus the running job's step and latest loss."""
-    done = sum(1 for n in run.nodes.values() if n.state in DONE)
+    done = sum(1 for n in run.nodes.values() if n.state in NODE_ENDED)
     text = f"{done}/{len(run.nodes)} nodes"
     for node_id in run.order:
         node = run.nodes[node_id]
-        job = ui.services.store.get("jobs", node.job_id) if node.state == "running" and node.job_id else None
+        job = ui.services.tables.jobs.get(node.job_id) if node.state == "running" and node.job_id else None
         if job is not None and job.state == "running":
             step = f"{job.step}/{job.total}" if job.total else str(job.step)
             loss = job.metrics.get("loss")
@@ -53,7 +52,7 @@ def run_cells(ui: Ui, run: RunRow) -> list[Any]:
 def RunsPage(ui: Ui, *, query: dict[str, str]) -> Any:
     """The runs list; follows the log."""
     use_head(ui)
-    runs = sorted(ui.services.store.rows("runs"), key=lambda r: r.submitted_position, reverse=True)
+    runs = sorted(ui.services.tables.runs.all(), key=lambda r: r.submitted_position, reverse=True)
     shown = runs if query.get("all") else runs[:SHOWN]
     more = (html.p(link("/?all=1", f"show all {len(runs)} runs")) if len(shown) < len(runs) else "")
     if not runs:

@@ -20,7 +20,7 @@ from tunelog.frontends.web.widgets import link, table, when
 def WorkflowList(ui: Ui) -> Any:
     """The saved workflows; follows the log (on its own, so the editor is not re-rendered with it)."""
     use_head(ui)
-    flows = sorted(ui.services.store.rows("workflows"), key=lambda w: w.name)
+    flows = sorted(ui.services.tables.workflows.all(), key=lambda w: w.name)
     rows = [(w.name, [link(f"/workflows/{w.name}", w.name), str(w.version), str(len(w.graph.get("nodes") or {})),
                       w.graph.get("description") or "", when(w.saved_at)]) for w in flows]
     return table(("NAME", "VERSION", "NODES", "DESCRIPTION", "SAVED"), rows, id="workflows") \
