@@ -28,7 +28,7 @@ def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     adapter = make_lora(tiny_model_dir, tmp_path_factory.mktemp("lora") / "r8", r=8, seed=3, strength=8.0)
     home = tmp_path_factory.mktemp("home")
     sha = ArtifactStore(home / "artifacts").put_dir(adapter).sha256  # as a training job would have stored it
-    d = start_daemon(home, OMP_NUM_THREADS="1")
+    d = start_daemon(home, OMP_NUM_THREADS="1", TUNELOG_SLOTS="cpu0,cpu1")  # two endpoints at once
     out = d.tunectl("serve", str(tiny_model_dir), "--adapter", f"tuned={sha}", "--max-new-tokens", "12", "--json",
                     timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -114,7 +114,8 @@ def test_vllm_without_a_gpu_is_refused(served: dict[str, Any], tiny_model_dir: P
     assert "vllm backend needs vllm and a CUDA GPU" in out.stderr
 
 
-def test_the_served_model_is_recorded_and_cancel_stops_the_endpoint(served: dict[str, Any]) -> None:
+def test_the_served_model_is_recorded_and_cancel_stops_the_endpoint(served: dict[str, Any],
+                                                                     tiny_model_dir: Path) -> None:
     d: Daemon = served["daemon"]
     events = d.json("events", "--type", "model-served")["events"]
     [event] = [e for e in events if e["event"]["address"] == served["url"]]
@@ -122,10 +123,18 @@ def test_the_served_model_is_recorded_and_cancel_stops_the_endpoint(served: dict
     assert payload["adapters"] == {"tuned": served["sha"]} and payload["backend"] == "transformers"
     assert set(payload["versions"]) >= {"torch", "transformers", "peft"}
     assert served["token"] not in json.dumps(d.json("events"))
-    assert d.tunectl("runs", "cancel", served["run"]).returncode == 0
+
+    # a second endpoint of its own, so the module's one keeps serving whatever order tests run in
+    out = d.tunectl("serve", str(tiny_model_dir), "--max-new-tokens", "4", "--json", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    other = json.loads(out.stdout)
+    assert other["models"] == ["base"] and other["token"] != served["token"]
+    assert d.tunectl("runs", "cancel", other["run"]).returncode == 0
     deadline = time.monotonic() + 60
-    while d.json("runs", "show", served["run"])["run"]["state"] == "running":
+    while d.json("runs", "show", other["run"])["run"]["state"] == "running":
         assert time.monotonic() < deadline, "the serve run did not stop"
         time.sleep(0.2)
     with pytest.raises(openai.APIConnectionError):
-        openai.OpenAI(base_url=served["url"], api_key=served["token"], max_retries=0).models.list()
+        openai.OpenAI(base_url=other["url"], api_key=other["token"], max_retries=0).models.list()
+    assert [m.id for m in openai.OpenAI(base_url=served["url"], api_key=served["token"]).models.list()] == \
+        ["base", "tuned"]
