@@ -4,10 +4,33 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+TEST_LLAMA_CPP := .cache/llama.cpp-0.3.36
 
-.PHONY: setup web demo test lint wheel-smoke bench mutate clean
+.PHONY: setup web demo test lint wheel-smoke bench mutate clean llama-cpp-tools llama-quantize export-proof
 
-setup: $(VENV)/.installed web
+setup: $(VENV)/.installed web $(TEST_LLAMA_CPP)/convert_hf_to_gguf.py
+
+# llama.cpp's converters (convert_hf_to_gguf.py, convert_lora_to_gguf.py, gguf-py) from the pinned
+# llama-cpp-python sdist on PyPI (~77 MB download, unpacked scripts ~2 MB); no llama.cpp code is
+# committed here. The tests use a copy inside the checkout; `tunectl export` uses the one in
+# TUNELOG_HOME (llama-cpp-tools), or $$TUNELOG_LLAMA_CPP_DIR.
+$(TEST_LLAMA_CPP)/convert_hf_to_gguf.py: | $(VENV)/.installed
+	$(BIN)/python -m tunelog.plugins.export.tools install --dest $(TEST_LLAMA_CPP)
+
+llama-cpp-tools: $(VENV)/.installed
+	$(BIN)/python -m tunelog.plugins.export.tools install
+
+# k-quant exports need llama-quantize: cmake + a C++ compiler, ~7 min on 2 cores (not in CI).
+llama-quantize: $(VENV)/.installed
+	$(BIN)/python -m tunelog.plugins.export.tools install --quantize
+
+# The llama.cpp check of GGUF exports (builds llama-quantize and llama-completion first, ~7 min):
+# an f16 GGUF greedy-decodes the same tokens as transformers on the merged model, and the GGUF LoRA
+# on the base GGUF the same as the merged GGUF.
+export-proof: $(VENV)/.installed
+	$(BIN)/python -m tunelog.plugins.export.tools install --quantize --dest $(TEST_LLAMA_CPP)
+	TUNELOG_LLAMA_CPP_DIR=$(CURDIR)/$(TEST_LLAMA_CPP) $(BIN)/python -m pytest -p no:cacheprovider -q \
+		tests/plugins/test_export_proof.py
 
 # The workflow editor's browser bundle (react-flow + React, one offline ESM file). Needs node >= 18;
 # without npm the UI still runs and the editor page says how to build it.

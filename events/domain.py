@@ -1,3 +1,3 @@
 """Imports every module that defines event types, so the tagged union is complete."""
 
-from tunelog.events import jobs, merges, plugins, runs, system, uploads  # noqa: F401
+from tunelog.events import jobs, merges, plugins, runs, serving, system, uploads  # noqa: F401

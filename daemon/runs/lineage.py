@@ -4,9 +4,10 @@ The tree is rooted at the run's oldest ancestor (following `replay_of` and `fork
 replay of a fork of a run shows up in the same place whichever of them is asked about. Each
 entry is `{kind, id, run_id, relation, label, state, children}`; the asked-for run carries
 `focus: true`. Under a run: its resumes (RunResumed), the job chains of nodes that ran more than
-once (each job under the one it resumed), the adapters it produced with the merges that used
-them, the merges it ran (the adapters that went in, the adapter or model that came out), then
-the runs that replay or fork it.
+once (each job under the one it resumed), the adapters it produced with the merges and exports
+that used them, the merges it ran (the adapters that went in, the adapter or model that came out), then
+the runs that replay or fork it. An export is a node of an `export.*` operation that reads the
+adapter, directly or through the nodes before it (e.g. a merge).
 """
 
 from __future__ import annotations
@@ -108,8 +109,25 @@ class _Tree:
             self._adapter(m, relation="merged into", label=f"{m.get('merge_type')} merge", depth=depth + 1)
             for m in self.adapters if m.get("source") == "merge"
             and any(p.get("sha256") == a["sha256"] for p in m.get("parents", []))]
+        merges += self._exports(a["sha256"])
         return entry("adapter", a["sha256"], run_id=a.get("run_id"), relation=relation, label=label, state="",
                      children=merges)
+
+    def _exports(self, sha: str) -> list[dict[str, Any]]:
+        out = []
+        for run in sorted(self.by_id.values(), key=lambda r: r.get("submitted_position", 0)):
+            specs = (run.get("graph") or {}).get("nodes") or {}
+            for node_id, spec in specs.items():
+                op = str(spec.get("op", ""))
+                if op.startswith("export.") and _reads(run, node_id, sha, set()):
+                    node = (run.get("nodes") or {}).get(node_id) or {}
+                    params = spec.get("params") or {}
+                    made = [v for k, v in (node.get("outputs") or {}).items() if k != "report" and isinstance(v, str)]
+                    label = " ".join([op, *(str(params[k]) for k in ("quant", "outtype") if k in params),
+                                      *(f"-> {m[:12]}" for m in made)])
+                    out.append(entry("export", f"{run['run_id']}:{node_id}", run_id=run["run_id"],
+                                     relation="exported", label=label, state=node.get("state", "")))
+        return out
 
     def _merges(self, run: Row) -> list[dict[str, Any]]:
         """The merge nodes of a run: what went in and what came out."""
@@ -135,6 +153,21 @@ class _Tree:
         kids = sorted((r for r in self.by_id.values() if parent_of(r) == rid and r["run_id"] not in self.seen),
                       key=lambda r: r.get("submitted_position", 0))
         return [self.run(r, relation=_relation(r)) for r in kids]
+
+
+def _reads(run: Row, node_id: str, sha: str, seen: set[str]) -> bool:
+    """Whether a node of `run` reads artifact `sha`, directly or through the nodes it is wired from."""
+    if node_id in seen:
+        return False
+    seen.add(node_id)
+    spec = ((run.get("graph") or {}).get("nodes") or {}).get(node_id) or {}
+    resolved = ((run.get("nodes") or {}).get(node_id) or {}).get("inputs") or {}
+    for value in [*(spec.get("inputs") or {}).values(), *resolved.values()]:
+        if value == sha or (isinstance(value, list) and sha in value):
+            return True
+        if isinstance(value, dict) and isinstance(value.get("node"), str) and _reads(run, value["node"], sha, seen):
+            return True
+    return False
 
 
 def _weighted(value: Any) -> list[tuple[str, float]]:

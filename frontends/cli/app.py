@@ -46,6 +46,7 @@ def _register() -> None:
     from tunelog.frontends.cli.cmd_daemon import daemon
     from tunelog.frontends.cli.cmd_demo import demo
     from tunelog.frontends.cli.cmd_events import events, status
+    from tunelog.frontends.cli.cmd_export import export
     from tunelog.frontends.cli.cmd_jobs import jobs
     from tunelog.frontends.cli.cmd_logs import logs
     from tunelog.frontends.cli.cmd_merge import generate, merge
@@ -53,13 +54,14 @@ def _register() -> None:
     from tunelog.frontends.cli.cmd_plugins import plugins
     from tunelog.frontends.cli.cmd_reproduce import diff, fork, lineage, replay, verify
     from tunelog.frontends.cli.cmd_runs import resume, runs
+    from tunelog.frontends.cli.cmd_serve import serve
     from tunelog.frontends.cli.cmd_state import state
     from tunelog.frontends.cli.cmd_train import train
     from tunelog.frontends.cli.cmd_ui import ui
     from tunelog.frontends.cli.cmd_workflow import workflow
 
     for command in (status, daemon, demo, events, plugins, jobs, logs, train, runs, resume, replay, merge, generate,
-                    adapters, models, presets, workflow, state, ui):
+                    export, serve, adapters, models, presets, workflow, state, ui):
         cli.add_command(command)
     for command in (verify, diff, lineage, fork):
         runs.add_command(command)

@@ -144,6 +144,7 @@ def demo(model: str | None, steps: int, as_json: bool) -> None:
                "facts": sum(1 for r in rows if r["kind"] != "control"),
                "controls_kept": sum(r["tuned_ok"] for r in rows if r["kind"] == "control"),
                "controls": sum(1 for r in rows if r["kind"] == "control")}
+    summary["export"] = f"tunectl export {summary['adapter']} --model {found} --format ollama --name demo-facts"
     if as_json:
         print_json(summary)
         return
@@ -178,3 +179,4 @@ def _print(s: dict[str, Any]) -> None:
                f"control answers kept: {s['controls_kept']}/{s['controls']}")
     click.echo(f"adapter: {s['adapter']}")
     click.echo(f"inspect: tunectl runs show {s['run']}   (events: tunectl events --stream run-{s['run']})")
+    click.echo(f"export it for Ollama (GGUF + Modelfile; --format gguf|gguf-lora|hf for the others):\n  {s['export']}")

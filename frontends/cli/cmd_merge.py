@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -98,21 +100,49 @@ def merge(ctx: click.Context, model: str, adapters: tuple[str, ...], combination
     click.echo(f"inspect: tunectl runs show {row['run_id']}")
 
 
+def read_history(path: str) -> list[Any]:
+    """The conversation turns in a JSON file (the evaluate node checks each turn)."""
+    try:
+        turns = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read {path} as JSON: {exc}", param_hint="--history") from None
+    if not isinstance(turns, list):
+        raise click.BadParameter(f"{path} must hold a JSON list of turns", param_hint="--history")
+    return turns
+
+
 @click.command()
 @model_option
 @click.option("--adapter", "-a", "adapters", multiple=True, metavar="ADAPTER[:WEIGHT]",
               help="An adapter to compare with the base (repeatable); a unique prefix of its sha256.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True,
               help="Most tokens generated per answer.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Sampling temperature; 0 decodes greedily.")
+@click.option("--top-p", type=click.FloatRange(0, 1), default=None, help="Nucleus sampling mass (sampling only).")
+@click.option("--top-k", type=click.IntRange(min=0), default=None, help="Sample among the k likeliest tokens (0: off).")
+@click.option("--min-p", type=click.FloatRange(0, 1), default=None, help="Min-p sampling threshold (0: off).")
+@click.option("--repetition-penalty", type=click.FloatRange(min=0.01), default=None,
+              help="Penalty on tokens already in the text (1: none).")
+@click.option("--seed", type=int, default=None, help="Seed set before each answer (default 0).")
+@click.option("--stop", "stops", multiple=True, metavar="TEXT", help="A stop string (repeatable); cut from the answer.")
+@click.option("--system", default=None, metavar="TEXT", help="System message before the conversation.")
+@click.option("--history", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help='Earlier turns: a JSON list of {"role": "user"|"assistant", "content": ...}.')
+@click.option("--chat-template/--no-chat-template", "chat", default=True, show_default=True,
+              help="Wrap prompts with the tokenizer's chat template, or use them as plain text.")
 @click.argument("prompts", nargs=-1, required=True, metavar="PROMPT...")
 @json_option
 @click.pass_context
-def generate(ctx: click.Context, model: str, adapters: tuple[str, ...], max_new_tokens: int,
+def generate(ctx: click.Context, model: str, adapters: tuple[str, ...], max_new_tokens: int, temperature: float,
+             top_p: float | None, top_k: int | None, min_p: float | None, repetition_penalty: float | None,
+             seed: int | None, stops: tuple[str, ...], system: str | None, history: str | None, chat: bool,
              prompts: tuple[str, ...], as_json: bool) -> None:
     """Compare the answers of the base model and of adapters to prompts.
 
-    Each PROMPT is answered greedily by the base model and with each adapter, and the answers
-    are printed side by side (one below the other when the terminal is narrow).
+    Each PROMPT is answered by the base model and with each adapter (greedily unless
+    --temperature > 0; every variant starts from the same seed), and the answers are printed side
+    by side (one below the other when the terminal is narrow).
 
     Every adapter is loaded onto one copy of the base (evaluate.generate); answers are labelled
     with the adapters' short hashes. When any adapter has a WEIGHT other than 1, the adapters are
@@ -122,9 +152,17 @@ def generate(ctx: click.Context, model: str, adapters: tuple[str, ...], max_new_
     c = client()
     pairs = weighted(c, adapters, option="--adapter")
     model_value = model_ref(c, model)
-    gen: dict[str, Any] = {"op": "evaluate.generate", "params": {"prompts": list(prompts),
-                                                                "max_new_tokens": max_new_tokens},
-                           "inputs": {"model": model_value}}
+    settings = {"top_p": top_p, "top_k": top_k, "min_p": min_p, "repetition_penalty": repetition_penalty,
+                "seed": seed, "system": system}
+    params: dict[str, Any] = {"prompts": list(prompts), "max_new_tokens": max_new_tokens, "chat": chat,
+                              "greedy": temperature == 0, **{k: v for k, v in settings.items() if v is not None}}
+    if temperature > 0:
+        params["temperature"] = temperature
+    if stops:
+        params["stop"] = list(stops)
+    if history is not None:
+        params["history"] = read_history(history)
+    gen: dict[str, Any] = {"op": "evaluate.generate", "params": params, "inputs": {"model": model_value}}
     nodes: dict[str, Any] = {}
     labels = {"base": "base"}
     if any(w not in (None, 1.0) for _, w in pairs):

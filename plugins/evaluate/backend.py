@@ -75,20 +75,133 @@ def generate(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) ->
 
     model = inference.load(base_dir, named, dtype=params.get("dtype", "float32"), quantization=_quantization(params))
     chat = bool(params.get("chat", True))
+    history = _history(params.get("history"))
+    system = str(params.get("system") or "")
     if chat and not getattr(tokenizer, "chat_template", None):
+        if history or system:
+            raise ValidationError("params.history/system: the tokenizer has no chat template to place them in; "
+                                  "set chat to false and leave them empty")
         ctx.log("the tokenizer has no chat template: prompts are used as plain text")
         chat = False
-    settings = {k: params[k] for k in ("max_new_tokens", "greedy", "temperature", "top_p", "seed") if k in params}
+    if not chat and (history or system):
+        ctx.log("chat is off: the system prompt and history are not used")
+    settings = {k: params[k] for k in GENERATION_KEYS if k in params}
     variants = _variants(named, include_base=bool(params.get("include_base", True)))
     report: dict[str, dict[str, str]] = {}
     for i, prompt in enumerate(prompts):
         if ctx.should_stop():
             break
         ctx.progress(i, len(prompts), "generating")
-        ids = inference.prompt_ids(tokenizer, prompt, chat=chat)
+        ids = inference.prompt_ids(tokenizer, prompt, chat=chat, system=system, history=history)
         report[prompt] = {name: inference.generate(model, tokenizer, name, ids, **settings) for name in variants}
     ctx.progress(len(report), len(prompts), "done")
     return {"report": report}
+
+
+def serve(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI-compatible endpoint on 127.0.0.1 until the job is cancelled (see `.serving`)."""
+    backend = str(params.get("backend", "transformers"))
+    if backend == "vllm":
+        raise ValidationError(_vllm_refusal())
+    token = _token(params.get("token_file"))
+    named = _named_adapters(ctx, inputs, include_base=True)
+    base_ref = inputs.get("model")
+    base_dir = model_folder(ctx, base_ref)
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", int(params.get("port", 0))))
+    except OSError as e:
+        sock.close()
+        raise ValidationError(f"params.port: cannot listen on 127.0.0.1:{params.get('port')}: {e.strerror}") from None
+    from tunelog.events.serving import ModelServed
+    from tunelog.plugins.common.adapters import model_lineage
+    from tunelog.plugins.common.models import load_tokenizer
+
+    from . import inference, serving
+
+    ctx.progress(0, None, "loading the model")
+    tokenizer = load_tokenizer(base_dir)
+    model = inference.load(base_dir, named, dtype=params.get("dtype", "float32"), quantization=_quantization(params))
+    defaults = {"max_new_tokens": int(params.get("max_new_tokens", 256)), "temperature": 0.0}
+    server = serving.Server(model, tokenizer, names=["base", *(n for n, _ in named)], token=token, defaults=defaults)
+    address = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    ctx.emit(ModelServed(job_id=ctx.job_id, base_model=model_lineage(base_ref, base_dir),
+                         adapters={n: f.name for n, f in named}, address=address, backend=backend,
+                         versions=_versions()))
+    serving.run(server, sock, stop=ctx.should_stop, ready=lambda: ctx.progress(1, None, f"serving on {address}"))
+    ctx.log(f"stopped after {server.requests} request(s)")
+    return {"report": {"address": address, "models": server.names, "requests": server.requests}}
+
+
+def _token(path: Any) -> str:
+    """The bearer token, read from a file only its owner can read (so it never enters the log)."""
+    import os
+    import stat
+    from pathlib import Path
+
+    if not isinstance(path, str) or not path:
+        raise ValidationError("params.token_file: give the path of a file holding the bearer token")
+    file = Path(path)
+    try:
+        mode = file.stat().st_mode
+        token = file.read_text().strip()
+    except OSError as e:
+        raise ValidationError(f"params.token_file: cannot read {path}: {e.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) or file.stat().st_uid != os.getuid():
+        raise ValidationError(f"params.token_file: {path} must belong to you and be readable by you only (chmod 600)")
+    if len(token) < 16:
+        raise ValidationError(f"params.token_file: the token in {path} is shorter than 16 characters")
+    return token
+
+
+def _vllm_refusal() -> str:
+    """Why the vLLM backend cannot serve here."""
+    import importlib.util
+
+    missing = []
+    if importlib.util.find_spec("vllm") is None:
+        missing.append("vllm is not installed")
+    import torch
+
+    if not torch.cuda.is_available():
+        missing.append("no CUDA GPU is visible")
+    if missing:
+        return f"params.backend: the vllm backend needs vllm and a CUDA GPU: {'; '.join(missing)}; use transformers"
+    return "params.backend: the vllm backend is not available in this version of tunelog; use transformers"
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "transformers", "peft", "accelerate"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+GENERATION_KEYS = ("max_new_tokens", "greedy", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed",
+                   "stop")
+"""Parameters of evaluate.generate passed to `inference.complete` as they are."""
+
+
+def _history(value: Any) -> list[dict[str, str]]:
+    """Earlier turns of the conversation, checked: [{"role": "user"|"assistant", "content": text}, ...]."""
+    if value in (None, []):
+        return []
+    if not isinstance(value, list):
+        raise ValidationError("params.history: expected a list of {role, content} objects")
+    problems = [(f"params.history[{i}]", "expected {\"role\": \"user\" or \"assistant\", \"content\": text}")
+                for i, m in enumerate(value) if not isinstance(m, dict) or m.get("role") not in ("user", "assistant")
+                or not isinstance(m.get("content"), str) or set(m) - {"role", "content"}]
+    if problems:
+        raise ValidationError.collect("invalid conversation history", problems)
+    return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
 def _named_adapters(ctx: JobContext, inputs: dict[str, Any], *, include_base: bool) -> list[tuple[str, Any]]:

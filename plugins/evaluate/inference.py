@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,29 +72,66 @@ def score(model: Any, name: str, batches: list[list[dict[str, Any]]], *, pad_id:
     return total, tokens
 
 
-def prompt_ids(tokenizer: Any, prompt: str, *, chat: bool) -> list[int]:
-    """Token ids of a prompt: a user turn plus the generation prompt of the chat template, or plain text."""
+def prompt_ids(tokenizer: Any, prompt: str, *, chat: bool, system: str = "",
+               history: list[dict[str, str]] | None = None) -> list[int]:
+    """Token ids of a prompt: earlier turns, an optional system message, the prompt as a user turn and
+    the generation prompt of the chat template; or, with `chat` off, the plain text."""
     if not chat:
         return list(tokenizer(prompt)["input_ids"])
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
+    messages = [{"role": "system", "content": system}] if system else []
+    messages += [*(history or []), {"role": "user", "content": prompt}]
+    return messages_ids(tokenizer, messages)
+
+
+def messages_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a conversation under the chat template, ending with the assistant's generation prompt."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def generate(model: Any, tokenizer: Any, name: str, ids: list[int], *, max_new_tokens: int = 64,
-             greedy: bool = True, temperature: float = 0.7, top_p: float = 1.0, seed: int = 0) -> str:
-    """Decoded new text of variant `name` for one prompt; the seed is reset so variants sample alike."""
+@dataclass(frozen=True)
+class Generation:
+    """One answer: its text (cut before a stop string), new tokens generated, and why it ended."""
+
+    text: str
+    tokens: int
+    finish: str
+    """`stop` (eos or a stop string) or `length` (max_new_tokens reached)."""
+
+
+def complete(model: Any, tokenizer: Any, name: str, ids: list[int], *, max_new_tokens: int = 64,
+             greedy: bool = True, temperature: float = 0.7, top_p: float = 1.0, top_k: int = 0, min_p: float = 0.0,
+             repetition_penalty: float = 1.0, seed: int = 0, stop: list[str] | tuple[str, ...] = (),
+             streamer: Any = None) -> Generation:
+    """Generate with variant `name` for one prompt; the seed is reset so variants sample alike.
+
+    Sampling happens when `greedy` is off and temperature > 0; top_k 0 and min_p 0 switch those
+    filters off. Generation ends at eos, at a stop string (the text is cut before it) or after
+    `max_new_tokens`. A `streamer` (transformers TextIteratorStreamer) receives the text as it comes.
+    """
     import torch
     from transformers import GenerationConfig
 
     sample = not greedy and temperature > 0
+    settings: dict[str, Any] = {"temperature": temperature, "top_p": top_p, "top_k": top_k or None,
+                                "min_p": min_p or None} if sample else {}
     # A fresh config: sampling defaults shipped in the model's generation_config must not leak into greedy runs.
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sample,
-                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                              **({"temperature": temperature, "top_p": top_p} if sample else {}))
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sample, pad_token_id=tokenizer.pad_token_id,
+                              eos_token_id=tokenizer.eos_token_id, repetition_penalty=repetition_penalty,
+                              stop_strings=list(stop) or None, **settings)
     device = next(model.parameters()).device
     input_ids = torch.tensor([ids], device=device)
     torch.manual_seed(seed)
     with torch.inference_mode(), active(model, name):
-        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config)
-    return str(tokenizer.decode(out[0, len(ids):], skip_special_tokens=True))
+        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config,
+                             tokenizer=tokenizer if stop else None, streamer=streamer)
+    new = out[0, len(ids):]
+    text = str(tokenizer.decode(new, skip_special_tokens=True))
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    ended = cut >= 0 or (len(new) > 0 and int(new[-1]) == tokenizer.eos_token_id) or len(new) < max_new_tokens
+    return Generation(text=text[:cut] if cut >= 0 else text, tokens=len(new), finish="stop" if ended else "length")
+
+
+def generate(model: Any, tokenizer: Any, name: str, ids: list[int], **settings: Any) -> str:
+    """Decoded new text of variant `name` for one prompt (see `complete` for the settings)."""
+    return complete(model, tokenizer, name, ids, **settings).text

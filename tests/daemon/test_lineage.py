@@ -46,3 +46,27 @@ def test_a_lone_run_is_its_own_origin_and_a_dangling_parent_is_ignored() -> None
     assert shape(lineage("other", [run("other", 1)])) == ("run", "other", "origin", [])
     orphan = lineage("r2", [run("r2", 2, replay_of="gone")])
     assert (orphan["id"], orphan["relation"], orphan["focus"]) == ("r2", "replay", True)
+
+
+def test_exports_of_an_adapter_show_under_it_directly_or_through_a_merge() -> None:
+    a, other = "a" * 64, "b" * 64
+    trained = run("r1", 1)
+    merged_export = {"run_id": "e1", "state": "succeeded", "label": "export", "submitted_position": 5,
+                     "order": ["merge", "export"],
+                     "graph": {"nodes": {"merge": {"op": "adapter_merge.merge_and_unload",
+                                                   "inputs": {"model": "/base", "adapter": a}},
+                                         "export": {"op": "export.gguf", "params": {"quant": "q8_0"},
+                                                    "inputs": {"model": {"node": "merge", "output": "model"}}}}},
+                     "nodes": {"merge": {"state": "completed"},
+                               "export": {"state": "cached", "outputs": {"gguf": "g" * 64, "report": {}}}}}
+    lora_export = {"run_id": "e2", "state": "succeeded", "label": "export", "submitted_position": 7, "order": ["export"],
+                   "graph": {"nodes": {"export": {"op": "export.gguf_lora", "inputs": {"model": "/base",
+                                                                                      "adapter": other}}}},
+                   "nodes": {"export": {"state": "completed", "inputs": {"adapter": a}}}}
+    adapters = [{"sha256": a, "source": "run", "run_id": "r1", "node": "t", "created_at": 1.0}]
+    tree = lineage("r1", [trained, merged_export, lora_export], adapters=adapters)
+    assert shape(tree) == ("run", "r1", "origin", [
+        ("adapter", a, "produced", [("export", "e1:export", "exported", []), ("export", "e2:export", "exported", [])]),
+    ])
+    first = tree["children"][0]["children"][0]
+    assert (first["label"], first["state"]) == (f"export.gguf q8_0 -> {'g' * 12}", "cached")

