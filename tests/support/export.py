@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".cache" / "llama.cpp-0.3.36"
-"""Where `make setup` unpacks the converters for the tests (`make llama-cpp-test-tools`)."""
+"""Where `make setup` unpacks the converters for the tests (`make setup`)."""
 
 
 def unavailable(reason: str) -> None:
@@ -24,7 +24,7 @@ def converters_dir() -> Path:
     """The converters folder: $TUNELOG_LLAMA_CPP_DIR, else the one `make setup` fills."""
     folder = Path(os.environ.get("TUNELOG_LLAMA_CPP_DIR") or TOOLS)
     if not (folder / "convert_hf_to_gguf.py").is_file():
-        unavailable(f"llama.cpp converters not in {folder}: run `make llama-cpp-test-tools` (part of `make setup`)")
+        unavailable(f"llama.cpp converters not in {folder}: run `make setup`")
     return folder
 
 
