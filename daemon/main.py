@@ -78,7 +78,8 @@ async def _serve(paths: Paths, extensions: Sequence[Extension]) -> None:
         paths, version=tunelog_version(), plugin_dirs=[Path(p) for p in _env_list("TUNELOG_PLUGIN_DIRS")],
         builtin_dir=Path(os.devnull) if os.environ.get("TUNELOG_NO_BUILTINS") else None,
         slots=[s for s in os.environ.get("TUNELOG_SLOTS", "").split(",") if s] or None,
-        grace_s=float(os.environ.get("TUNELOG_GRACE_S", "10")))
+        grace_s=float(os.environ.get("TUNELOG_GRACE_S", "10")),
+        warm=os.environ.get("TUNELOG_WARM_WORKERS", "on") != "off")
     store = services.store
     stop = anyio.Event()
     reason = ["unknown"]

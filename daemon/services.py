@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,9 +44,12 @@ class Notifier:
 
 def build_services(paths: Paths, *, version: str, plugin_dirs: Sequence[Path] = (),
                    builtin_dir: Path | None = None, slots: list[str] | None = None,
-                   grace_s: float = 10.0) -> Services:
-    """The daemon's parts over one data dir, wired together (the daemon and the tests use this)."""
-    from tunelog.daemon.jobs.runner import JobRunner
+                   grace_s: float = 10.0, warm: bool = False) -> Services:
+    """The daemon's parts over one data dir, wired together (the daemon and the tests use this).
+
+    `warm` runs the warm worker host, so local CPU jobs fork from a process with torch imported."""
+    from tunelog.daemon.jobs.runner import JobRunner, job_backend
+    from tunelog.daemon.jobs.warm import WarmWorkers
     from tunelog.daemon.plugin_host.manager import PluginManager
     from tunelog.daemon.runs.executor import RunExecutor
 
@@ -53,7 +57,9 @@ def build_services(paths: Paths, *, version: str, plugin_dirs: Sequence[Path] = 
     store = SqliteStore(paths.db)
     artifacts = ArtifactStore(paths.artifacts)
     plugins = PluginManager(store, paths, extra_dirs=list(plugin_dirs), builtin_dir=builtin_dir)
-    jobs = JobRunner(store, paths, artifacts, slots=slots, grace_s=grace_s)
+    backend = job_backend(paths)
+    host = WarmWorkers(python=sys.executable, log_path=paths.log_file, cwd=paths.home) if warm and backend is None else None
+    jobs = JobRunner(store, paths, artifacts, slots=slots, grace_s=grace_s, backend=backend, warm=host)
     return Services(paths=paths, store=store, artifacts=artifacts, version=version, plugins=plugins, jobs=jobs,
                     runs=RunExecutor(store, plugins, jobs))
 

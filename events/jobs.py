@@ -34,6 +34,12 @@ class JobQueued(Event, frozen=True, tag="job-queued"):
     """The run this job belongs to, if it is part of one."""
     resume_checkpoint: str | None = None
     """sha256 of the checkpoint of `resume_of` to start from (a fork at an earlier step); None: its latest."""
+    nodes: int = 0
+    """Machines to spread its `devices` over (Ray backend); 0: wherever they fit."""
+    gpu_type: str = ""
+    """The GPU model it asks for (Ray `accelerator_type`, e.g. A100); empty: any."""
+    uses: dict[str, str] = {}
+    """Plugin name -> code hash of other plugins whose operations the job calls (pinned by its run)."""
 
 
 class JobStarted(Event, frozen=True, tag="job-started"):

@@ -59,7 +59,7 @@ async def submit(request: Request) -> Response:
     row = s.jobs.submit(plugin=cmd.plugin, operation=cmd.operation, params=params, inputs=inputs,
                         code_hash=resolved.row.code_hash, plugin_version=resolved.row.version,
                         resource=resolved.op.resource, command_id=cmd.command_id,
-                        devices=resolved.op.devices(params))
+                        **resolved.op.request(params))
     return json({"job": row}, 201)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import anyio.to_thread
 import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -39,6 +40,9 @@ async def status(request: Request) -> Response:
         "jobs": jobs,
         "plugins": plugins,
         "slots": {slot: next((r.job_id for r in running if r.slot == slot), None) for slot in s.jobs.slots},
+        # asking a cluster is a network call: off the event loop
+        "backend": s.jobs.backend_status() if s.jobs.backend is None
+        else await anyio.to_thread.run_sync(s.jobs.backend_status),
     })
 
 

@@ -17,8 +17,9 @@ import anyio.abc
 import msgspec
 
 from tunelog.daemon.jobs.launch import cpu_launch_command, free_port, launch_command
-from tunelog.daemon.jobs.processes import killpg, oom_kills, signal_name, tail_lines
+from tunelog.daemon.jobs.processes import killpg, oom_kills, record_worker, signal_name, tail_lines
 from tunelog.daemon.jobs.protocol import FrameReader, Message, WorkerSpec
+from tunelog.daemon.jobs.warm import WarmProcess, WarmUnavailable, WarmWorkers
 from tunelog.daemon.paths import UMASK, Paths
 from tunelog.events import jobs as J
 from tunelog.events.base import Event, decode_payload
@@ -41,8 +42,8 @@ class Attempt:
     """Runs one job once, in a worker process in its own process group."""
 
     def __init__(self, row: JobRow, slot: str, *, store: EventStore, paths: Paths, python: str,
-                 grace_s: float, flush_s: float):
-        self.row, self.slot, self.store = row, slot, store
+                 grace_s: float, flush_s: float, warm: WarmWorkers | None = None):
+        self.row, self.slot, self.store, self.warm = row, slot, store, warm
         self.tables = Tables(store)
         self.python, self.grace_s, self.flush_s = python, grace_s, flush_s
         self.stream = job_stream(row.job_id)
@@ -64,7 +65,11 @@ class Attempt:
         self._forced = False
         self._started = time.monotonic()
         self._oom_before = 0
-        self._proc: anyio.abc.Process | None = None
+        self._proc: anyio.abc.Process | WarmProcess | None = None
+
+    def note(self, line: str) -> None:
+        """A line of the job's log from the daemon itself (appended with the next flush)."""
+        self._lines.append(line)
 
     def request_stop(self, reason: str) -> None:
         """Stop the worker: `cancel` or `shutdown`. SIGTERM now, SIGKILL after the grace period.
@@ -100,6 +105,7 @@ class Attempt:
         except (OSError, JobError) as exc:
             return self._failed(f"could not start the worker: {exc}", cause="start")
         self._proc, self._started, self._oom_before = proc, time.monotonic(), oom_kills()
+        record_worker(self.folder, proc.pid)
         self.store.append(self.stream, [J.JobStarted(job_id=self.row.job_id, pid=proc.pid, slot=self.slot,
                                                      log_path=str(self.log_path), run_id=self.row.run_id)])
         async with anyio.create_task_group() as tg:
@@ -108,21 +114,33 @@ class Attempt:
             await self._relay(proc, tg)
             await proc.wait()
             tg.cancel_scope.cancel()
+        if isinstance(proc, WarmProcess) and proc.lost and self._result is None:
+            self._lost = self._lost or proc.lost
         return self._outcome(proc.returncode if proc.returncode is not None else -signal.SIGKILL)
 
-    async def _spawn(self) -> anyio.abc.Process:
+    async def _spawn(self) -> anyio.abc.Process | WarmProcess:
         if not self._code_dir.is_dir():
             raise JobError(f"the code snapshot {self.row.code_hash[:12]} of plugin {self.row.plugin!r} is missing")
+        uses = {name: self._code_dir.parent / digest for name, digest in self.row.uses.items()}
+        missing = [f"{name} ({path.name[:12]})" for name, path in uses.items() if not path.is_dir()]
+        if missing:
+            raise JobError(f"the code snapshot of plugin {', '.join(missing)} that the job calls is missing")
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         spec = WorkerSpec(job_id=self.row.job_id, plugin=self.row.plugin, operation=self.row.operation,
                           params=self.row.params, inputs=self.row.inputs, code_dir=str(self._code_dir),
                           artifacts=str(self._artifacts), workdir=str(self.folder / "work"),
                           resume_sha256=self._resume_sha(), run_id=self.row.run_id,
-                          cache_dir=str(self._cache))
+                          cache_dir=str(self._cache), uses={k: str(v) for k, v in uses.items()})
         spec_fd = os.open(self.folder / "job.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(spec_fd, "wb") as f:
             f.write(msgspec.json.encode(spec))
         with open(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as logfile:
+            if self.warm is not None and self.warm.available and self.slot.startswith("cpu") and "," not in self.slot:
+                try:  # forked from the warm host: torch and friends are imported already
+                    return await self.warm.spawn(argv=["tunelog.daemon.jobs.worker", "job.json"], cwd=self.folder,
+                                                 env=self._env(), stderr=logfile.fileno())
+                except WarmUnavailable as exc:
+                    log.info("job %s: starting its worker cold: %s", self.row.job_id, exc.message)
             return await anyio.open_process(
                 self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logfile,
                 cwd=self.folder, env=self._env(), start_new_session=True, umask=UMASK)
@@ -155,7 +173,7 @@ class Attempt:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(s[3:] for s in self.slot.split(","))
         return env
 
-    async def _relay(self, proc: anyio.abc.Process, tg: anyio.abc.TaskGroup) -> None:
+    async def _relay(self, proc: anyio.abc.Process | WarmProcess, tg: anyio.abc.TaskGroup) -> None:
         """Turn the worker's messages into events until its channel closes."""
         if proc.stdout is None:
             raise JobError("the worker has no message channel")
@@ -213,7 +231,7 @@ class Attempt:
             self._flush([event])
         else:
             self._flush()
-            self.store.append(stream, [event], causation_id=self.stream, correlation_id=self.row.run_id)
+            self._append(stream, [event], causation_id=self.stream, correlation_id=self.row.run_id)
 
     def _flush(self, extra: Sequence[Event] = ()) -> None:
         """Append what is buffered (and `extra`) in one append."""
@@ -228,7 +246,12 @@ class Attempt:
         self._progress, self._points, self._lines = None, [], []
         events += extra
         if events:
-            self.store.append(self.stream, events)
+            self._append(self.stream, events)
+
+    def _append(self, stream: str, events: list[Event], *, causation_id: str | None = None,
+                correlation_id: str | None = None) -> None:
+        """Every append of what the worker sent goes through here (a backend may add command ids)."""
+        self.store.append(stream, events, causation_id=causation_id, correlation_id=correlation_id)
 
     async def _flush_loop(self) -> None:
         """Batch metrics, progress and log lines: at most one append per `flush_s`."""
@@ -238,7 +261,7 @@ class Attempt:
             self._flush()
             await anyio.sleep(self.flush_s)
 
-    async def _stop_when_asked(self, proc: anyio.abc.Process) -> None:
+    async def _stop_when_asked(self, proc: anyio.abc.Process | WarmProcess) -> None:
         await self._stop.wait()
         killpg(proc.pid, signal.SIGTERM)
         with anyio.move_on_after(self.grace_s):
@@ -247,7 +270,7 @@ class Attempt:
             self._forced = True
             killpg(proc.pid, signal.SIGKILL)
 
-    async def _kill_if_lingering(self, proc: anyio.abc.Process) -> None:
+    async def _kill_if_lingering(self, proc: anyio.abc.Process | WarmProcess) -> None:
         """A worker that has answered gets the grace period to exit (threads, atexit), then SIGKILL."""
         with anyio.move_on_after(self.grace_s):
             await proc.wait()

@@ -53,18 +53,52 @@ def oom_kills() -> int:
     return 0
 
 
-def kill_leftover(pid: int, job_id: str) -> bool:
+WORKER_FILE = "worker.pid"
+"""In a job's folder: `<pid> <start time>` of its worker, written when it started."""
+
+
+def kill_leftover(pid: int, job_id: str, folder: Path | None = None) -> bool:
     """SIGKILL the process group of a worker a dead daemon left behind, if it is really that worker."""
-    if not is_worker_of(pid, job_id):
+    if not is_worker_of(pid, job_id, folder):
         return False
     killpg(pid, signal.SIGKILL)
     return True
 
 
-def is_worker_of(pid: int, job_id: str) -> bool:
-    """True when `pid` leads its process group and carries TUNELOG_JOB_ID=<job_id> (Linux /proc)."""
+def is_worker_of(pid: int, job_id: str, folder: Path | None = None) -> bool:
+    """True when `pid` leads its process group and is that job's worker: it carries
+    TUNELOG_JOB_ID=<job_id> in the environment it started with, or it is the process recorded in
+    the job folder's `worker.pid` (same pid and start time; a worker forked by the warm host
+    started with the host's environment). Linux /proc."""
     try:
+        if os.getpgid(pid) != pid:
+            return False
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        return os.getpgid(pid) == pid and f"TUNELOG_JOB_ID={job_id}".encode() in environ
     except OSError:
         return False
+    return f"TUNELOG_JOB_ID={job_id}".encode() in environ or (folder is not None and _recorded(folder, pid))
+
+
+def start_time(pid: int) -> int | None:
+    """When the process started, in clock ticks after boot (/proc/PID/stat field 22); None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()  # after the command name, which may hold spaces
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def record_worker(folder: Path, pid: int) -> None:
+    """Write the worker's identity (pid and start time) into its job folder."""
+    fd = os.open(folder / WORKER_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w") as f:
+        f.write(f"{pid} {start_time(pid) or 0}\n")
+
+
+def _recorded(folder: Path, pid: int) -> bool:
+    try:
+        recorded_pid, recorded_start = (int(x) for x in (folder / WORKER_FILE).read_text().split())
+    except (OSError, ValueError):
+        return False
+    return recorded_pid == pid and recorded_start != 0 and recorded_start == start_time(pid)

@@ -59,6 +59,8 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     """The run the job belongs to (its events may go to `run-<run_id>`)."""
     cache_dir: str = ""
     """Folder for caches shared by every job of this data dir (e.g. GGUF models converted once)."""
+    uses: dict[str, str] = {}
+    """Plugin name -> snapshot folder of each other plugin whose operations the job may call."""
 
 
 def _to_builtin(obj: Any) -> Any:

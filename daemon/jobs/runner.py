@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
@@ -29,6 +30,7 @@ import anyio.lowlevel
 
 from tunelog.daemon.jobs.attempt import Attempt
 from tunelog.daemon.jobs.processes import kill_leftover
+from tunelog.daemon.jobs.warm import WarmWorkers
 from tunelog.daemon.paths import Paths
 from tunelog.events import jobs as J
 from tunelog.events.base import Event
@@ -38,6 +40,9 @@ from tunelog.events.streams import job_stream, stream_kind
 from tunelog.store.artifacts import ArtifactStore
 from tunelog.store.base import EventStore
 from tunelog.store.tables import Tables
+
+if TYPE_CHECKING:
+    from tunelog.daemon.jobs.ray_backend import RayBackend
 
 RESOURCES = ("cpu", "gpu", "any")
 
@@ -88,13 +93,18 @@ class JobRunner:
 
     def __init__(self, store: EventStore, paths: Paths, artifacts: ArtifactStore, *,
                  slots: list[str] | None = None, grace_s: float = 10.0, flush_s: float = 0.2,
-                 python: str = sys.executable):
+                 python: str = sys.executable, backend: RayBackend | None = None, warm: WarmWorkers | None = None):
         self.store, self.paths, self.artifacts = store, paths, artifacts
         self.tables = Tables(store)
-        self.slots = list(slots) if slots is not None else detect_slots()
+        self.backend = backend  # None: local worker processes
+        self.local_slots = list(slots) if slots is not None else detect_slots()
+        """Slots of local worker processes: every job's without a backend, else those of `ray_local_ops`."""
+        self.slots = (backend.slots + self.local_slots) if backend is not None else self.local_slots
         if not self.slots:
             raise ValidationError.collect("the job runner needs slots", [("slots", "give at least one, e.g. cpu0")])
         self.grace_s, self.flush_s, self.python = grace_s, flush_s, python
+        self.warm = warm
+        """The warm worker host CPU jobs fork from (None: every worker starts cold)."""
         self._boot_head = store.head()  # jobs queued after this are ours, not a dead daemon's
         self._lock = threading.Lock()  # guards the claim of a queued job against a concurrent cancel
         self._attempts: dict[str, Attempt] = {}
@@ -103,13 +113,15 @@ class JobRunner:
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._thread: int | None = None
         self._wake: anyio.Event | None = None
+        self._reattach: list[JobRow] = []
 
     # -- commands ----------------------------------------------------------------------------
 
     def submit(self, *, plugin: str, operation: str, params: dict[str, object], inputs: dict[str, object],
                code_hash: str, plugin_version: str, resource: str, command_id: str | None = None,
                run_id: str | None = None, resume_of: str | None = None,
-               resume_checkpoint: str | None = None, devices: int = 1) -> JobRow:
+               resume_checkpoint: str | None = None, devices: int = 1, nodes: int = 0,
+               gpu_type: str = "", uses: dict[str, str] | None = None) -> JobRow:
         """Queue a job (JobQueued) and wake the scheduler; a retried `command_id` returns the same job.
 
         `devices` > 1 occupies that many slots at once and runs the worker under a distributed
@@ -117,38 +129,67 @@ class JobRunner:
 
         `resume_of` continues that job from its latest checkpoint, or from `resume_checkpoint` (the
         sha256 of one of its earlier checkpoints) when given.
+
+        `nodes` and `gpu_type` are for a Ray cluster (see `check_devices`).
         """
         done = self._answered(command_id)
         if done is not None:
             return done
         if self._stopping:
             raise JobError("the daemon is stopping and takes no new jobs", hint="submit again after it restarts")
-        self._check_submit(resource=resource, resume_of=resume_of, resume_checkpoint=resume_checkpoint)
-        self.check_devices(resource=resource, devices=devices)
+        where = self.local_rule(plugin, operation)
+        self._check_submit(resource=resource, resume_of=resume_of, resume_checkpoint=resume_checkpoint,
+                           local=self.backend is None or where is not None)
+        self.check_devices(resource=resource, devices=devices, nodes=nodes, gpu_type=gpu_type, where=where)
         job_id = new_job_id()
         self.store.append(job_stream(job_id), [J.JobQueued(
             job_id=job_id, plugin=plugin, operation=operation, params=params, inputs=inputs, code_hash=code_hash,
             plugin_version=plugin_version, resource=resource, resume_of=resume_of, run_id=run_id,
-            resume_checkpoint=resume_checkpoint, devices=devices,
+            resume_checkpoint=resume_checkpoint, devices=devices, nodes=nodes, gpu_type=gpu_type,
+            uses=dict(uses or {}),
         )], expected_version=0, command_id=command_id)
         self._in_loop(self._wake_up)
         return self._row(job_id)
 
-    def check_devices(self, *, resource: str, devices: int) -> None:
-        """Refuse a job that needs more slots of its kind than this daemon has."""
+    def local_rule(self, plugin: str, operation: str) -> str | None:
+        """With the Ray backend, the `ray_local_ops` pattern that keeps this operation local (else None)."""
+        return self.backend.choice.runs_locally(plugin, operation) if self.backend is not None else None
+
+    def check_devices(self, *, resource: str, devices: int, nodes: int = 0, gpu_type: str = "",
+                      where: str | None = "local") -> None:
+        """Refuse a job that asks for what it cannot get: more slots of its kind than this daemon
+        has, or, on this machine, several nodes or a GPU model. `where`: None when the job goes to
+        the Ray cluster (which has the devices: Ray places them, see `ray_backend.ray_request`)."""
         if devices < 1:
             raise ValidationError.collect("cannot queue the job", [("devices", "must be at least 1")])
-        usable = _usable(resource, self.slots)
+        if nodes < 0 or (nodes and devices % nodes):
+            raise ValidationError.collect("cannot queue the job", [
+                ("nodes", f"{devices} devices do not spread evenly over {nodes} nodes")],
+                hint="make devices a multiple of nodes, or set nodes to 0 (wherever they fit)")
+        if self.backend is not None and where is None:
+            return
+        to_ray = "or run it on a Ray cluster: tunectl daemon config set backend ray://HOST:PORT" + (
+            f" and take {where} out of ray_local_ops" if self.backend is not None else "")
+        if nodes > 1:
+            raise ValidationError.collect("cannot queue the job", [
+                ("nodes", f"asks for {nodes} nodes and local jobs run on this one machine")],
+                hint=f"set nodes to 0 or 1, {to_ray}")
+        if gpu_type:
+            raise ValidationError.collect("cannot queue the job", [
+                ("gpu_type", f"asks for GPU type {gpu_type!r} and local jobs cannot choose a GPU model")],
+                hint=f"leave gpu_type empty (any GPU of this machine), {to_ray}")
+        usable = _usable(resource, self.local_slots)
         if devices > len(usable):
             kinds = "GPU" if any(s.startswith("gpu") for s in usable) else "CPU"
             raise JobError(f"the job needs {devices} {kinds} slots and this daemon has {len(usable)}",
                            hint="lower `devices`, or give the daemon more slots (TUNELOG_SLOTS, TUNELOG_GPUS)")
 
-    def _check_submit(self, *, resource: str, resume_of: str | None, resume_checkpoint: str | None) -> None:
+    def _check_submit(self, *, resource: str, resume_of: str | None, resume_checkpoint: str | None,
+                      local: bool) -> None:
         if resource not in RESOURCES:
             raise ValidationError.collect("cannot queue the job", [("resource", f"{resource!r} is not one of "
                                                                                 f"{', '.join(RESOURCES)}")])
-        if resource == "gpu" and not any(s.startswith("gpu") for s in self.slots):
+        if resource == "gpu" and local and not any(s.startswith("gpu") for s in self.local_slots):
             raise JobError("the job needs a GPU and this machine has none",
                            hint="set TUNELOG_GPUS if nvidia-smi cannot see your GPUs")
         if resume_of is not None:
@@ -214,11 +255,12 @@ class JobRunner:
         row = self.tables.jobs.get(prefix)
         if row is not None:
             return row
-        matches = [r for r in self.tables.jobs.all() if r.job_id.startswith(prefix)]
+        matches = self.tables.jobs.with_prefix(prefix, limit=11)
         if not matches:
             raise NotFoundError(f"no job matches {prefix!r}", hint="list jobs with `tunectl jobs`")
         if len(matches) > 1:
-            raise ValidationError.collect(f"{prefix!r} matches {len(matches)} jobs",
+            many = "more than 10" if len(matches) > 10 else str(len(matches))
+            raise ValidationError.collect(f"{prefix!r} matches {many} jobs",
                                           [("job", r.job_id) for r in matches[:10]], hint="give more of the id")
         return matches[0]
 
@@ -249,6 +291,9 @@ class JobRunner:
         try:
             self.reconcile()
             async with anyio.create_task_group() as tg:
+                if self.warm is not None:
+                    await tg.start(self.warm.run)
+                self._start_reattached(tg)
                 task_status.started()
                 while True:
                     self._start_ready(tg)
@@ -265,8 +310,11 @@ class JobRunner:
         found = []
         for row in self.tables.jobs.select(order="queued_position", where={"state": JobState.RUNNING}):
             if row.queued_position <= self._boot_head and row.job_id not in self._attempts:
+                if self.backend is not None and row.slot in self.backend.slots:
+                    self._reattach.append(row)  # still running on the cluster: follow it again
+                    continue
                 if row.pid:
-                    kill_leftover(row.pid, row.job_id)
+                    kill_leftover(row.pid, row.job_id, self.paths.jobs / row.job_id)
                 self.store.append(job_stream(row.job_id), [J.JobInterrupted(job_id=row.job_id,
                                                                              reason="daemon restarted")])
                 found.append(row.job_id)
@@ -280,18 +328,51 @@ class JobRunner:
                 return
             queued = self.tables.jobs.select(order="queued_position", where={"state": JobState.QUEUED})
             for row in (r for r in queued if r.job_id not in self._attempts):
-                slots = _pick_slots(row.resource, free, row.devices)
+                if self.backend is not None and self.local_rule(row.plugin, row.operation) is None:
+                    slots = [s for s in free if s in self.backend.slots][:1]
+                else:
+                    slots = _pick_slots(row.resource, [s for s in free if s in self.local_slots], row.devices)
                 if not slots:
                     continue
                 for slot in slots:
                     free.remove(slot)
                     self._busy[slot] = row.job_id
-                attempt = Attempt(row, ",".join(slots), store=self.store, paths=self.paths, python=self.python,
-                                  grace_s=self.grace_s, flush_s=self.flush_s)
-                self._attempts[row.job_id] = attempt
-                tg.start_soon(self._supervise, attempt, name=f"job {row.job_id}")
+                self._launch(tg, row, ",".join(slots))
                 if not free:
                     break
+
+    def _launch(self, tg: anyio.abc.TaskGroup, row: JobRow, slot: str, *, reattach: bool = False) -> None:
+        """Supervise one job on its slot(s): a local worker process, or an actor on the Ray cluster."""
+        attempt: Attempt
+        if self.backend is not None and slot in self.backend.slots:
+            attempt = self.backend.attempt(row, slot, store=self.store, grace_s=self.grace_s, flush_s=self.flush_s,
+                                           reattach=reattach)
+        else:
+            attempt = Attempt(row, slot, store=self.store, paths=self.paths, python=self.python,
+                              grace_s=self.grace_s, flush_s=self.flush_s, warm=self.warm)
+            rule = self.local_rule(row.plugin, row.operation)
+            if rule is not None:
+                attempt.note(f"tunelog: runs on this machine, not the Ray cluster: {row.plugin}.{row.operation} "
+                             f"matches ray_local_ops {rule!r} (tunectl daemon config set ray_local_ops ...)")
+        self._attempts[row.job_id] = attempt
+        tg.start_soon(self._supervise, attempt, name=f"job {row.job_id}")
+
+    def _start_reattached(self, tg: anyio.abc.TaskGroup) -> None:
+        """Follow the Ray jobs a previous daemon left running, each on the slot it had."""
+        with self._lock:
+            for row in self._reattach:
+                self._busy[str(row.slot)] = row.job_id
+                self._launch(tg, row, str(row.slot), reattach=True)
+            self._reattach = []
+
+    def backend_status(self) -> dict[str, object]:
+        """Where jobs run: `{"kind": "local"}`, or the Ray cluster's nodes and free CPUs and GPUs."""
+        if self.backend is None:
+            return {"kind": "local"}
+        try:
+            return self.backend.status()
+        except Exception as exc:  # the cluster may be unreachable: status must still answer
+            return {"kind": "ray", "address": self.backend.address, "error": str(exc).splitlines()[0]}
 
     async def _supervise(self, attempt: Attempt) -> None:
         try:
@@ -330,6 +411,18 @@ class JobRunner:
         with anyio.move_on_after(self.grace_s + 5):
             while self._attempts:
                 await anyio.sleep(0.02)
+
+
+def job_backend(paths: Paths) -> RayBackend | None:
+    """The Ray backend when the daemon's settings choose it (see `daemon/jobs/backend.py`), else None."""
+    from tunelog.daemon.jobs.backend import choose_backend
+
+    choice = choose_backend(paths)
+    if choice.kind != "ray":
+        return None
+    from tunelog.daemon.jobs.ray_backend import RayBackend
+
+    return RayBackend(choice, paths)
 
 
 def _usable(resource: str, slots: list[str]) -> list[str]:

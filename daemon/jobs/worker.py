@@ -69,7 +69,9 @@ def run_operation(spec: WorkerSpec, writer: FrameWriter) -> int:
         resume = artifacts.path(spec.resume_sha256) if spec.resume_sha256 else None
         ctx = Context(job_id=spec.job_id, workdir=Path(spec.workdir), artifacts=artifacts,
                       sink=make_sink(writer, job_id=spec.job_id), resume_from=resume, run_id=spec.run_id,
-                      cache_dir=Path(spec.cache_dir) if spec.cache_dir else None)
+                      cache_dir=Path(spec.cache_dir) if spec.cache_dir else None,
+                      uses={name: (_snapshot_loader(name, Path(folder)), Path(folder).name)
+                            for name, folder in spec.uses.items()})
         ctx.install_sigterm()
         package = "tunelog_plugin_" + re.sub(r"\W", "_", spec.plugin)
         operation = _operation(import_backend(Path(spec.code_dir), package), spec)
@@ -86,6 +88,11 @@ def run_operation(spec: WorkerSpec, writer: FrameWriter) -> int:
         sys.stderr.write(text)
         writer.send("error", error_body(exc, traceback=text))
         return 1
+
+
+def _snapshot_loader(name: str, folder: Path) -> Callable[[], ModuleType]:
+    """Imports another plugin's pinned snapshot (a folder named by its code hash) as a package of its own."""
+    return lambda: import_backend(folder, "tunelog_plugin_" + re.sub(r"\W", "_", name))
 
 
 def _operation(backend: ModuleType, spec: WorkerSpec) -> Callable[..., Any]:

@@ -12,8 +12,9 @@ also how a worker loads a plugin to run it.
 
 A plugin whose manifest names a checks module (`checks: checks.py`) gets its requests checked
 at submit: `python -B -m tunelog.daemon.plugin_host.check --checks <code_dir> <package> <module>`
-reads `{"facts": {...}, "nodes": [{"node", "operation", "params", "inputs"}]}` on stdin, calls
-`<module>.<operation>(params, inputs, facts)` for each node (an operation without such a
+reads `{"facts": {...}, "nodes": [{"node", "operation", "params", "inputs", "facts"}]}` on stdin,
+calls `<module>.<operation>(params, inputs, facts)` for each node (the shared facts with the node's
+own, e.g. its `consumers`) (an operation without such a
 function has no checks) and prints `{"ok": true, "nodes": {node: {"problems": [[where, message],
 ...], "warnings": [...]}}}` (`run_checks`, the daemon's side).
 """
@@ -143,7 +144,8 @@ def check_requests(folder: Path, package: str, module: str, request: dict[str, A
             for node in request["nodes"]:
                 fn = getattr(checks, node["operation"], None)
                 if callable(fn):
-                    problems, warnings = fn(node["params"], node["inputs"], request["facts"])
+                    facts = {**request["facts"], **node.get("facts", {})}
+                    problems, warnings = fn(node["params"], node["inputs"], facts)
                     out[node["node"]] = {"problems": [list(p) for p in problems],
                                          "warnings": [list(w) for w in warnings]}
     except BaseException as exc:

@@ -135,9 +135,15 @@ def _check_operation(name: Any, raw: Any, problems: Problems) -> OperationSpec |
             continue
         parts[part] = {k: spec for k, v in items.items()
                        if (spec := _check_item(f"{where}.{part}.{k}", k, v, cls, problems)) is not None}
-    devices = raw.get("devices_param")
-    if devices is not None and getattr(parts.get("params", {}).get(devices), "type", None) != "integer":
-        problems.append((f"{where}.devices_param", f"must name an integer parameter of the operation, got {devices!r}"))
+    for knob, kind in (("devices_param", "integer"), ("nodes_param", "integer"), ("gpu_type_param", "string")):
+        named = raw.get(knob)
+        if named is not None and getattr(parts.get("params", {}).get(named), "type", None) != kind:
+            problems.append((f"{where}.{knob}", f"must name {'an' if kind == 'integer' else 'a'} {kind} parameter "
+                                                 f"of the operation, got {named!r}"))
+    uses = raw.get("uses_param")
+    used = parts.get("params", {}).get(uses) if isinstance(uses, str) else None
+    if uses is not None and (getattr(used, "type", None) != "list" or getattr(used, "items", None) != "string"):
+        problems.append((f"{where}.uses_param", f"must name a list-of-strings parameter of the operation, got {uses!r}"))
     if len(problems) > before or top is None:
         return None
     return OperationSpec(**top, inputs=parts["inputs"], outputs=parts["outputs"], params=parts["params"])

@@ -182,3 +182,46 @@ def _tail(path: Path, n: int = 10) -> list[str]:
     except OSError:
         return []
 
+
+
+@daemon.group("config")
+def config() -> None:
+    """The daemon's saved settings ($TUNELOG_HOME/config.json), read when it starts.
+
+    backend: `local` (worker processes on this machine, the default) or `ray://HOST:PORT` (a Ray
+    cluster; needs `pip install 'tunelog[ray]'`; TUNELOG_RAY_ADDRESS overrides it). ray_shared: a
+    folder every Ray node and this machine reach (artifacts, job folders, plugin code); default
+    $TUNELOG_HOME/ray-shared. ray_max_jobs: jobs kept on the cluster at once (default 4).
+    ray_local_ops: comma-separated PLUGIN.OPERATION patterns whose jobs stay on this machine with
+    the Ray backend (default `datasets.*`; '' sends every job to the cluster).
+    """
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+def config_set(ctx: click.Context, key: str, value: str) -> None:
+    """Save one setting; restart the daemon for it to take effect."""
+    from tunelog.daemon.jobs.backend import write_setting
+    from tunelog.events.errors import TunelogError
+
+    try:
+        write_setting(_paths(), key, value)
+    except TunelogError as exc:
+        ctx.exit(exits.fail(exits.error_lines(exc.to_dict()), exc.exit_code))
+    click.echo(f"{key} = {value} (restart the daemon to use it: tunectl daemon stop && tunectl daemon start)")
+
+
+@config.command("get")
+@json_option
+def config_get(as_json: bool) -> None:
+    """Print the saved settings (and the defaults of those never saved)."""
+    from tunelog.daemon.jobs.backend import DEFAULTS, read_config
+
+    settings = DEFAULTS | read_config(_paths())
+    if as_json:
+        print_json(settings)
+    else:
+        for k, v in sorted(settings.items()):
+            click.echo(f"{k} = {v}")

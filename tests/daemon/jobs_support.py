@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import anyio
 import msgspec
 
 from tunelog.daemon.jobs.runner import JobRunner
+from tunelog.daemon.jobs.warm import WarmWorkers
 from tunelog.daemon.paths import Paths
 from tunelog.daemon.plugin_host.snapshots import snapshot
 from tunelog.events.base import Event
@@ -34,10 +36,16 @@ class Env:
     store: SqliteStore
     artifacts: ArtifactStore
     code_hash: str
+    warm: bool = False
+    """Workers fork from a warm worker host (with numpy imported: a host with threads) instead of
+    starting as new processes."""
 
     def runner(self, **kw: Any) -> JobRunner:
         kw.setdefault("slots", ["cpu0"])
         kw.setdefault("grace_s", 2.0)
+        if self.warm:
+            kw.setdefault("warm", WarmWorkers(python=sys.executable, log_path=self.paths.log_file, cwd=self.paths.home,
+                                              modules=["numpy"]))
         return JobRunner(self.store, self.paths, self.artifacts, **kw)
 
     def submit(self, runner: JobRunner, operation: str, *, inputs: dict[str, Any] | None = None,
@@ -74,11 +82,11 @@ class Env:
         return row
 
 
-def make_env(tmp_path: Path) -> Env:
+def make_env(tmp_path: Path, *, warm: bool = False) -> Env:
     paths = Paths.from_env(tmp_path / "home")
     paths.ensure()
     code_hash, _ = snapshot(TESTOPS, paths.plugin_code)
-    return Env(paths, SqliteStore(paths.db), ArtifactStore(paths.artifacts), code_hash)
+    return Env(paths, SqliteStore(paths.db), ArtifactStore(paths.artifacts), code_hash, warm=warm)
 
 
 @asynccontextmanager

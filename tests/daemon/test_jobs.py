@@ -16,9 +16,10 @@ from tunelog.events import jobs as J
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Env:
-    return make_env(tmp_path)
+@pytest.fixture(params=["cold", "warm"])
+def env(tmp_path: Path, request: pytest.FixtureRequest) -> Env:
+    """Each test with workers started as new processes, and forked from the warm worker host."""
+    return make_env(tmp_path, warm=request.param == "warm")
 
 
 async def test_lifecycle_with_input_and_output_artifacts(env: Env) -> None:

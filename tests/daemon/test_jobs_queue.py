@@ -6,7 +6,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import anyio
 import pytest
 
 from tests.daemon.jobs_support import Env, make_env, running
@@ -39,11 +38,14 @@ async def test_two_slots_run_two_jobs_at_once(env: Env) -> None:
         third = env.submit(runner, "outputs")
         ra, rb = await env.wait(a.job_id, "running"), await env.wait(b.job_id, "running")
         assert {ra.slot, rb.slot} == {"cpu0", "cpu1"}
-        await anyio.sleep(0.2)
         assert env.store.get("jobs", third.job_id).state == "queued"
         runner.cancel(a.job_id)
-        assert (await env.wait(third.job_id)).state == "succeeded"
+        done = await env.wait(third.job_id)
+        assert done.state == "succeeded" and done.slot == ra.slot
         runner.cancel(b.job_id)
+        ended_a = await env.wait(a.job_id)
+    # The third job waited for a slot: it started only after the first job had ended.
+    assert (done.started_at or 0) >= (ended_a.ended_at or 0)
 
 
 async def test_reconcile_interrupts_what_had_started_and_keeps_the_queue(env: Env) -> None:

@@ -229,3 +229,16 @@ def test_devices_param_must_name_an_integer_parameter(tmp_path: Path) -> None:
     op = read_manifest(plugin_dir(tmp_path / "ok", raw)).manifest.operations["train"]  # type: ignore[union-attr]
     assert (op.devices({"epochs": 3}), op.devices({})) == (3, 1)
     assert OperationSpec(description="x").devices({"devices": 4}) == 1  # only a declared parameter counts
+
+
+def test_uses_param_must_name_a_list_of_strings_parameter(tmp_path: Path) -> None:
+    raw = copy.deepcopy(GOOD)
+    raw["operations"]["train"]["uses_param"] = "epochs"
+    assert read_manifest(plugin_dir(tmp_path, raw)).problems == [
+        ("operations.train.uses_param", "must name a list-of-strings parameter of the operation, got 'epochs'")]
+    raw["operations"]["train"]["params"]["rewards"] = {"type": "list", "items": "string", "description": "ops",
+                                                       "default": []}
+    raw["operations"]["train"]["uses_param"] = "rewards"
+    (tmp_path / "ok").mkdir()
+    op = read_manifest(plugin_dir(tmp_path / "ok", raw)).manifest.operations["train"]  # type: ignore[union-attr]
+    assert op.uses_param == "rewards"

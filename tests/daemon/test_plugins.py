@@ -175,17 +175,20 @@ async def test_manifest_problems_are_all_in_the_failure(env: Env) -> None:
 
 @pytest.mark.anyio
 async def test_import_failures_are_reported_with_what_is_wrong(env: Env) -> None:
+    write_plugin(env.user / "fine", backend="print('noise')\ndef run(ctx, params, inputs):\n    return {}\n")
+    started = time.monotonic()
+    await env.manager.scan()  # how long one throwaway check of a plugin that loads takes here
+    timeout = round(min(15.0, max(2.0, 4 * (time.monotonic() - started))))
     write_plugin(env.user / "missing_op", ops=("run", "train"), backend=BACKEND.format(version=0))
     write_plugin(env.user / "exits", backend="import sys\nprint('noise on stdout')\nsys.exit(3)\n")
     write_plugin(env.user / "slow", backend="import time\ntime.sleep(30)\n")
-    write_plugin(env.user / "fine", backend="print('noise')\ndef run(ctx, params, inputs):\n    return {}\n")
-    env.manager.check_timeout_s = 2.0
+    env.manager.check_timeout_s = timeout
     await env.manager.scan()
     missing = env.row("missing_op")
     assert missing.status == "failed" and "train" in missing.error
     assert missing.problems == [{"where": "operations.train", "message": "backend.py has no function train"}]
     assert "SystemExit: 3" in env.row("exits").error
-    assert "longer than 2 s" in env.row("slow").error
+    assert f"longer than {timeout} s" in env.row("slow").error
     assert env.row("fine").status == "loaded"
 
 
@@ -277,6 +280,11 @@ async def test_thirty_quick_edits_register_the_final_content(env: Env) -> None:
     alpha = write_plugin(env.user / "alpha")
     await env.manager.scan()
     async with watching(env.manager):
+        one = []  # the baseline: how long one edit takes to be registered here
+        for i in (100, 101):
+            (alpha / "backend.py").write_text(BACKEND.format(version=i))
+            edited = code_hash(alpha)
+            one.append(await until(lambda h=edited: env.row("alpha").code_hash == h))
         for i in range(1, 31):
             (alpha / "backend.py").write_text(BACKEND.format(version=i))
             if i % 3 == 0:  # the manifest changes too, now and then
@@ -285,7 +293,9 @@ async def test_thirty_quick_edits_register_the_final_content(env: Env) -> None:
             await anyio.sleep(0.01)
         final = code_hash(alpha)
         took = await until(lambda: env.row("alpha").code_hash == final)
-    assert took < 1.0, f"registered {took:.3f} s after the last write"
+    # At worst the check of an earlier content is under way at the last write, the last writes
+    # arrive in two batches, then one more check: a few single edits, however slow the machine.
+    assert took < 4 * max(one), f"registered {took:.3f} s after the last write; one edit took {one}"
     snap = env.paths.plugin_code / final / "backend.py"
     assert snap.read_text() == BACKEND.format(version=30)
     assert (env.row("alpha").status, env.row("alpha").version) == ("loaded", "0.30")

@@ -1,0 +1,255 @@
+"""The Ray actor that hosts one job on a cluster node.
+
+It starts the same worker entry point a local job runs (`python -P -m tunelog.daemon.jobs.worker
+job.json`, in its own process group, stderr to `worker.log`) and keeps the worker's frames in
+memory, each numbered with a per-job sequence id, until the daemon has appended them and
+acknowledged their ids. The daemon is the only writer of the log: it pulls frames with `take`,
+so a daemon that restarts pulls again from the last id it appended, and nothing is lost or twice.
+
+The actor is detached and named after the job, so it outlives the daemon that started it. It
+imports nothing but the standard library: the daemon wraps it with `ray.remote`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+_HEADER = struct.Struct(">I")
+_TAIL_BYTES = 32_768
+
+
+class JobHost:
+    """One job's worker process on this node, and its numbered frames."""
+
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+        self._frames: list[tuple[int, bytes]] = []
+        self._next = 1
+        self._done = threading.Condition()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._returncode: int | None = None
+        self._forced = False
+        self._started = False
+        self._stop_asked = False
+        self._lost: str | None = None
+        self._log = Path()
+
+    def start(self, folder: str, spec: bytes, *, train: dict[str, Any] | None = None,
+              grace_s: float = 10.0) -> dict[str, Any]:
+        """Write `job.json` into the job folder and start the worker (or, given `train`, the
+        `ScalingConfig` fields of several devices, a Ray Train run of one worker per device);
+        returns where it runs."""
+        if self._proc is not None or self._started:
+            return self.where()
+        self._started = True
+        job = Path(folder)
+        (job / "work").mkdir(parents=True, exist_ok=True, mode=0o700)
+        (job / "job.json").write_bytes(spec)
+        self._log = job / "worker.log"
+        if train is not None:
+            threading.Thread(target=self._train, args=(job, train, grace_s), daemon=True,
+                             name=f"ray train {self.job_id}").start()
+            return self.where()
+        with open(self._log, "ab") as log:
+            self._proc = start_worker(job, self.job_id, stdout=subprocess.PIPE, stderr=log)
+        threading.Thread(target=self._read, daemon=True, name=f"frames {self.job_id}").start()
+        return self.where()
+
+    def where(self) -> dict[str, Any]:
+        import ray
+
+        return {"node_id": ray.get_runtime_context().get_node_id(), "host": os.uname().nodename,
+                "pid": self._proc.pid if self._proc else 0}
+
+    def _read(self) -> None:
+        """Number every frame the worker writes, until its channel closes; then wait for its exit."""
+        assert self._proc is not None and self._proc.stdout is not None
+        read_frames(self._proc.stdout, self.push)
+        self.finish(self._proc.wait())
+
+    def push(self, frames: list[bytes]) -> None:
+        """Number and keep frames (from our worker, or from rank 0 of a Ray Train run)."""
+        with self._done:
+            for raw in frames:
+                self._frames.append((self._next, raw))
+                self._next += 1
+            self._done.notify_all()
+
+    def finish(self, returncode: int) -> None:
+        """The worker has ended (the first exit status counts)."""
+        with self._done:
+            if self._returncode is None:
+                self._returncode = returncode
+            self._done.notify_all()
+
+    def stopping(self) -> bool:
+        """Whether a stop was asked for (the Ray Train workers poll it)."""
+        return self._stop_asked
+
+    def _train(self, job: Path, scaling: dict[str, Any], grace_s: float) -> None:
+        """Run the worker on `scaling["num_workers"]` Ray Train workers (DDP: gloo on CPU, NCCL on
+        GPUs) and wait."""
+        import ray
+        from ray.train import FailureConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchConfig, TorchTrainer
+
+        config = {"folder": str(job), "job_id": self.job_id, "grace_s": grace_s,
+                  "host": ray.get_runtime_context().current_actor}
+        trainer = TorchTrainer(train_ddp_worker, train_loop_config=config,
+                               scaling_config=ScalingConfig(**scaling),
+                               torch_config=TorchConfig(backend="nccl" if scaling.get("use_gpu") else "gloo"),
+                               run_config=RunConfig(name=f"tunelog-{self.job_id}", storage_path=str(job / "ray-train"),
+                                                    failure_config=FailureConfig(max_failures=0)))
+        try:
+            trainer.fit()
+            self.finish(0)
+        except Exception as exc:  # noqa: BLE001 - any failure of the group ends the job
+            with open(self._log, "a") as log:
+                log.write(f"tunelog: the Ray Train run failed: {exc}\n")
+            with self._done:
+                if self._returncode is None:  # rank 0's worker never ended: the group lost a worker or node
+                    self._lost = f"the Ray Train run failed before the worker ended ({type(exc).__name__})"
+            self.finish(1)
+
+    def take(self, after: int, wait_s: float = 1.0) -> dict[str, Any]:
+        """Frames with ids above `after` (waiting up to `wait_s` for one), and the exit status once
+        the worker has ended and every frame was read."""
+        deadline = time.monotonic() + wait_s
+        with self._done:
+            while not any(seq > after for seq, _ in self._frames) and self._returncode is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._done.wait(left)
+            frames = [f for f in self._frames if f[0] > after]
+            ended = self._returncode is not None and not frames
+            return {"frames": frames, "returncode": self._returncode if ended else None,
+                    "forced": self._forced, "lost": self._lost if ended else None,
+                    "tail": self._tail() if ended else []}
+
+    def ack(self, upto: int) -> None:
+        """The daemon appended every frame up to this id: forget them."""
+        with self._done:
+            self._frames = [f for f in self._frames if f[0] > upto]
+
+    def stop(self, grace_s: float) -> None:
+        """SIGTERM the worker's process group (it checkpoints and returns), SIGKILL after `grace_s`."""
+        self._stop_asked = True
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        _killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self._forced = True
+            _killpg(proc.pid, signal.SIGKILL)
+
+    def _tail(self) -> list[str]:
+        try:
+            with open(self._log, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - _TAIL_BYTES))
+                return f.read().decode("utf-8", "replace").splitlines()[-20:]
+        except OSError:
+            return []
+
+
+def start_worker(job: Path, job_id: str, *, stdout: Any, stderr: Any, env: dict[str, str] | None = None,
+                 die_with_parent: bool = False) -> subprocess.Popen[bytes]:
+    """The worker entry point a local job runs, in its own process group, in the job folder.
+
+    `die_with_parent`: SIGKILL it when the process that started it dies (Linux), for ranks whose
+    channel goes nowhere and so would not notice.
+    """
+    env = dict(env or os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", TUNELOG_JOB_ID=job_id)
+    return subprocess.Popen([sys.executable, "-P", "-m", "tunelog.daemon.jobs.worker", "job.json"],
+                            stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=job, env=env,
+                            start_new_session=True, preexec_fn=_die_with_parent if die_with_parent else None)
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def read_frames(pipe: IO[bytes], sink: Callable[[list[bytes]], None]) -> None:
+    """Hand every whole frame from a worker's channel to `sink`, until the channel closes."""
+    while True:
+        header = pipe.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return
+        (size,) = _HEADER.unpack(header)
+        body = pipe.read(size)
+        if len(body) < size:
+            return
+        sink([header + body])
+
+
+def train_ddp_worker(config: dict[str, Any]) -> None:
+    """One Ray Train worker: run the worker entry point as this rank, as torchrun would start it.
+
+    Ray Train has set RANK, WORLD_SIZE and LOCAL_RANK and joined this process to a process group;
+    the worker gets its own rendezvous (rank 0 picks the port and tells the others through Ray
+    Train's broadcast), so accelerate in the worker sets up DDP exactly as under a local launcher. Rank 0's
+    frames go to the job's actor; a stop asked there reaches every rank as SIGTERM.
+    """
+    import socket
+
+    import ray
+    from ray.train.collective import broadcast_from_rank_zero
+
+    rank = int(os.environ["RANK"])
+    host = config["host"]
+    mine = None
+    if rank == 0:
+        with socket.socket() as s:
+            s.bind(("", 0))
+            mine = (ray.util.get_node_ip_address(), s.getsockname()[1])  # type: ignore[no-untyped-call]
+    addr, port = broadcast_from_rank_zero(mine)
+    env = dict(os.environ, MASTER_ADDR=str(addr), MASTER_PORT=str(port))
+    job = Path(config["folder"])
+    with open(job / "worker.log", "ab") as log:
+        proc = start_worker(job, config["job_id"], stdout=subprocess.PIPE if rank == 0 else subprocess.DEVNULL,
+                            stderr=log, env=env, die_with_parent=True)
+
+    def forward() -> None:
+        assert proc.stdout is not None
+        read_frames(proc.stdout, lambda frames: ray.get(host.push.remote(frames)))  # in order: one at a time
+
+    reader = threading.Thread(target=forward, daemon=True) if rank == 0 else None
+    if reader is not None:
+        reader.start()
+    while proc.poll() is None:
+        if ray.get(host.stopping.remote()):
+            _killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(float(config["grace_s"]))
+            except subprocess.TimeoutExpired:
+                _killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.5)
+    rc = proc.wait()
+    if reader is not None:
+        reader.join()
+        ray.get(host.finish.remote(rc))
+    if rc != 0:
+        raise RuntimeError(f"rank {rank}: the worker exited with status {rc}")
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,142 @@
+"""Choosing the job backend: `tunectl daemon config set backend ...`, TUNELOG_RAY_ADDRESS, the refusal
+without ray, and ray staying out of a daemon that runs jobs locally. (The Ray backend itself runs
+against a real cluster in test_ray_backend.py.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tunelog.daemon.jobs.backend import choose_backend, config_path
+from tunelog.daemon.paths import Paths
+from tunelog.frontends.cli.app import cli
+
+
+def tunectl(home: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), env={"TUNELOG_HOME": str(home)}, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_config_set_saves_the_ray_backend_and_the_daemon_chooses_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    code, out = tunectl(home, "daemon", "config", "set", "backend", "ray://head.example:10001")
+    assert code == 0, out
+    assert "restart the daemon" in out
+    assert json.loads(config_path(Paths.from_env(home)).read_text()) == {"backend": "ray://head.example:10001"}
+    assert config_path(Paths.from_env(home)).stat().st_mode & 0o777 == 0o600
+    choice = choose_backend(Paths.from_env(home), env={})
+    assert (choice.kind, choice.address, choice.shared) == ("ray", "ray://head.example:10001", home / "ray-shared")
+    # the environment wins over the saved setting; `local` switches back
+    assert choose_backend(Paths.from_env(home), env={"TUNELOG_RAY_ADDRESS": "10.0.0.5:6379"}).address == "10.0.0.5:6379"
+    assert tunectl(home, "daemon", "config", "set", "backend", "local")[0] == 0
+    assert choose_backend(Paths.from_env(home), env={}).kind == "local"
+    code, out = tunectl(home, "daemon", "config", "get", "--json")
+    assert json.loads(out) == {"backend": "local", "ray_local_ops": "datasets.*"}  # the default rule, shown
+    # which operations stay on this machine: saved, shown, and what the daemon's Ray backend gets
+    assert tunectl(home, "daemon", "config", "set", "ray_local_ops", " datasets.*, evaluate.* ")[0] == 0
+    assert "ray_local_ops = datasets.*,evaluate.*" in tunectl(home, "daemon", "config", "get")[1]
+    choice = choose_backend(Paths.from_env(home), env={"TUNELOG_RAY_ADDRESS": "10.0.0.5:6379"})
+    assert choice.local_ops == ("datasets.*", "evaluate.*")
+    assert choice.runs_locally("evaluate", "generate") == "evaluate.*"
+    assert choice.runs_locally("lora_trainer", "train") is None
+    assert tunectl(home, "daemon", "config", "set", "ray_local_ops", "")[0] == 0  # nothing stays local
+    assert choose_backend(Paths.from_env(home), env={"TUNELOG_RAY_ADDRESS": "10.0.0.5:6379"}).local_ops == ()
+
+
+def test_a_bad_setting_is_refused_by_name_and_nothing_changes(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert tunectl(home, "daemon", "config", "set", "ray_max_jobs", "2")[0] == 0
+    before = config_path(Paths.from_env(home)).read_bytes()
+    for args, named in ((("backend", "http://head:80"), "backend"), (("ray_max_jobs", "0"), "ray_max_jobs"),
+                        (("ray_shared", "relative/dir"), "ray_shared"), (("colour", "blue"), "colour"),
+                        (("ray_local_ops", "datasets.*,evaluate"), "ray_local_ops")):
+        code, out = tunectl(home, "daemon", "config", "set", *args)
+        assert code == 2 and f"{named}:" in out, out
+        assert args[0] != "ray_local_ops" or "'evaluate' is not a PLUGIN.OPERATION pattern" in out, out
+    assert config_path(Paths.from_env(home)).read_bytes() == before
+
+
+def test_without_ray_the_backend_is_refused_with_the_install_command(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is not installed
+    home = tmp_path / "home"
+    code, out = tunectl(home, "daemon", "config", "set", "backend", "ray://head:10001")
+    assert code != 0 and "pip install 'tunelog[ray]'" in out, out
+    assert not config_path(Paths.from_env(home)).exists()
+    with pytest.raises(Exception, match=r"the Ray backend needs the `ray` package") as refused:
+        choose_backend(Paths.from_env(home), env={"TUNELOG_RAY_ADDRESS": "ray://head:10001"})
+    assert "pip install 'tunelog[ray]'" in str(getattr(refused.value, "hint", ""))
+
+
+def test_the_daemon_imports_ray_only_for_the_ray_backend() -> None:
+    code = ("import sys, pkgutil, importlib, tunelog.daemon as d\n"
+            "for m in pkgutil.walk_packages(d.__path__, 'tunelog.daemon.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_ray_backend_keeps_ray_max_jobs_on_the_cluster_and_leaves_devices_to_it(tmp_path: Path) -> None:
+    from tunelog.daemon.jobs.backend import BackendChoice
+    from tunelog.daemon.jobs.ray_backend import RayBackend
+    from tunelog.daemon.jobs.runner import JobRunner
+    from tunelog.events.errors import JobError, ValidationError
+    from tunelog.store.artifacts import ArtifactStore
+    from tunelog.store.sqlite import SqliteStore
+
+    paths = Paths.from_env(tmp_path / "home")
+    paths.ensure()
+    backend = RayBackend(BackendChoice("ray", address="ray://head:10001", shared=tmp_path / "shared", max_jobs=3,
+                                       local_ops=("datasets.*",)), paths)
+    runner = JobRunner(SqliteStore(paths.db), paths, ArtifactStore(paths.artifacts), backend=backend, slots=["cpu0"])
+    assert runner.slots == ["ray0", "ray1", "ray2", "cpu0"]  # ray_max_jobs jobs on the cluster at once, + local
+    runner.check_devices(resource="gpu", devices=8, where=None)  # the cluster, not this machine, has the GPUs
+    assert runner.local_rule("datasets", "prepare") == "datasets.*" and runner.local_rule("lora_trainer", "train") is None
+    with pytest.raises(JobError, match="needs 2 CPU slots and this daemon has 1"):  # a local job: this machine's slots
+        runner.check_devices(resource="cpu", devices=2, where="datasets.*")
+    with pytest.raises(ValidationError, match="cannot queue the job"):
+        runner.check_devices(resource="cpu", devices=0)
+
+
+def test_a_node_asks_the_ray_cluster_for_devices_nodes_and_a_gpu_type_and_this_machine_refuses_what_it_cannot_give(
+        tmp_path: Path) -> None:
+    """The request mapping (what the job's actor and its Ray Train run ask Ray for); GPUs are not
+    tested here: the tests' cluster has none."""
+    from tunelog.daemon.jobs.ray_backend import ray_request
+    from tunelog.daemon.jobs.runner import JobRunner
+    from tunelog.events.errors import ValidationError
+    from tunelog.store.artifacts import ArtifactStore
+    from tunelog.store.sqlite import SqliteStore
+
+    assert ray_request(resource="any", devices=1, nodes=0, gpu_type="") == ({"num_cpus": 1}, None)
+    assert ray_request(resource="gpu", devices=1, nodes=0, gpu_type="") == ({"num_cpus": 1, "num_gpus": 1}, None)
+    assert ray_request(resource="any", devices=1, nodes=0, gpu_type="H100") == (
+        {"num_cpus": 1, "num_gpus": 1, "accelerator_type": "H100"}, None)  # a GPU model implies a GPU
+    assert ray_request(resource="cpu", devices=2, nodes=0, gpu_type="") == (
+        {"num_cpus": 0}, {"num_workers": 2, "use_gpu": False, "placement_strategy": "PACK"})
+    assert ray_request(resource="gpu", devices=8, nodes=2, gpu_type="A100")[1] == {
+        "num_workers": 8, "use_gpu": True, "placement_strategy": "SPREAD", "accelerator_type": "A100"}
+    assert ray_request(resource="gpu", devices=4, nodes=1, gpu_type="")[1]["placement_strategy"] == "STRICT_PACK"
+    assert ray_request(resource="gpu", devices=2, nodes=2, gpu_type="")[1]["placement_strategy"] == "STRICT_SPREAD"
+
+    paths = Paths.from_env(tmp_path / "home")
+    paths.ensure()
+    store = SqliteStore(paths.db)
+    runner = JobRunner(store, paths, ArtifactStore(paths.artifacts), slots=["cpu0", "cpu1"])
+    job = {"plugin": "lora_trainer", "operation": "train", "params": {}, "inputs": {}, "code_hash": "c" * 64,
+           "plugin_version": "1", "resource": "any"}
+    head = store.head()
+    for ask, field, hint in (({"devices": 2, "nodes": 2}, "nodes", "set nodes to 0 or 1"),
+                             ({"gpu_type": "A100"}, "gpu_type", "leave gpu_type empty"),
+                             ({"devices": 2, "nodes": 3}, "nodes", "make devices a multiple of nodes")):
+        with pytest.raises(ValidationError) as refused:
+            runner.submit(**job, **ask)  # type: ignore[arg-type]
+        assert refused.value.problems[0]["where"] == field
+        assert hint in str(refused.value.hint)
+    assert store.head() == head  # nothing queued
