@@ -126,6 +126,8 @@ class WarmWorkers:
         self._pending: dict[int, _Pending] = {}
         self._live: dict[int, WarmProcess] = {}
         self._up = anyio.Event()
+        self._sending = anyio.Lock()
+        """One request at a time on the socket: anyio lets one task wait for it to be writable."""
 
     @property
     def available(self) -> bool:
@@ -240,8 +242,9 @@ class WarmWorkers:
         pending = self._pending[req_id] = _Pending()
         try:
             body = json.dumps({"id": req_id, "cwd": str(cwd), "env": env, "umask": UMASK, "argv": argv}).encode()
-            await anyio.wait_writable(sock)
-            socket.send_fds(sock, [body], [theirs.fileno(), stderr])
+            async with self._sending:
+                await anyio.wait_writable(sock)
+                socket.send_fds(sock, [body], [theirs.fileno(), stderr])
         except OSError as exc:
             self._pending.pop(req_id, None)
             ours.close()

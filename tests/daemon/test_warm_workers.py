@@ -52,6 +52,20 @@ async def test_a_warm_worker_is_a_fresh_worker_forked_from_the_host(env: Env) ->
     assert a.outputs["seen"]["numpy_draw"] != b.outputs["seen"]["numpy_draw"]
 
 
+async def test_jobs_that_start_together_are_all_forked_from_the_host(env: Env) -> None:
+    """Four slots, four jobs queued at once: their fork requests meet on the host's socket."""
+    async with scheduling(env.runner(slots=["cpu0", "cpu1", "cpu2", "cpu3"])) as runner:
+        assert runner.warm is not None
+        with anyio.fail_after(30):
+            while runner.warm.warm != ["numpy"]:
+                await anyio.sleep(0.01)
+        rows = [env.submit(runner, "process") for _ in range(4)]
+        done = [await env.wait(r.job_id) for r in rows]
+        host = runner.warm.host_pid
+    assert [d.state for d in done] == ["succeeded"] * 4, [d.error for d in done]
+    assert [d.outputs["seen"]["ppid"] for d in done] == [host] * 4
+
+
 async def test_each_warm_job_runs_the_code_of_its_own_snapshot(env: Env, tmp_path: Path) -> None:
     """Two versions of one plugin (same package name): the host imports no plugin code, so each
     forked worker imports the snapshot its job names."""
