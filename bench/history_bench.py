@@ -11,6 +11,13 @@
    ≥ 0.8× the first 5 s, status p99 ≤ 100 ms. Also the daemon's CPU time per request in both
    windows: on a machine shared with other work, requests/s moves with that work; CPU per
    request moves far less.
+3. Status latency seen from outside the load: a probe in its own process sends `status` at a
+   fixed rate (`--probe-rate`, one connection), first on the idle daemon, then while the load
+   runs. Each latency counts from the moment the request was due, so a probe held up by a slow
+   answer counts the wait too. Printed: the loaded p99 and median, their ratio to the same
+   probe's on the idle daemon in this run, and the loaded p99 against the goal. The load's own
+   status latencies (item 2) are measured from threads that share one process and its GIL with
+   31 other clients; on a 2-core machine they mostly measure waiting for a core.
 
 Traffic stays on the Unix socket; every loop ends at its deadline and every request has a timeout.
 """
@@ -32,7 +39,8 @@ from tunelog.events import jobs as J
 from tunelog.frontends.cli.client import Client
 from tunelog.store.sqlite import SqliteStore
 
-TESTOPS = Path(__file__).resolve().parents[1] / "tests" / "plugins_fixtures"
+ROOT = Path(__file__).resolve().parents[1]
+TESTOPS = ROOT / "tests" / "plugins_fixtures"
 IDLE_GOAL, FLAT_GOAL, P99_GOAL_MS = 2.0, 0.8, 100.0
 
 
@@ -51,11 +59,12 @@ def write_history(db: Path, jobs: int) -> None:
 
 
 class Daemon:
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, *, profile: Path | None = None):
         self.paths = Paths.from_env(home)
         env = {**os.environ, "TUNELOG_HOME": str(home), "TUNELOG_PLUGIN_DIRS": str(TESTOPS),
                "TUNELOG_NO_BUILTINS": "1", "TUNELOG_UI_PORT": "off", "TUNELOG_SLOTS": "cpu0"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "tunelog.daemon"], env=env,
+        profiled = ["-m", "cProfile", "-o", str(profile)] if profile else []
+        self.proc = subprocess.Popen([sys.executable, *profiled, "-m", "tunelog.daemon"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -82,6 +91,58 @@ def status_ms(d: Daemon, n: int = 300) -> list[float]:
         c.get("/v1/status")
         out.append((time.perf_counter() - t0) * 1000)
     return out
+
+
+def probe(socket: str, *, rate: float, seconds: float, delay: float) -> None:
+    """The probe process: after `delay` s, `status` due every 1/rate s for `seconds`; prints each
+    request's latency (ms) from the moment it was due and from the moment it was sent, one pair a line
+    (a gap between the two is time the probe itself waited: for a core, or behind a slow answer)."""
+    c = Client(socket, timeout=30.0)
+    c.get("/v1/status")  # connect outside the measurement
+    time.sleep(delay)
+    start = time.perf_counter()
+    out = []
+    for k in range(int(rate * seconds)):
+        due = start + k / rate
+        if (wait := due - time.perf_counter()) > 0:
+            time.sleep(wait)
+        sent = time.perf_counter()
+        c.get("/v1/status")
+        done = time.perf_counter()
+        out.append(((done - due) * 1000, (done - sent) * 1000))
+    print("\n".join(f"{a:.3f} {b:.3f}" for a, b in out))
+
+
+def start_probe(d: Daemon, *, rate: float, seconds: float, delay: float = 0.0) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, __file__, "--probe", str(d.paths.socket), "--probe-rate", str(rate),
+                             "--probe-seconds", str(seconds), "--probe-delay", str(delay)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def probe_result(proc: subprocess.Popen[str]) -> tuple[list[float], list[float]]:
+    """(latencies from when each request was due, from when it was sent), ms."""
+    out, _ = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise SystemExit(f"the probe failed (exit {proc.returncode})")
+    pairs = [line.split() for line in out.splitlines()]
+    return [float(a) for a, _ in pairs], [float(b) for _, b in pairs]
+
+
+def print_profile(path: Path) -> None:
+    """Where the profiled daemon's time went: this checkout's functions (the request handlers among
+    them), and the time its event loop waited for requests."""
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    total = stats.total_tt  # type: ignore[attr-defined]
+    items = stats.stats.items()  # type: ignore[attr-defined]
+    rows = [(f"{Path(file).relative_to(ROOT)}:{name}", cum, calls) for (file, _, name), (_, calls, _, cum, _) in items
+            if file.startswith(str(ROOT)) and ".venv" not in file and cum > 0.01 * total]
+    idle = sum(tt for (file, _, name), (_, _, tt, _, _) in items if name == "<method 'poll' of 'select.epoll' objects>")
+    print(f"daemon profile ({path}): {total:.1f} s in all, {idle:.1f} s of it waiting for requests (epoll); "
+          "this checkout's functions over 1 % of it, cumulative:")
+    for name, cum, calls in sorted(rows, key=lambda r: -r[1])[:25]:
+        print(f"  {cum:7.2f} s {100 * cum / total:5.1f} %  {calls:8d} calls  {name}")
 
 
 def p99(values: list[float]) -> float:
@@ -140,7 +201,17 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, nargs="+", default=[1500, 10_000])
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=45.0)
+    ap.add_argument("--probe-rate", type=float, default=20.0, help="status requests a second from the probe")
+    ap.add_argument("--profile", type=Path, metavar="FILE",
+                    help="run the first history's daemon under cProfile, write its stats to FILE and print the "
+                         "status handler's share")
+    ap.add_argument("--probe", metavar="SOCKET", help=argparse.SUPPRESS)  # run as the probe process
+    ap.add_argument("--probe-seconds", type=float, default=20.0, help=argparse.SUPPRESS)
+    ap.add_argument("--probe-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.probe:
+        probe(args.probe, rate=args.probe_rate, seconds=args.probe_seconds, delay=args.probe_delay)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         empty = Daemon(Path(tmp) / "empty")
         base = status_ms(empty)
@@ -153,7 +224,7 @@ def main() -> None:
             t0 = time.perf_counter()
             write_history(paths.db, n)
             wrote = time.perf_counter() - t0
-            d = Daemon(home)
+            d = Daemon(home, profile=args.profile if i == 0 else None)
             try:
                 idle = status_ms(d)
                 ratio = statistics.median(idle) / statistics.median(base)
@@ -161,18 +232,31 @@ def main() -> None:
                       f"{statistics.median(idle):.2f} ms, p99 {p99(idle):.2f} ms; {ratio:.2f}x the empty log "
                       f"(goal <= {IDLE_GOAL:.0f}x)")
                 if i == 0:
+                    quiet, quiet_sent = probe_result(start_probe(d, rate=args.probe_rate, seconds=args.seconds - 10))
+                    prober = start_probe(d, rate=args.probe_rate, seconds=args.seconds - 10, delay=5.0)
                     samples, lat, submitted = load(d, clients=args.clients, seconds=args.seconds)
+                    loaded, loaded_sent = probe_result(prober)
                     (first, first_cpu), (last, last_cpu) = window(samples, 0, 5), window(samples, -6, -1)
                     print(f"load, {args.clients} clients for {args.seconds:.0f} s on {n:,} jobs (+{submitted:,} "
                           f"submitted and cancelled): {first:.0f} req/s first 5 s, {last:.0f} req/s last 5 s, "
                           f"ratio {last / first:.2f} (goal >= {FLAT_GOAL}); daemon CPU per request "
                           f"{first_cpu:.2f} ms first 5 s, {last_cpu:.2f} ms last 5 s (ratio {first_cpu / last_cpu:.2f}, "
-                          f"the figure the machine's other load moves least); status p99 {p99(lat):.1f} ms "
+                          f"the figure the machine's other load moves least); status p99 in the load's own threads {p99(lat):.1f} ms "
                           f"(goal <= {P99_GOAL_MS:.0f} ms), median {statistics.median(lat):.1f} ms")
+                    print(f"status from a probe process at {args.probe_rate:g}/s ({len(loaded)} requests, each "
+                          f"timed from when it was due): under load p99 {p99(loaded):.1f} ms (goal <= "
+                          f"{P99_GOAL_MS:.0f} ms), median {statistics.median(loaded):.1f} ms; idle daemon p99 "
+                          f"{p99(quiet):.1f} ms, median {statistics.median(quiet):.1f} ms; loaded / idle: p99 "
+                          f"{p99(loaded) / p99(quiet):.1f}x, median {statistics.median(loaded) / statistics.median(quiet):.1f}x")
+                    print(f"  the same requests timed from when each was sent: under load p99 {p99(loaded_sent):.1f} ms, "
+                          f"median {statistics.median(loaded_sent):.1f} ms; idle p99 {p99(quiet_sent):.1f} ms, "
+                          f"median {statistics.median(quiet_sent):.1f} ms")
                     print("  req/s each second: " + " ".join(f"{window(samples, j, j + 1)[0]:.0f}"
                                                           for j in range(len(samples) - 1)))
             finally:
                 d.stop()
+            if i == 0 and args.profile:
+                print_profile(args.profile)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,8 @@ class AdapterRow(msgspec.Struct, kw_only=True):
     source: str
     """`run` (trained) or `merge` (combined from other adapters)."""
     created_at: float
+    created_position: int = 0
+    """Log position of the event that produced it (lists page by it)."""
     run_id: str | None = None
     node: str | None = None
     job_id: str | None = None
@@ -215,12 +217,13 @@ def evolve_adapter(row: AdapterRow | None, env: Stamped) -> AdapterRow | None:
     if row is not None:
         return row  # the first producer is the adapter's origin; equal content later is the same adapter
     if isinstance(e, M.AdapterMerged):
-        return AdapterRow(key=key, sha256=key, source="merge", created_at=env.time, base_model=e.base_model,
+        return AdapterRow(key=key, sha256=key, source="merge", created_at=env.time,
+                          created_position=env.position, base_model=e.base_model,
                           parents=[msgspec.to_builtins(i) for i in e.inputs], merge_type=e.merge_type,
                           exact=e.exact, job_id=e.job_id)
     assert isinstance(e, R.NodeCompleted)
-    return AdapterRow(key=key, sha256=key, source="run", created_at=env.time, run_id=e.run_id, node=e.node,
-                      job_id=e.job_id)
+    return AdapterRow(key=key, sha256=key, source="run", created_at=env.time, created_position=env.position,
+                      run_id=e.run_id, node=e.node, job_id=e.job_id)
 
 
 def evolve_model(row: ModelRow | None, env: Stamped) -> ModelRow | None:

@@ -28,7 +28,8 @@ class RunSubmitted(Event, frozen=True, tag="run-submitted"):
     order: list[str]
     """Node ids in topological order."""
     code: dict[str, dict[str, str]]
-    """Node id -> plugin name, version and code hash it will run."""
+    """Node id -> plugin name, version and code hash it will run, plus `uses.<plugin>` -> code hash
+    of each other plugin whose operations the node's job calls (e.g. GRPO reward functions)."""
     workflow: str | None = None
     """Saved workflow name, if the graph came from one."""
     workflow_version: int | None = None
@@ -174,6 +175,8 @@ class TrainingStarted(Event, frozen=True, tag="training-started"):
     """Deterministic-mode settings in force."""
     resumed_from_step: int | None = None
     """Step of the checkpoint this job resumed from, if any."""
+    code: dict[str, str] = {}
+    """Other plugins' code the training ran (e.g. GRPO reward plugins): plugin name -> code sha256."""
 
 
 class ModelAdded(Event, frozen=True, tag="model-added"):

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Callable, Iterable, Sequence
-from itertools import groupby
+from collections.abc import Callable, Iterable
 from operator import attrgetter
 from typing import Any
 
@@ -90,6 +89,10 @@ class JobRow(msgspec.Struct, kw_only=True):
     resource: str
     devices: int = 1
     """Slots the job occupies (processes of its worker)."""
+    nodes: int = 0
+    """Machines its devices are spread over on a Ray cluster (0: wherever they fit)."""
+    gpu_type: str = ""
+    """GPU model asked for on a Ray cluster (empty: any)."""
     state: str
     """A `JobState`: `queued`, `running`, `succeeded`, `failed`, `cancelled` or `interrupted`."""
     queued_position: int
@@ -99,6 +102,8 @@ class JobRow(msgspec.Struct, kw_only=True):
     resume_checkpoint: str | None = None
     """A chosen checkpoint of `resume_of` (else its latest)."""
     run_id: str | None = None
+    uses: dict[str, str] = {}
+    """Plugin name -> code hash of other plugins whose operations the job calls."""
     cancel_requested: bool = False
     pid: int | None = None
     slot: str | None = None
@@ -162,8 +167,8 @@ def evolve_plugin(row: PluginRow | None, env: Stamped) -> PluginRow | None:
 def _queued(row: JobRow | None, e: J.JobQueued, env: Stamped) -> JobRow:
     return JobRow(key=e.job_id, job_id=e.job_id, plugin=e.plugin, operation=e.operation, params=e.params,
                   inputs=e.inputs, code_hash=e.code_hash, plugin_version=e.plugin_version, resource=e.resource,
-                  devices=e.devices, state="queued", queued_position=env.position, queued_at=env.time, resume_of=e.resume_of,
-                  resume_checkpoint=e.resume_checkpoint, run_id=e.run_id)
+                  devices=e.devices, nodes=e.nodes, gpu_type=e.gpu_type, state="queued", queued_position=env.position, queued_at=env.time, resume_of=e.resume_of,
+                  resume_checkpoint=e.resume_checkpoint, run_id=e.run_id, uses=e.uses)
 
 
 def _metrics(row: JobRow, e: J.JobMetrics, env: Stamped) -> JobRow:
@@ -205,37 +210,32 @@ def evolve_job(row: JobRow | None, env: Stamped) -> JobRow | None:
     return row if step is None else step(row, e, env)
 
 
-_event = attrgetter("event")
-_event_class = attrgetter("event.__class__")
-
-
-def evolve_jobs(row: JobRow | None, envs: Sequence[Stamped]) -> JobRow | None:
-    """`evolve_job` over consecutive events of one job, with each run of JobMetrics merged at once:
-    a log is mostly metrics, and merging them one dict copy per event dominates a rebuild."""
-    for cls, same in groupby(envs, _event_class):
-        if cls is J.JobMetrics and row is not None:
-            row = _merge_metrics(row, map(_event, same))
+def evolve_jobs(row: JobRow | None, envs: Iterable[Stamped]) -> JobRow | None:
+    """`evolve_job` over consecutive events of one job, each run of JobMetrics merged into one
+    copy of the metrics dict: a log is mostly metrics, and a dict copy per event would dominate a
+    rebuild. One pass, names bound once, no `max` call: this loop runs once per event."""
+    metrics: dict[str, Any] | None = None
+    step = 0
+    for env in envs:
+        e = env.event
+        if e.__class__ is J.JobMetrics and row is not None:
+            points = e.points
+            if points:
+                if metrics is None:
+                    metrics, step = dict(row.metrics), row.step
+                    update, get = metrics.update, metrics.get
+                for p in points:
+                    update(p)
+                latest = int(get("step", step))
+                if latest > step:
+                    step = latest
         else:
-            for env in same:
-                row = evolve_job(row, env)
+            if metrics is not None and row is not None:
+                row, metrics = replace(row, metrics=metrics, step=step), None
+            row = evolve_job(row, env)
+    if metrics is not None and row is not None:
+        row = replace(row, metrics=metrics, step=step)
     return row
-
-
-def _merge_metrics(row: JobRow, events: Iterable[J.JobMetrics]) -> JobRow:
-    """`_metrics` folded over many events: one copy of the metrics dict, updated in place (names
-    bound once, no `max` call: this loop runs once per event of a rebuild)."""
-    metrics, step, changed = dict(row.metrics), row.step, False
-    update, get = metrics.update, metrics.get
-    for e in events:
-        points = e.points
-        if points:
-            for p in points:
-                update(p)
-            latest = int(get("step", step))
-            if latest > step:
-                step = latest
-            changed = True
-    return replace(row, metrics=metrics, step=step) if changed else row
 
 
 class Fold(msgspec.Struct, frozen=True):
@@ -248,7 +248,7 @@ class Fold(msgspec.Struct, frozen=True):
     """The row an event touches (None: none)."""
     evolve: Callable[[Any, Stamped], Any]
     """The pure fold: (row or None, event) -> row, or None to delete it."""
-    evolve_many: Callable[[Any, Sequence[Stamped]], Any] | None = None
+    evolve_many: Callable[[Any, Iterable[Stamped]], Any] | None = None
     """Optional, for rebuilds: fold consecutive events of one key at once. Must equal `evolve` one by one."""
     counted: tuple[str, ...] = ()
     """Row fields whose number of rows per value the store keeps up to date (`count_by`)."""
@@ -256,7 +256,7 @@ class Fold(msgspec.Struct, frozen=True):
     """Row fields the store indexes, each tuple one index: what `select` and `count_by` filter and
     order by, so a listing or a count costs what it returns, not the table's size."""
 
-    def fold_many(self, row: Any, envs: Sequence[Stamped]) -> Any:
+    def fold_many(self, row: Any, envs: Iterable[Stamped]) -> Any:
         """Fold consecutive events of one key: `evolve_many` if the fold has one, else one by one."""
         if self.evolve_many is not None:
             return self.evolve_many(row, envs)
@@ -298,6 +298,6 @@ def all_folds() -> tuple[Fold, ...]:
                  indexes=(("state", "submitted_position"), ("submitted_position",))),
             Fold("cache", RS.CacheRow, _tags(R.NodeCompleted), attrgetter("event.cache_key"), RS.evolve_cache),
             Fold("adapters", RS.AdapterRow, _tags(R.NodeCompleted, M.AdapterMerged), RS._adapter_key,
-                 RS.evolve_adapter),
+                 RS.evolve_adapter, indexes=(("created_position",),)),
             Fold("models", RS.ModelRow, _tags(R.ModelAdded, R.ModelRemoved), attrgetter("event.name"),
                  RS.evolve_model))

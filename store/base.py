@@ -76,6 +76,11 @@ class EventStore(Protocol):
         cost the page, not the table."""
         ...
 
+    def with_prefix(self, table: str, prefix: str, *, limit: int) -> list[Any]:
+        """At most `limit` rows whose key starts with `prefix`, ordered by key (through the key's
+        index: an id prefix costs the matches, not the table)."""
+        ...
+
     def count_by(self, table: str, field: str) -> dict[Any, int]:
         """Number of rows for each value of one field."""
         ...

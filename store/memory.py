@@ -122,6 +122,9 @@ class MemoryStore:
         rows.sort(key=attrgetter(order), reverse=descending)
         return rows if limit is None else rows[:limit]
 
+    def with_prefix(self, table: str, prefix: str, *, limit: int) -> list[Any]:
+        return [v for k, v in sorted(self._tables[table].items()) if k.startswith(prefix)][:limit]
+
     def count_by(self, table: str, field: str) -> dict[Any, int]:
         check_fields(next(f for f in self._folds if f.table == table), [field])
         return dict(Counter(getattr(r, field) for r in self._tables[table].values()))

@@ -53,6 +53,41 @@ CREATE TABLE "commands" (
 as sqlite-utils 4 created the table."""
 
 
+_V3 = """
+CREATE INDEX "idx_events_type_version" ON "events" ("type", "schema_version");
+DROP INDEX "idx_events_type";
+"""
+"""Index each event's schema version beside its type: a rebuild learns from the index alone
+whether any stored payload needs upcasting, instead of fetching every row's version. Queries
+by type use the new index as they used the old one."""
+
+
+_V4_TYPES = ("node-completed", "adapter-merged")
+"""The events that produce adapters (`events.run_state._adapter_key` says which)."""
+
+
+def _v4(conn: sqlite3.Connection) -> None:
+    """Adapter rows gain `created_position`, the log position of the event that produced each, so
+    adapter lists page through an index (the fold's index is created after the migrations).
+
+    Rows folded before this carry no position: each gets the first producing event's, found in one
+    pass over the producing events (through the type index), as a rebuild would set it."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'adapters'").fetchone() is None:
+        return  # a new log: its rows are folded with the field
+    from tunelog.events.base import StampedEvent, decode_payload
+    from tunelog.events.run_state import _adapter_key
+
+    first: dict[str, int] = {}
+    rows = conn.execute("SELECT position, time, type, schema_version, payload FROM events "
+                        f"WHERE type IN ({', '.join('?' * len(_V4_TYPES))}) ORDER BY position", _V4_TYPES)
+    for position, when, tag, version, payload in rows:
+        key = _adapter_key(StampedEvent(position=position, time=when, event=decode_payload(tag, version, payload)))
+        if key is not None:
+            first.setdefault(key, position)
+    conn.executemany("UPDATE adapters SET data = json_set(data, '$.created_position', ?) WHERE key = ?",
+                     [(position, key) for key, position in first.items()])
+
+
 def _v1(conn: sqlite3.Connection) -> None:
     _run(conn, _V1)
 
@@ -61,13 +96,17 @@ def _v2(conn: sqlite3.Connection) -> None:
     _run(conn, _V2)
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    _run(conn, _V3)
+
+
 def _run(conn: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
             conn.execute(statement)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
 """Applied in order, each in its own transaction; the database's user_version counts how many
 have run. Append only."""
 

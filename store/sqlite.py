@@ -9,13 +9,22 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from itertools import groupby
+from itertools import groupby, takewhile
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from tunelog.events.base import Envelope, Event, StampedEvent, decode_payload, decode_stored, encode_payload
+from tunelog.events.base import (
+    Envelope,
+    Event,
+    StampedEvent,
+    current_version,
+    decode_current,
+    decode_payload,
+    decode_stored,
+    encode_payload,
+)
 from tunelog.events.errors import ConflictError, TunelogError, ValidationError
 from tunelog.events.state import Fold, all_folds
 from tunelog.store.base import CommandRecord, check_fields
@@ -163,8 +172,14 @@ class SqliteStore:
         with self._lock, sqlite_errors("rebuilding projections"), _gc_paused():
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                counts = dict(self.conn.execute("SELECT type, count(*) FROM events GROUP BY type").fetchall())
-                tables = {f.table: self._fold_table(f, counts) for f in self._folds}
+                counts: Counter[str] = Counter()
+                stale = set()  # types with payloads stored at another schema version than today's
+                for tag, version, n in self.conn.execute("SELECT type, schema_version, count(*) FROM events "
+                                                         "GROUP BY type, schema_version"):
+                    counts[tag] += n
+                    if version != current_version(tag):
+                        stale.add(tag)
+                tables = {f.table: self._fold_table(f, counts, current=not f.tags & stale) for f in self._folds}
                 self._replace_tables(tables)
                 self.conn.execute("COMMIT")
             except BaseException:
@@ -173,30 +188,37 @@ class SqliteStore:
             self._counts.clear()
             return sum(counts.get(tag, 0) for tag in self._by_tag)
 
-    def _fold_table(self, fold: Fold, counts: dict[str, int]) -> dict[str, Any]:
-        """One projection folded from the log, each run of consecutive events of a key at once."""
+    def _fold_table(self, fold: Fold, counts: Mapping[str, int], *, current: bool) -> dict[str, Any]:
+        """One projection folded from the log, each run of consecutive events of a key at once;
+        `current`: every event it reads is stored at its type's current schema version."""
         rows: dict[str, Any] = {}
         reads = sum(counts.get(tag, 0) for tag in fold.tags)
         if not reads:
             return rows
         # The type index pays off for a projection that reads a small part of the log; for one that
         # reads most of it SQLite would sort everything the index found, so scan in position order.
-        for batch in self._stamped(fold.tags, scan=reads * 4 > sum(counts.values())):
+        for batch in self._stamped(fold.tags, scan=reads * 4 > sum(counts.values()), current=current):
             for key, run in groupby(batch, fold.key):
                 if key is not None:
-                    _put(rows, key, fold.fold_many(rows.get(key), list(run)))
+                    _put(rows, key, fold.fold_many(rows.get(key), run))
         return rows
 
-    def _stamped(self, tags: frozenset[str], *, scan: bool) -> Iterator[list[StampedEvent]]:
+    def _stamped(self, tags: frozenset[str], *, scan: bool, current: bool) -> Iterator[list[StampedEvent]]:
         """The events with these tags in log order, decoded a batch at a time with one msgspec call.
-        Only the columns folds read (`Stamped`) and decoding needs are fetched: each costs per row."""
+        Only the columns folds read (`Stamped`) and decoding needs are fetched: each costs per row,
+        and a row's schema version is needed only when some payloads may need upcasting."""
         marks = ",".join("?" * len(tags))
         where = f"{'+type' if scan else 'type'} IN ({marks})"  # `+type`: SQLite may not use the index
-        cur = self.conn.execute(f"SELECT position, time, schema_version, payload FROM events "
-                                f"WHERE {where} ORDER BY position", sorted(tags))
+        columns = "position, time, payload" if current else "position, time, schema_version, payload"
+        cur = self.conn.execute(f"SELECT {columns} FROM events WHERE {where} ORDER BY position", sorted(tags))
         while rows := cur.fetchmany(_BATCH):
-            positions, times, versions, payloads = zip(*rows, strict=True)
-            yield list(map(StampedEvent, positions, times, decode_stored(versions, payloads)))
+            if current:
+                positions, times, payloads = zip(*rows, strict=True)
+                events = decode_current(payloads)
+            else:
+                positions, times, versions, payloads = zip(*rows, strict=True)
+                events = decode_stored(versions, payloads)
+            yield list(map(StampedEvent, positions, times, events))
 
     def _replace_tables(self, tables: dict[str, dict[str, Any]]) -> None:
         """Swap every projection table's rows for the rebuilt ones (inside the caller's transaction)."""
@@ -218,7 +240,9 @@ class SqliteStore:
             args.append(stream)  # type: ignore[arg-type]
         if types:
             tl = list(types)
-            where.append(f"type IN ({','.join('?' * len(tl))})")
+            # With a stream, its index finds the few rows to check; SQLite would otherwise pick the
+            # type index and walk every event of that type in the log (seconds on millions).
+            where.append(f"{'+type' if stream is not None else 'type'} IN ({','.join('?' * len(tl))})")
             args.extend(tl)  # type: ignore[arg-type]
         sql = " AND ".join(where) + " ORDER BY position"
         if limit is not None:
@@ -229,7 +253,11 @@ class SqliteStore:
     def _read_where(self, where: str, args: Sequence[Any]) -> list[Envelope]:
         if " ORDER BY " not in where:
             where += " ORDER BY position"
-        return [_envelope(r) for r in self.conn.execute(f"SELECT {_COLUMNS} FROM events WHERE {where}", args)]
+        rows = self.conn.execute(f"SELECT {_COLUMNS} FROM events WHERE {where}", args).fetchall()
+        if not rows:
+            return []
+        events = decode_stored([r[4] for r in rows], [r[6] for r in rows])  # one msgspec call for the page
+        return [Envelope(r[0], r[1], r[2], r[3], r[4], r[5], e, r[7], r[8], r[9]) for r, e in zip(rows, events, strict=True)]
 
     def head(self) -> int:
         return self._head
@@ -267,6 +295,14 @@ class SqliteStore:
         dec = self._row_decoders[table]
         with self._lock, sqlite_errors(f"reading {table}"):
             return [dec.decode(d) for (d,) in self.conn.execute(sql, args)]
+
+    def with_prefix(self, table: str, prefix: str, *, limit: int) -> list[Any]:
+        # Keys with the prefix sort right after it: read from there and stop at the first without.
+        dec = self._row_decoders[table]
+        with self._lock, sqlite_errors(f"reading {table}"):
+            found = self.conn.execute(f"SELECT key, data FROM [{table}] WHERE key >= ? ORDER BY key LIMIT ?",
+                                      (prefix, int(limit))).fetchall()
+        return [dec.decode(d) for _, d in takewhile(lambda r: str(r[0]).startswith(prefix), found)]
 
     def count_by(self, table: str, field: str) -> dict[Any, int]:
         """A counted field (`Fold.counted`) is counted once, then kept up to date by each append:
@@ -344,9 +380,3 @@ def _put(rows: dict[str, Any], key: str, row: Any | None) -> None:
         rows.pop(key, None)
     else:
         rows[key] = row
-
-
-def _envelope(r: tuple[Any, ...]) -> Envelope:
-    return Envelope(position=r[0], stream=r[1], version=r[2], type=r[3], schema_version=r[4], time=r[5],
-                    event=decode_payload(r[3], r[4], r[6]), command_id=r[7], causation_id=r[8],
-                    correlation_id=r[9])

@@ -43,6 +43,11 @@ class Table(Generic[Row]):
                                             descending=descending)
         return rows
 
+    def with_prefix(self, prefix: str, *, limit: int) -> list[Row]:
+        """At most `limit` rows whose key starts with `prefix`, ordered by key."""
+        rows: list[Row] = self.store.with_prefix(self.name, prefix, limit=limit)
+        return rows
+
     def count_by(self, field: str) -> dict[Any, int]:
         """Number of rows for each value of one field."""
         return self.store.count_by(self.name, field)

@@ -159,17 +159,40 @@ async def show_workflow(request: Request) -> Response:
     return json({"workflow": {"name": name, "version": version, "graph": graph}})
 
 
-async def list_adapters(request: Request) -> Response:
-    s: Services = request.app.state.services
+def adapter_rows(s: Services, adapters: list[Any]) -> list[dict[str, Any]]:
+    """Adapter rows with the run that made each and the folder it lies in (None once removed)."""
     rows = []
-    for a in sorted(s.tables.adapters.all(), key=lambda a: a.created_at):
+    for a in adapters:
         run = s.tables.runs.get(a.run_id) if a.run_id else None
         try:
             path: str | None = str(s.artifacts.path(a.sha256, verify=False))
         except NotFoundError:
             path = None  # removed from the store; the lineage stays
         rows.append(adapter_listing(msgspec.to_builtins(a), run=msgspec.to_builtins(run) if run else None, path=path))
-    return json({"adapters": rows})
+    return rows
+
+
+async def list_adapters(request: Request) -> Response:
+    """A page of adapters in the order they were produced (`?limit=&after=&order=`), or with
+    `?prefix=` those whose sha256 starts with it (at most `limit`, by sha256; `more` says whether
+    others match)."""
+    s: Services = request.app.state.services
+    problems: list[tuple[str, str]] = []
+    page = parse_page(request, problems)
+    prefix = request.query_params.get("prefix")
+    if prefix is not None and (not prefix or not all(c in "0123456789abcdef" for c in prefix)):
+        problems.append(("prefix", f"a lowercase hex prefix of an adapter's sha256, got {prefix[:70]!r}"))
+    if prefix is not None and page.after is not None:
+        problems.append(("after", "a prefix lists its matches in one answer: give either after or prefix"))
+    if problems:
+        raise ValidationError.collect("invalid adapter query", problems)
+    if prefix is not None:
+        found = s.tables.adapters.with_prefix(prefix, limit=page.limit + 1)
+        return json({"adapters": adapter_rows(s, found[:page.limit]), "next": None, "more": len(found) > page.limit})
+    body = page_body("adapters", s.tables.adapters.select(order="created_position", after=page.after,
+                                                          limit=page.limit + 1, descending=page.descending),
+                     page, "created_position")
+    return json({**body, "adapters": adapter_rows(s, body["adapters"])})
 
 
 async def list_models(request: Request) -> Response:

@@ -8,6 +8,7 @@ import click
 
 from tunelog.frontends.cli import render_runs
 from tunelog.frontends.cli.common import client, json_option, print_json
+from tunelog.frontends.cli.paging import limit_option, more_note, newest
 from tunelog.frontends.cli.refs import NotFound, local_or_given
 
 
@@ -23,9 +24,10 @@ def adapters(ctx: click.Context) -> None:
 
 
 @adapters.command("list")
+@limit_option
 @json_option
-def list_adapters(as_json: bool) -> None:
-    """List adapters, oldest first.
+def list_adapters(limit: int, as_json: bool) -> None:
+    """List the newest adapters, oldest first.
 
     Columns: sha256 (12 digits; commands accept any unique prefix), source (`run`: trained;
     `merge`: combined from others), run id, merge type, whether the merge is exact, parents
@@ -33,7 +35,9 @@ def list_adapters(as_json: bool) -> None:
     `base_model` (`{"ref": ...}`).
     """
     c = client()
-    rows = c.get("/v1/adapters")["adapters"]
+    rows, more = newest(c, "/v1/adapters", "adapters", limit=limit)
+    if note := more_note(len(rows), more, "adapters"):
+        click.echo(note, err=True)
     if any(a.get("run_id") is None and a.get("job_id") for a in rows):  # merges: the run of their job
         rows = [{**a, "run_id": a.get("run_id") or c.get(f"/v1/jobs/{a['job_id']}")["job"].get("run_id")}
                 if a.get("run_id") is None and a.get("job_id") else a for a in rows]

@@ -74,14 +74,18 @@ def split_weight(item: str, *, option: str) -> tuple[str, float | None]:
                                  param_hint=option) from None
 
 
-def resolve_adapter(c: Client, prefix: str, *, adapters: list[dict[str, Any]] | None = None) -> str:
-    """The full sha256 of an adapter given by a unique prefix of its hash (from `tunectl adapters list`)."""
+def resolve_adapter(c: Client, prefix: str) -> str:
+    """The full sha256 of an adapter given by a unique prefix of its hash (from `tunectl adapters list`);
+    the daemon looks the prefix up through its index."""
     prefix = prefix.lower()
     if not prefix or not _HEX.match(prefix):
         raise click.BadParameter(f"an adapter is named by (a prefix of) its sha256, got {prefix!r}",
                                  param_hint="ADAPTER")
-    rows = c.get("/v1/adapters")["adapters"] if adapters is None else adapters
-    matches = sorted({a["sha256"] for a in rows if a["sha256"].startswith(prefix)})
+    return pick_adapter(prefix, [a["sha256"] for a in c.get("/v1/adapters", prefix=prefix, limit=5)["adapters"]])
+
+
+def pick_adapter(prefix: str, matches: list[str]) -> str:
+    """The one adapter among those whose sha256 starts with `prefix`; an error for none or several."""
     if len(matches) == 1:
         return matches[0]
     if not matches and len(prefix) == 64:

@@ -89,7 +89,24 @@ def render(st: dict[str, Any]) -> str:
     slots = st.get("slots")
     if slots:
         lines.append("  slots     " + _slots(slots))
+    backend = st.get("backend") or {}
+    if backend.get("kind") == "ray":
+        lines += _cluster(backend)
     return "\n".join(lines)
+
+
+def _cluster(b: dict[str, Any]) -> list[str]:
+    """The Ray cluster's lines: address, free CPUs and GPUs, one line per node."""
+    if b.get("error"):
+        return [f"  backend   ray {b.get('address', '')}: unreachable ({b['error']})"]
+    nodes = b.get("nodes") or []
+    lines = [f"  backend   ray {b.get('address', '')}: {sum(1 for n in nodes if n.get('alive'))} nodes alive, "
+             f"CPUs {b.get('cpus_free', 0):g}/{b.get('cpus', 0):g} free, GPUs {b.get('gpus_free', 0):g}/{b.get('gpus', 0):g} free",
+             f"  shared    {b.get('shared', '')}",
+             f"  local     {', '.join(b.get('local_ops') or []) or 'none'} (ray_local_ops: these jobs run on this machine)"]
+    lines += [f"  node      {n.get('node_id', '')[:12]} {n.get('address', '')} {'alive' if n.get('alive') else 'dead'}, "
+              f"{n.get('cpus', 0):g} CPUs, {n.get('gpus', 0):g} GPUs" for n in nodes]
+    return lines
 
 
 def _slots(slots: Any) -> str:

@@ -11,27 +11,27 @@ import pytest
 from tunelog.frontends.cli.refs import (
     NotFound,
     local_or_given,
+    pick_adapter,
     read_graph_file,
     resolve_adapter,
     split_weight,
 )
 
 A, B, C = "ab" + "0" * 62, "ab" + "1" * 62, "cd" + "2" * 62
-ADAPTERS = [{"sha256": s} for s in (A, B, C)]
 
 
 def test_an_adapter_is_found_by_a_unique_prefix_of_its_hash() -> None:
-    assert resolve_adapter(None, "cd", adapters=ADAPTERS) == C  # type: ignore[arg-type]
-    assert resolve_adapter(None, "AB0", adapters=ADAPTERS) == A  # type: ignore[arg-type]
+    """The daemon lists a prefix's matches (tests/daemon/test_paging.py); one of them is picked."""
+    assert pick_adapter("cd", [C]) == C
     with pytest.raises(click.BadParameter, match="ambiguous: ab0000000000, ab1111111111"):
-        resolve_adapter(None, "ab", adapters=ADAPTERS)  # type: ignore[arg-type]
+        pick_adapter("ab", [A, B])
     with pytest.raises(NotFound, match="no adapter 'ef'") as exc:
-        resolve_adapter(None, "ef", adapters=ADAPTERS)  # type: ignore[arg-type]
+        pick_adapter("ef", [])
     assert exc.value.exit_code == 4
     with pytest.raises(click.BadParameter, match="prefix of\\) its sha256"):
-        resolve_adapter(None, "not-hex", adapters=ADAPTERS)  # type: ignore[arg-type]
+        resolve_adapter(None, "not-hex")  # type: ignore[arg-type]  # refused before the daemon is asked
     full = "e" * 64  # an artifact the list does not know is passed through
-    assert resolve_adapter(None, full, adapters=ADAPTERS) == full  # type: ignore[arg-type]
+    assert pick_adapter(full, []) == full
 
 
 def test_weights_split_off_the_last_colon() -> None:

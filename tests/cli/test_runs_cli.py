@@ -50,18 +50,19 @@ def test_validate_prints_every_problem_and_exits_2(daemon: Daemon, tmp_path: Pat
 
 
 def test_submit_with_a_name_saves_it_then_list_show_export_round_trip(daemon: Daemon, tmp_path: Path) -> None:
-    out = daemon.tunectl("workflow", "submit", str(write(tmp_path / "wf.yaml", pipe())), "--name", "pipe")
+    # "round trip" is a text no other test of this module's daemon runs, so the first submit computes.
+    out = daemon.tunectl("workflow", "submit", str(write(tmp_path / "wf.yaml", pipe("round trip"))), "--name", "pipe")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("saved workflow pipe@1\nrun r")
     assert "a: completed report=" in out.stdout and "succeeded in" in out.stdout
     assert "pipe" in {w["name"] for w in daemon.json("workflow", "list")}
     shown = daemon.json("workflow", "show", "pipe")
-    assert (shown["name"], shown["version"], shown["graph"]) == ("pipe", 1, pipe())
+    assert (shown["name"], shown["version"], shown["graph"]) == ("pipe", 1, pipe("round trip"))
     assert daemon.tunectl("workflow", "show", "pipe").stdout.startswith("# workflow pipe@1\ndescription: two steps")
-    assert yaml.safe_load(daemon.tunectl("workflow", "export", "pipe").stdout) == pipe()
+    assert yaml.safe_load(daemon.tunectl("workflow", "export", "pipe").stdout) == pipe("round trip")
     exported = tmp_path / "exported.json"
     assert daemon.tunectl("workflow", "export", "pipe", "--version", "1", "-o", str(exported)).returncode == 0
-    assert json.loads(exported.read_text()) == pipe()
+    assert json.loads(exported.read_text()) == pipe("round trip")
     again = daemon.tunectl("workflow", "submit", str(exported))
     assert again.returncode == 0 and "a: cached" in again.stdout and "b: cached" in again.stdout
     v2 = daemon.tunectl("workflow", "submit", str(write(tmp_path / "v2.yaml", pipe("changed"))), "--name", "pipe",
@@ -74,7 +75,9 @@ def test_submit_with_a_name_saves_it_then_list_show_export_round_trip(daemon: Da
 
 
 def test_a_failed_run_exits_6_and_runs_list_show_resume_describe_it(daemon: Daemon, tmp_path: Path) -> None:
-    graph = {"nodes": {"ok": {"op": "testops.outputs"}, "f": {"op": "testops.fail"},
+    # Params of its own: another test of this module's daemon must not have cached "ok" already.
+    graph = {"nodes": {"ok": {"op": "testops.outputs", "params": {"text": "before the failure"}},
+                       "f": {"op": "testops.fail"},
                        "after": {"op": "testops.outputs", "inputs": {"data": {"node": "f", "output": "nothing"}}}}}
     out = daemon.tunectl("workflow", "submit", str(write(tmp_path / "fails.json", graph)))
     assert out.returncode == 6
@@ -85,7 +88,7 @@ def test_a_failed_run_exits_6_and_runs_list_show_resume_describe_it(daemon: Daem
     assert listed[run_id]["state"] == "failed"
     table = daemon.tunectl("runs", "list").stdout.splitlines()
     assert table[0].split() == ["RUN", "STATE", "NODES", "SUBMITTED", "TIME", "WHAT"]
-    assert any(line.startswith(f"{run_id}  failed     1/3") for line in table)
+    assert [line.split()[:3] for line in table if line.startswith(run_id)] == [[run_id, "failed", "1/3"]]
     view = daemon.json("runs", "show", run_id[:-2])  # a unique prefix is enough
     assert view["run"]["nodes"]["f"]["state"] == "failed" and view["jobs"]
     shown = daemon.tunectl("runs", "show", run_id).stdout

@@ -1,4 +1,5 @@
-"""Lists page through the API (`?limit=&after=&order=`), and status counts jobs without reading them."""
+"""Lists page through the API (`?limit=&after=&order=`; adapters also by `?prefix=`), and status counts jobs
+without reading them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ from tunelog.daemon.app import create_app
 from tunelog.daemon.paths import Paths
 from tunelog.daemon.services import Services, build_services
 from tunelog.events.jobs import JobCancelled, JobQueued
+from tunelog.events.runs import NodeCompleted
+
+
+def sha(i: int) -> str:
+    return f"{i:03d}".ljust(64, "a")
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +30,10 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
         services.store.append(f"job-h{i}", [JobQueued(job_id=f"h{i}", plugin="p", operation="o", params={},
                                                       code_hash="h", plugin_version="1"),
                                             JobCancelled(job_id=f"h{i}", forced=False)])
+    for i in (4, 0, 3, 1, 2):  # adapters produced out of sha order: their list follows the log, not the key
+        services.store.append(f"run-r{i}", [NodeCompleted(run_id=f"r{i}", node="train", job_id=f"j{i}",
+                                                          cache_key=f"c{i}", outputs={"adapter": sha(i)},
+                                                          output_types={"adapter": "adapter"})])
     with TestClient(create_app(services), raise_server_exceptions=False) as client:
         yield client, services
     services.store.close()
@@ -65,3 +75,55 @@ def test_status_counts_jobs_by_state(api: tuple[TestClient, Services]) -> None:
     body = client.get("/v1/status").json()
     assert body["jobs"] == {"cancelled": 7}
     assert body["slots"] == {"cpu0": None}
+
+
+def adapter_pages(client: TestClient, **query: Any) -> list[list[str]]:
+    out, after = [], None
+    while True:
+        r = client.get("/v1/adapters", params={**query, **({"after": after} if after is not None else {})})
+        assert r.status_code == 200, r.text
+        out.append([a["sha256"][:3] for a in r.json()["adapters"]])
+        if (after := r.json()["next"]) is None:
+            return out
+
+
+def test_adapters_page_in_the_order_they_were_produced_both_ways(api: tuple[TestClient, Services]) -> None:
+    client, _ = api
+    assert adapter_pages(client, limit=2) == [["004", "000"], ["003", "001"], ["002"]]
+    assert adapter_pages(client, limit=2, order="desc") == [["002", "001"], ["003", "000"], ["004"]]
+    whole = client.get("/v1/adapters").json()
+    assert whole["next"] is None and [a["sha256"][:3] for a in whole["adapters"]] == ["004", "000", "003", "001", "002"]
+    assert whole["adapters"][0]["run_id"] == "r4" and whole["adapters"][0]["path"] is None  # folder not stored
+
+
+def test_a_prefix_lists_its_matches_by_sha_and_says_when_more_match(api: tuple[TestClient, Services]) -> None:
+    client, _ = api
+    assert [a["sha256"] for a in client.get("/v1/adapters", params={"prefix": "003"}).json()["adapters"]] == [sha(3)]
+    two = client.get("/v1/adapters", params={"prefix": "00", "limit": 2}).json()
+    assert [a["sha256"][:3] for a in two["adapters"]] == ["000", "001"] and two["more"] is True
+    assert client.get("/v1/adapters", params={"prefix": "9"}).json() == {"adapters": [], "next": None, "more": False}
+
+
+def test_a_bad_cursor_or_prefix_is_refused_naming_each_field(api: tuple[TestClient, Services]) -> None:
+    client, s = api
+    head = s.store.head()
+    r = client.get("/v1/adapters", params={"limit": "0", "after": "x", "order": "up"})
+    assert r.status_code == 422, r.text
+    assert {p["where"] for p in r.json()["error"]["problems"]} == {"limit", "after", "order"}
+    r = client.get("/v1/adapters", params={"prefix": "XYZ", "after": "3"})
+    assert r.status_code == 422, r.text
+    problems = {p["where"]: p["message"] for p in r.json()["error"]["problems"]}
+    assert set(problems) == {"prefix", "after"} and "'XYZ'" in problems["prefix"]
+    assert s.store.head() == head
+
+
+def test_pages_at_their_edges(api: tuple[TestClient, Services]) -> None:
+    client, _ = api
+    ids = [f"h{i}" for i in range(7)]
+    assert pages(client, limit=1) == [[i] for i in ids]  # the smallest page; no empty page after the last
+    assert pages(client, limit=7) == [ids]  # exactly one full page: no cursor to a next one
+    assert pages(client, limit=6) == [ids[:6], ids[6:]]
+    long = "sideways" * 6
+    r = client.get("/v1/jobs", params={"order": long})
+    assert r.json()["error"]["problems"] == [
+        {"where": "order", "message": f"must be asc (oldest first) or desc (newest first), got {long[:40]!r}"}]

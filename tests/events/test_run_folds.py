@@ -123,10 +123,12 @@ def test_an_adapter_row_records_its_first_producer_only() -> None:
     rows = fold([trained, merged("s1"), R.NodeCompleted(run_id="r2", node="t", job_id="j9", cache_key="k",
                                                         outputs={"adapter": "s1"}, output_types={"adapter": "adapter"})],
                 evolve_adapter)
-    first = AdapterRow(key="s1", sha256="s1", source="run", created_at=100.0, run_id="r1", node="train", job_id="j1")
+    first = AdapterRow(key="s1", sha256="s1", source="run", created_at=100.0, created_position=10, run_id="r1",
+                       node="train", job_id="j1")
     assert rows == [first, first, first]
     [row] = fold([merged("s2")], evolve_adapter)
-    assert row == AdapterRow(key="s2", sha256="s2", source="merge", created_at=100.0, base_model={"ref": "/m"},
+    assert row == AdapterRow(key="s2", sha256="s2", source="merge", created_at=100.0, created_position=10,
+                             base_model={"ref": "/m"},
                              parents=[{"sha256": "p1", "weight": 0.5}], merge_type="cat", exact=True, job_id="jm")
 
 

@@ -108,6 +108,16 @@ def test_projections_follow_appends_and_record_their_position(store: EventStore)
     assert store.rows("jobs") == before
 
 
+def test_rows_by_key_prefix_come_in_key_order_up_to_the_limit(store: EventStore) -> None:
+    for job in ("ab2", "ab1", "a", "abc", "b", "ab\u00e9"):
+        store.append(f"job-{job}", [queued(job)])
+    assert [r.job_id for r in store.with_prefix("jobs", "ab", limit=10)] == ["ab1", "ab2", "abc", "ab\u00e9"]
+    assert [r.job_id for r in store.with_prefix("jobs", "ab", limit=2)] == ["ab1", "ab2"]
+    assert [r.job_id for r in store.with_prefix("jobs", "abc", limit=10)] == ["abc"]
+    assert store.with_prefix("jobs", "c", limit=10) == []
+    assert len(store.with_prefix("jobs", "", limit=4)) == 4
+
+
 def test_subscribers_hear_only_committed_heads(store: EventStore) -> None:
     heard: list[int] = []
     stop = store.subscribe(heard.append)

@@ -1,14 +1,18 @@
-"""Adapters: every adapter with where it came from (a run's node, or a merge of others). Merging
-them is the adapter_merge plugin's page (`plugins/adapter_merge/ui_component.py`)."""
+"""Adapters: every adapter with where it came from (a run's node, or a merge of others), and an
+Export action per adapter. Merging them is the adapter_merge plugin's page, exporting one the
+export plugin's (`plugins/*/ui_component.py`)."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from reactpy import component, html
 
 from tunelog.events.run_state import AdapterRow
 from tunelog.frontends.web.live import use_head
+from tunelog.frontends.web.pages.plugin_pages import nav_entries
+from tunelog.frontends.web.paging import newest_page
 from tunelog.frontends.web.ui import Ui
 from tunelog.frontends.web.widgets import link, run_link, short, table, when
 
@@ -30,19 +34,37 @@ def kind(a: AdapterRow) -> str:
     return f"{a.merge_type} merge" + (f" ({exact})" if exact else "")
 
 
+def actions(a: AdapterRow, pages: set[str]) -> Any:
+    """Links to the plugin pages that act on one adapter (export), while their plugin is loaded."""
+    if "export" not in pages:
+        return ""
+    return link(f"/plugin-pages/export?{urlencode({'adapter': a.sha256})}", "Export",
+                className="export-link", **{"data-sha": a.sha256})
+
+
+SHOWN = 50
+"""Adapters on one page, newest first."""
+
+
 @component
 def AdaptersPage(ui: Ui, *, query: dict[str, str]) -> Any:
-    """The adapter list with lineage, and the merge form; follows the log."""
+    """One page of the adapter list with lineage (`?before=` a log position for older ones); follows the log."""
     use_head(ui)
-    adapters = sorted(ui.services.tables.adapters.all(), key=lambda a: a.created_at, reverse=True)
+    page = newest_page(ui.services.tables.adapters, query, position="created_position", shown=SHOWN,
+                       path="/adapters", what="adapters")
+    if page.error is not None:
+        return html.div(html.h1("Adapters"), page.error, page.links)
+    pages = {name for name, _, _ in nav_entries(ui)}
     rows = [(a.sha256, [html.span({"className": "mono", "id": a.sha256}, short(a.sha256)), kind(a), origin(a),
-                        html.span({"className": "mono"}, ui.adapter_base(a) or "-"), when(a.created_at)])
-            for a in adapters]
+                        html.span({"className": "mono"}, ui.adapter_base(a) or "-"), when(a.created_at),
+                        actions(a, pages)])
+            for a in page.rows]
     return html.div(
         html.h1("Adapters"),
-        table(("ADAPTER", "KIND", "FROM", "BASE MODEL", "CREATED"), rows, id="adapters")
-        if rows else html.p({"className": "muted"}, "No adapters yet: train one (`tunectl train`)."),
+        table(("ADAPTER", "KIND", "FROM", "BASE MODEL", "CREATED", ""), rows, id="adapters")
+        if rows else html.p({"className": "muted"}, "No adapters before this one." if "before" in query else
+                            "No adapters yet: train one (`tunectl train`)."),
+        page.links,
         html.p(link("/plugin-pages/adapter_merge", "Merge adapters", id="merge-link"),
                " (the adapter_merge plugin's page)"),
-        html.section({"id": "export-slot", "className": "muted"}),  # issue 12: export from here
     )

@@ -9,11 +9,13 @@ from reactpy import component, html
 from tunelog.events.run_state import NODE_ENDED, RunRow
 from tunelog.frontends.web.charts import fmt, sparkline
 from tunelog.frontends.web.live import use_head
+from tunelog.frontends.web.paging import newest_page
 from tunelog.frontends.web.ui import Ui
 from tunelog.frontends.web.widgets import badge, link, run_link, table, when
 
 SHOWN = 50
-"""Runs listed unless `?all=1`."""
+"""Runs on one page, newest first; `?before=N` pages to the runs submitted before log position N.
+A page is read through the runs table's index, so it costs the same with 10 runs or 10 k."""
 
 
 def progress(ui: Ui, run: RunRow) -> str:
@@ -50,17 +52,19 @@ def run_cells(ui: Ui, run: RunRow) -> list[Any]:
 
 @component
 def RunsPage(ui: Ui, *, query: dict[str, str]) -> Any:
-    """The runs list; follows the log."""
+    """One page of the runs list; follows the log."""
     use_head(ui)
-    runs = sorted(ui.services.tables.runs.all(), key=lambda r: r.submitted_position, reverse=True)
-    shown = runs if query.get("all") else runs[:SHOWN]
-    more = (html.p(link("/?all=1", f"show all {len(runs)} runs")) if len(shown) < len(runs) else "")
-    if not runs:
-        return html.div(html.h1("Runs"), html.p({"className": "muted"},
-                        "No runs yet. Start one with `tunectl train`, `tunectl workflow submit`, or the workflow editor."))
+    page = newest_page(ui.services.tables.runs, query, position="submitted_position", shown=SHOWN, path="/",
+                       what="runs")
+    if page.error is not None:
+        return html.div(html.h1("Runs"), page.error, page.links)
+    if not page.rows:
+        return html.div(html.h1("Runs"), html.p({"className": "muted"}, "No runs before this one." if "before" in query
+                        else "No runs yet. Start one with `tunectl train`, `tunectl workflow submit`, or the workflow editor."),
+                        page.links)
     return html.div(
         html.h1("Runs"),
         table(("RUN", "LABEL", "STATE", "PROGRESS", "LOSS", "FROM", "SUBMITTED"),
-              [(r.run_id, run_cells(ui, r)) for r in shown], id="runs"),
-        more,
+              [(r.run_id, run_cells(ui, r)) for r in page.rows], id="runs"),
+        page.links,
     )
