@@ -5,7 +5,8 @@ A plugin is a folder:
     my_plugin/
       manifest.yaml      name, version, description, operations (typed ports, parameter schema)
       backend.py         one function per operation: `def op(ctx, params, inputs) -> outputs`
-      ui_component.py    optional: `component(api)` returning a ReactPy page for the web UI (api: UiApi)
+      ui_component.py    optional: `component(api)` returning a ReactPy page for the web UI (api: UiApi);
+                         its `TITLE` heads the page and names it in the nav, `NAV_ORDER` places it there
 
 The folder is loaded as a package, so `backend.py` may import sibling modules relatively
 (`from .recipe import train`). Code runs in a worker process with the user's rights.
@@ -62,9 +63,27 @@ class OperationSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
     """Name of the integer parameter that says how many device slots the job takes at once; with
     more than one, the daemon starts the worker under a distributed launcher (accelerate/torchrun)."""
 
+    nodes_param: str | None = None
+    """Name of the integer parameter that says over how many machines a Ray cluster spreads the
+    job's devices (0: wherever they fit)."""
+    gpu_type_param: str | None = None
+    """Name of the string parameter naming the GPU model a Ray cluster must run the job on."""
+    uses_param: str | None = None
+    """Name of a list parameter whose values name other plugins' operations (`plugin.operation`)
+    that this operation calls inside its job, e.g. GRPO's reward functions. The daemon refuses a
+    name that is not a loaded operation at submit, pins each named plugin's code with the run (a
+    replay calls the same code), puts its code hash into the node's cache key, and gives the job
+    that code through `ctx.operation(name)`."""
+
     def devices(self, params: dict[str, Any]) -> int:
         """Slots a job of this operation with these (validated) parameters takes."""
         return int(params.get(self.devices_param, 1)) if self.devices_param else 1
+
+    def request(self, params: dict[str, Any]) -> dict[str, Any]:
+        """What a job of this operation asks of where it runs: `devices`, `nodes` and `gpu_type`."""
+        return {"devices": self.devices(params),
+                "nodes": int(params.get(self.nodes_param, 0)) if self.nodes_param else 0,
+                "gpu_type": str(params.get(self.gpu_type_param, "")) if self.gpu_type_param else ""}
 
 
 class Manifest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -82,7 +101,9 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     checks: str | None = None
     """File name of the optional checks module, e.g. `checks.py`: for an operation `op`, the daemon
     calls `op(params, inputs, facts) -> (problems, warnings)` at submit, in a throwaway process, and
-    refuses the request on any problem. It must import no heavy libraries (it runs on every submit)."""
+    refuses the request on any problem. It must import no heavy libraries (it runs on every submit).
+    `facts` holds `cuda`, `gpu_slots` and `consumers`: the nodes that take this node's outputs
+    (`{"node", "op", "port", "output", "params"}` each), e.g. to judge data by the stage that trains on it."""
 
 
 class JobContext(Protocol):
@@ -123,6 +144,14 @@ class JobContext(Protocol):
     def should_stop(self) -> bool:
         """True once cancellation was requested: save a checkpoint and return soon."""
 
+    def operation(self, name: str) -> Any:
+        """Another plugin's operation (`plugin.operation`, named in this operation's `uses_param`)
+        as the callable `op(ctx, params, inputs) -> outputs`, loaded from the code the run pinned.
+        Raises a ValidationError naming it when there is no such operation."""
+
+    def plugin_code(self, plugin: str) -> str:
+        """The code hash of a plugin this job calls through `operation` (the one its run pinned)."""
+
 
 class UiApi(Protocol):
     """What a plugin's `ui_component.component(api)` gets: read the daemon's state, and act only
@@ -155,11 +184,12 @@ class UiApi(Protocol):
     def models(self) -> list[Any]:
         """Registered models (ModelRow: name, ref), by name."""
 
-    def adapters(self) -> list[Any]:
-        """Every adapter (AdapterRow), newest first."""
+    def adapters(self, *, limit: int = 50) -> list[Any]:
+        """The newest `limit` adapters (AdapterRow), newest first (read through an index, like `runs`)."""
 
-    def runs(self) -> list[Any]:
-        """Every run (RunRow), newest first."""
+    def runs(self, *, limit: int = 50) -> list[Any]:
+        """The newest `limit` runs (RunRow), newest first (read through an index: a long history
+        costs nothing here)."""
 
     def run(self, run_id: str) -> Any | None:
         """One run (RunRow), or None."""

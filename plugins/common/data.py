@@ -6,12 +6,13 @@ A dataset artifact (written by the `datasets` plugin's `prepare`) is a folder:
     validation.jsonl     only when a validation split was asked for
     meta.json            format, kind, counts, source and content sha256, seed, split
 
-Records are one of three kinds:
+Records are one of these kinds:
 
     chat        {"messages": [{"role": "system|user|assistant|tool", "content": str}, ...], "tools": [...]?}
     text        {"text": str}
     preference  {"prompt": [messages], "chosen": str, "rejected": str}
     kto         {"prompt": [messages], "completion": str, "label": bool}
+    prompt      {"prompt": [messages], <other columns, e.g. "answer">}   (GRPO: prompts only)
 
 Tool definitions of a chat record reach the training text one of two ways, never dropped:
 through the chat template's own `tools` support (`apply_chat_template(..., tools=...)`) when the
@@ -46,7 +47,7 @@ from tunelog.events.errors import NotFoundError, ValidationError
 from .packing import IGNORE_INDEX, collate, pack
 
 __all__ = ["IGNORE_INDEX", "Encoded", "assistant_spans", "collate", "counts_text", "encode_chat", "encode_dataset",
-           "encode_text", "features_hash", "pack", "read_dataset", "read_meta", "record_kind", "splits",
+           "encode_text", "features_hash", "marked_pieces", "pack", "read_dataset", "read_meta", "record_kind", "splits",
            "template_takes_tools", "tools_in_system"]
 
 Truncation = Literal["right", "left", "drop"]
@@ -54,7 +55,7 @@ _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _MAX_PROBLEMS = 50
 TOOLS_HEADER = "You can call these tools. Each line defines one, as JSON:"
 """First line of the system message that carries tool definitions for a template without `tools`."""
-STAGES = {"preference": "--stage dpo, --stage orpo or --stage simpo", "kto": "--stage kto"}
+STAGES = {"preference": "--stage dpo, --stage orpo or --stage simpo", "kto": "--stage kto", "prompt": "--stage grpo"}
 """The training stages for records that are not supervised examples."""
 
 
@@ -93,7 +94,7 @@ def splits(folder: Path) -> list[str]:
 
 
 def record_kind(record: dict[str, Any]) -> str:
-    """`chat`, `text`, `preference` or `kto`."""
+    """`chat`, `text`, `preference`, `kto` or `prompt`."""
     if "messages" in record:
         return "chat"
     if "text" in record:
@@ -102,6 +103,8 @@ def record_kind(record: dict[str, Any]) -> str:
         return "preference"
     if {"prompt", "completion", "label"} <= record.keys():
         return "kto"
+    if "prompt" in record and not {"chosen", "rejected", "completion"} & record.keys():
+        return "prompt"
     raise ValidationError(f"not a normalised record (keys: {', '.join(record)})",
                           hint="read records of a dataset artifact made by the datasets plugin")
 
@@ -209,6 +212,27 @@ def encode_chat(tokenizer: Any, record: dict[str, Any], *, max_length: int, trai
     return {"input_ids": ids, "labels": labels}
 
 
+def marked_pieces(tokenizer: Any, messages: list[dict[str, str]], *, max_length: int, train_on_prompt: bool = False,
+                  truncation: Truncation = "right") -> dict[str, Any]:
+    """A conversation as the model will see it: the chat template's text cut into pieces of
+    consecutive tokens that are all trained on or all not (`[text, trained]`), and the token counts.
+    Tokens past `max_length` (on the side `truncation` cuts) come as pieces marked `"cut"`."""
+    full, spans = assistant_spans(tokenizer, messages)
+    ids, marks = _tokenize_marked(tokenizer, full, spans)
+    kept = range(len(ids) - max_length, len(ids)) if truncation == "left" else range(0, max_length)
+    pieces: list[list[Any]] = []
+    for i, (token, mark) in enumerate(zip(ids, marks, strict=True)):
+        state: Any = "cut" if i not in kept else bool(train_on_prompt or mark)
+        if pieces and pieces[-1][1] == state:
+            pieces[-1][2].append(token)
+        else:
+            pieces.append(["", state, [token]])
+    out = [[tokenizer.decode(toks), state] for _, state, toks in pieces]
+    return {"pieces": out, "tokens": len(ids), "trained_tokens": sum(1 for i, m in enumerate(marks) if i in kept
+                                                                     and (train_on_prompt or m)),
+            "truncated": len(ids) > max_length}
+
+
 def _encode_whole(tokenizer: Any, record: dict[str, Any], *, train_on_prompt: bool,
                   tools_in_template: bool | None) -> tuple[list[int], list[int]]:
     messages, tools = record["messages"], record.get("tools") or None
@@ -273,11 +297,13 @@ def encode_dataset(tokenizer: Any, records: Sequence[dict[str, Any]], *, max_len
     if truncation not in ("right", "left", "drop"):
         raise ValidationError(f"unknown truncation {truncation!r}", hint="use right, left or drop")
     for kind in kinds & STAGES.keys():
-        what = "preference pairs (chosen/rejected answers)" if kind == "preference" else \
-            "rows labelled good or bad (KTO)"
+        what = {"preference": "preference pairs (chosen/rejected answers)", "kto": "rows labelled good or bad (KTO)",
+                "prompt": "prompts without answers"}[kind]
         raise ValidationError(f"this dataset holds {what}, not supervised examples: supervised fine-tuning "
-                              "would learn the rejected answers as well as the chosen ones",
-                              hint=f"train it with a preference stage: {STAGES[kind]}")
+                              + ("has no answer to learn" if kind == "prompt" else
+                                 "would learn the rejected answers as well as the chosen ones"),
+                              hint=f"train it with {'online RL' if kind == 'prompt' else 'a preference stage'}: "
+                                   f"{STAGES[kind]}")
     counts = {"kind": "chat", "records": len(records), "used": 0, "truncated": 0, "dropped_too_long": 0,
               "dropped_no_target": 0, "tools_in_system": 0, "max_length": max_length, "truncation": truncation}
     takes_tools = template_takes_tools(tokenizer) if any(r.get("tools") for r in records) else True

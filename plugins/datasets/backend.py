@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from tunelog.events.errors import JobError, ValidationError
 from tunelog.plugins.api import JobContext
 
+from . import stream
 from .formats import (
     FIELDS,
     FORMATS,
@@ -37,12 +39,20 @@ SCHEMA = 1
 def prepare(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     """Read `inputs["source"]`, normalise and check every row, split, and store the dataset artifact."""
     source, opts = _check_request(params, inputs)
+    big = _big_jsonl(source)
+    if big is not None:
+        return _prepare_in_passes(ctx, big, opts)
     problems = Problems()
     ctx.progress(0, 3, "reading source")
     src = load_source(source, split=opts["split"], problems=problems)
-    _check_mapped_columns(src.tables, opts["columns"], opts["given_columns"])
+    columns = list(dict.fromkeys(c for t in src.tables for c in t.columns()))
+    name = src.tables[0].name if len(src.tables) == 1 else "the source"
+    _check_mapped_columns(name, columns, opts["given_columns"])
     tables = _first_rows(src.tables, opts["max_rows"])
-    fmt, mapping, why = _choose_format(tables, opts["format"], opts["columns"])
+    first = next((row for t in tables for _, row in t.rows), {})
+    head = list(dict.fromkeys(c for t in tables for c in t.columns()))  # the columns of the rows used
+    fmt, mapping, why = _choose_format(tables[0].name if tables else "the source", head, first, opts["format"],
+                                       opts["columns"])
     ctx.log(f"format {fmt}" + (f" (detected from {why})" if why else " (as asked)"))
     _stop_point(ctx)
     ctx.progress(1, 3, "checking rows")
@@ -52,24 +62,87 @@ def prepare(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> 
     _stop_point(ctx)
     ctx.progress(2, 3, "writing dataset")
     read = sum(len(t.rows) for t in src.tables)
-    report = {"format": fmt, "kind": KIND[fmt], "rows": read, "used": len(records),
-              "dropped": {"max_rows": read - len(records)} if read > len(records) else {},
-              "train": len(train), "validation": len(validation),
-              "warnings": placeholders(records, numbers)}
-    for line in summary(report):
-        ctx.log(line)
-    meta = {"schema": SCHEMA, "format": fmt, "kind": KIND[fmt], "detected_from": why or None, "columns": mapping,
+    report = _report(fmt, read=read, used=len(records), train=len(train), validation=len(validation),
+                     warnings=placeholders(records, numbers))
+    meta = _meta(report, fmt=fmt, why=why, mapping=mapping, opts=opts, source=_source_meta(src, opts["split"]))
+    folder = write_dataset(ctx.workdir / "dataset", train, validation, meta)
+    return _store(ctx, folder, report, name=src.name)
+
+
+def _report(fmt: str, *, read: int, used: int, train: int, validation: int, warnings: dict[str, Any]) -> dict[str, Any]:
+    return {"format": fmt, "kind": KIND[fmt], "rows": read, "used": used,
+            "dropped": {"max_rows": read - used} if read > used else {},
+            "train": train, "validation": validation, "warnings": warnings}
+
+
+def _meta(report: dict[str, Any], *, fmt: str, why: str, mapping: dict[str, str], opts: dict[str, Any],
+          source: dict[str, Any]) -> dict[str, Any]:
+    return {"schema": SCHEMA, "format": fmt, "kind": KIND[fmt], "detected_from": why or None, "columns": mapping,
             "tags": opts["tags"], "report": report,
-            "counts": {"rows": len(records), "train": len(train), "validation": len(validation)},
-            "source": _source_meta(src, opts["split"]), "seed": opts["seed"], "max_rows": opts["max_rows"],
+            "counts": {"rows": report["used"], "train": report["train"], "validation": report["validation"]},
+            "source": source, "seed": opts["seed"], "max_rows": opts["max_rows"],
             "split": {"val_fraction": opts["val_fraction"], "seed": opts["seed"],
                       "method": "random.Random(seed).shuffle(row indices); the first round(n * val_fraction) "
                                 "rows are held out; both files keep source order"}}
-    folder = write_dataset(ctx.workdir / "dataset", train, validation, meta)
+
+
+def _store(ctx: JobContext, folder: Path, report: dict[str, Any], *, name: str) -> dict[str, Any]:
+    for line in summary(report):
+        ctx.log(line)
     sha = ctx.store_artifact("dataset", folder)
-    ctx.log(f"{len(train)} train / {len(validation)} validation {KIND[fmt]} records from {src.name} -> {sha[:12]}")
+    ctx.log(f"{report['train']} train / {report['validation']} validation {report['kind']} records from {name} "
+            f"-> {sha[:12]}")
     ctx.progress(3, 3, "done")
     return {"dataset": sha, "report": report}
+
+
+def _big_jsonl(source: str) -> Path | None:
+    """A local JSON Lines file big enough to prepare in passes (see `stream.py`), else None."""
+    path = Path(source).expanduser()
+    try:
+        big = path.suffix.lower() in stream.SUFFIXES and path.is_file() and path.stat().st_size >= stream_from()
+    except OSError:
+        return None
+    return path if big else None
+
+
+def stream_from() -> int:
+    """Size from which a JSON Lines file is prepared in passes (`TUNELOG_STREAM_FROM_BYTES`, else 64 MiB)."""
+    given = os.environ.get("TUNELOG_STREAM_FROM_BYTES", "")
+    return int(given) if given.isdigit() else stream.STREAM_FROM_BYTES
+
+
+def _prepare_in_passes(ctx: JobContext, path: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """`prepare` for a JSON Lines file bigger than memory: the same artifact, one row in memory at a time."""
+    problems, display = Problems(), path.name
+    ctx.progress(0, 3, "reading source")
+    found = stream.scan(path, display, problems, max_rows=opts["max_rows"])
+    _check_mapped_columns(display, list(found.columns), opts["given_columns"])
+    fmt, mapping, why = _choose_format(display, list(found.head), found.first, opts["format"], opts["columns"])
+    ctx.log(f"format {fmt}" + (f" (detected from {why})" if why else " (as asked)"))
+    _stop_point(ctx)
+    ctx.progress(1, 3, "checking rows")
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    records = ctx.workdir / "records.jsonl"
+    try:
+        used, warnings = stream.normalise_to(records, path, display, fmt=fmt, mapping=mapping, tags=opts["tags"],
+                                             max_rows=opts["max_rows"], problems=problems)
+        problems.raise_if_any(f"{display} cannot be prepared as {fmt}")
+        marks = stream.held_out(used, val_fraction=opts["val_fraction"], seed=opts["seed"])
+        _stop_point(ctx)
+        ctx.progress(2, 3, "writing dataset")
+        folder = ctx.workdir / "dataset"
+        if folder.exists():
+            shutil.rmtree(folder)
+        train, validation, content = stream.write_split(records, folder, marks)
+    finally:
+        records.unlink(missing_ok=True)
+    report = _report(fmt, read=found.rows, used=used, train=train, validation=validation, warnings=warnings)
+    source = {"name": display, "kind": "file", "sha256": found.sha256,
+              "files": [{"path": display, "sha256": found.sha256, "size": found.size}]}
+    meta = _meta(report, fmt=fmt, why=why, mapping=mapping, opts=opts, source=source)
+    _write_meta(folder, {**meta, "content_sha256": content})
+    return _store(ctx, folder, report, name=display)
 
 
 def _check_request(params: dict[str, Any], inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -104,10 +177,9 @@ def _check_request(params: dict[str, Any], inputs: dict[str, Any]) -> tuple[str,
     return str(source).strip(), opts
 
 
-def _check_mapped_columns(tables: list[Table], columns: dict[str, str], given: dict[str, str]) -> None:
+def _check_mapped_columns(name: str, have: list[str], given: dict[str, str]) -> None:
     """A mapped column the source does not have is refused, naming it and the columns there are."""
-    have = list(dict.fromkeys(c for t in tables for c in t.columns()))
-    bad = [(f"columns.{key}", f"names column {column!r}, which {tables[0].name if len(tables) == 1 else 'the source'} "
+    bad = [(f"columns.{key}", f"names column {column!r}, which {name} "
                               f"does not have (its columns: {', '.join(have) or 'none'})")
            for key, column in given.items() if column not in have]
     if bad:
@@ -129,10 +201,20 @@ def _first_rows(tables: list[Table], max_rows: int | None) -> list[Table]:
     return out
 
 
-def _choose_format(tables: list[Table], asked: str, mapping: dict[str, str]) -> tuple[str, dict[str, str], str]:
-    """(format, column mapping, why it was detected or "" when asked for)."""
+def _tables_format(tables: list[Table], asked: str, mapping: dict[str, str]) -> tuple[str, dict[str, str], str]:
+    """`_choose_format` for rows already read: their columns and first row, named by their source."""
     columns = list(dict.fromkeys(c for t in tables for c in t.columns()))
     first = next((row for t in tables for _, row in t.rows), {})
+    return _choose_format(_tables_name(tables), columns, first, asked, mapping)
+
+
+def _tables_name(tables: list[Table]) -> str:
+    return tables[0].name if len(tables) == 1 else "the source"
+
+
+def _choose_format(name: str, columns: list[str], first: dict[str, Any], asked: str, mapping: dict[str, str]
+                   ) -> tuple[str, dict[str, str], str]:
+    """(format, column mapping, why it was detected or "" when asked for)."""
     if asked != "auto":
         if KIND[asked] == "chat":
             _refuse_hidden_labels(columns, first, mapping, asked)
@@ -142,7 +224,7 @@ def _choose_format(tables: list[Table], asked: str, mapping: dict[str, str]) -> 
     fmt, mapping, why = detect(columns, first, mapping)
     if fmt is None:
         expected = "; ".join(f"{f}: {', '.join(req)}" for f, (req, _) in FIELDS.items())
-        raise ValidationError(f"cannot tell the format of {tables[0].name if tables else 'the source'} from its "
+        raise ValidationError(f"cannot tell the format of {name} from its "
                               f"columns ({', '.join(columns) or 'none'})",
                               hint=f"expected columns by format: {expected}. Set the format (--format, or the "
                                    "`format` parameter) and map your column names with `tunectl train --columns "
@@ -216,9 +298,12 @@ def write_dataset(folder: Path, train: list[dict[str, Any]], validation: list[di
             data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
             (folder / f"{split}.jsonl").write_bytes(data)
             content.update(f"{split}\0{len(data)}\0".encode() + data)
-    meta = {**meta, "content_sha256": content.hexdigest()}
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    _write_meta(folder, {**meta, "content_sha256": content.hexdigest()})
     return folder
+
+
+def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def _source_meta(src: Source, split: str) -> dict[str, Any]:
@@ -231,3 +316,10 @@ def _source_meta(src: Source, split: str) -> dict[str, Any]:
 def _stop_point(ctx: JobContext) -> None:
     if ctx.should_stop():
         raise JobError("prepare was cancelled before it finished; nothing was stored")
+
+
+def render(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """The dataset through the model's chat template and tokenizer (see `.render`)."""
+    from .render import render as run
+
+    return run(ctx, params, inputs)

@@ -6,6 +6,7 @@ Normalised records, one per row (what `tunelog.plugins.common.data` reads back):
     text        {"text": str}
     preference  {"prompt": [messages], "chosen": str, "rejected": str}
     kto         {"prompt": [messages], "completion": str, "label": bool}
+    prompt      {"prompt": [messages], <other columns as they are, e.g. "answer">}
 
 alpaca, sharegpt and messages rows all become chat records. Field names below are canonical;
 the `columns` parameter maps a canonical name (or a LLaMA-Factory `dataset_info` name, see
@@ -16,7 +17,9 @@ Preference pairs come in three shapes: prompt/chosen/rejected (text or message l
 a sharegpt `conversations` or OpenAI `messages` prompt with `chosen`/`rejected` answer objects
 (LLaMA-Factory); or only `chosen`/`rejected` conversations that share their prompt turns (TRL's
 implicit prompt). KTO rows hold one answer and a boolean label (`label`, or LLaMA-Factory's
-`kto_tag`) with a prompt/completion or a conversation ending in the answer.
+`kto_tag`) with a prompt/completion or a conversation ending in the answer. Prompt rows (GRPO's
+online RL) hold a `prompt` and any other columns, e.g. a reference `answer`, which reach the
+reward functions as they are; a column that holds an answer to train on is refused there.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "text": (("text",), ()),
     "preference": (("chosen", "rejected"), ("prompt", "conversations", "messages", "system")),
     "kto": (("label",), ("prompt", "completion", "conversations", "messages", "system")),
+    "prompt": (("prompt",), ("system",)),
 }
 """Format -> (required fields, optional fields)."""
 
 FORMATS = tuple(FIELDS)
 KIND = {"alpaca": "chat", "sharegpt": "chat", "messages": "chat", "text": "text", "preference": "preference",
-        "kto": "kto"}
+        "kto": "kto", "prompt": "prompt"}
 """Format -> kind of normalised record it produces."""
 CANONICAL = tuple(sorted({f for req, opt in FIELDS.values() for f in req + opt}))
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -53,8 +57,13 @@ TAGS: dict[str, str | None] = {
     "observation_tag": "tool", "function_tag": "assistant", "system_tag": "system",
 }
 """LLaMA-Factory `tags`: the keys of a turn (role_tag, content_tag) and the role value each tag names."""
-STAGES = {"preference": "--stage dpo, --stage orpo or --stage simpo", "kto": "--stage kto"}
+STAGES = {"preference": "--stage dpo, --stage orpo or --stage simpo", "kto": "--stage kto", "prompt": "--stage grpo"}
 """Training stages that consume a non-supervised kind of record."""
+STAGE_KINDS = {"sft": ("chat", "text"), "dpo": ("preference",), "orpo": ("preference",), "simpo": ("preference",),
+               "kto": ("kto",), "grpo": ("prompt",)}
+"""The kinds of record each stage of lora_trainer.train trains on (its `stage` parameter)."""
+ANSWER_COLUMNS = ("chosen", "rejected", "completion", "messages", "conversations", "text", "output", "label")
+"""Columns a prompt row must not have: they hold answers (or labels) that belong to other stages."""
 
 
 def expand_columns(columns: Mapping[str, str]) -> dict[str, str]:
@@ -146,6 +155,8 @@ def detect(columns: list[str], first: Mapping[str, Any], mapping: Mapping[str, s
         return "alpaca", dict(mapping), "columns instruction, output"
     if "text" in present:
         return "text", dict(mapping), "column text"
+    if "prompt" in present:
+        return "prompt", dict(mapping), "column prompt without answers"
     return None, dict(mapping), ""
 
 
@@ -337,6 +348,19 @@ def _answer(row: Row, field: str) -> str | None:
     return row.text(field)
 
 
+def _prompt_only(row: Row) -> dict[str, Any]:
+    """A prompt row: its turns, and every other column as it is (they reach the reward functions)."""
+    answers = [c for c in ANSWER_COLUMNS if row.get(c) is not None]
+    for column in answers:
+        row.error(row.name(column), "holds an answer: prompt rows (stage grpo) hold only prompts and columns "
+                                    "for the reward functions")
+    if row.get("prompt") is None:
+        row.error(row.name("prompt"), "is missing")
+        return {}
+    own = {row.name("prompt"), row.name("system")}
+    return {"prompt": _prompt(row, answer="prompt"), **{k: v for k, v in row.raw.items() if k not in own}}
+
+
 _NORMALISERS = {"alpaca": _alpaca, "sharegpt": _sharegpt, "messages": _messages, "text": _text,
-                "preference": _preference, "kto": _kto}
+                "preference": _preference, "kto": _kto, "prompt": _prompt_only}
 

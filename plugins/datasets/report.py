@@ -24,13 +24,18 @@ def placeholders(records: list[dict[str, Any]], numbers: list[str]) -> dict[str,
     """`{"placeholder": {count, example, rows}}` when records still hold template placeholders, else {}."""
     hits: list[tuple[str, str]] = []
     for record, where in zip(records, numbers, strict=True):
-        found = next((m.group(0) for text in _strings(record) for m in [PLACEHOLDER.search(text)] if m), None)
+        found = placeholder_in(record)
         if found:
             hits.append((where, found))
     if not hits:
         return {}
     return {"placeholder": {"count": len(hits), "example": hits[0][1], "rows": [w for w, _ in hits[:FIRST_ROWS]],
                             "warn": len(hits) >= PLACEHOLDER_WARN_AT}}
+
+
+def placeholder_in(record: dict[str, Any]) -> str | None:
+    """The first template placeholder in any text of a record, or None."""
+    return next((m.group(0) for text in _strings(record) for m in [PLACEHOLDER.search(text)] if m), None)
 
 
 def _strings(value: Any) -> Iterator[str]:

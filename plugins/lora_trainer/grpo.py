@@ -7,11 +7,13 @@ computes group-normalised advantages and the loss (`_generate_and_score_completi
 draws from the torch generator, whose state every checkpoint holds, so a resumed run samples the
 same completions as one that never stopped. Why not `Trainer.train()`: see preference.py.
 
-Reward functions are operations of a built-in plugin (`rewards.regex_format`; a user plugin
-folder is not reachable from a job yet): `op(ctx, params, inputs) -> {"rewards": [...]}` with the completions and
-their dataset rows. The code hash of each reward plugin is logged and kept in the metrics output,
-so a replay shows when the reward code changed; each step logs the sha256 of the completions it
-sampled, so two runs can be compared step by step. With `beta` > 0 the KL to the reference (the
+Reward functions are operations of any loaded plugin (`rewards.regex_format`, or one of yours):
+`op(ctx, params, inputs) -> {"rewards": [...]}` with the completions and their dataset rows. The
+daemon pins their code with the run (the manifest's `uses_param: rewards`), so a replay calls the
+same code and an edited reward plugin re-runs the node; its code hash is logged, recorded in
+TrainingStarted and kept in the metrics output. Each step logs the sha256 of the completions it
+sampled, and the metrics output keeps the list (one per step, across resumes), so `replay --verify`
+compares what a replay sampled step by step. With `beta` > 0 the KL to the reference (the
 base with the adapter disabled) is in the loss and reported.
 """
 
@@ -36,8 +38,6 @@ from .preference import save_stage_checkpoint, stage_metrics, trl_version
 from .recipe import MainProcessReporter, library_versions, model_dtype, provenance, resolve_base, save_result
 from .support import check_supported
 
-PLUGINS = Path(__file__).resolve().parent.parent
-"""The built-in plugins folder: reward plugins are looked up here."""
 ANSWER_KINDS = ("chosen", "rejected", "completion", "messages", "text")
 """Fields a prompt-only GRPO row must not have (they belong to other stages' records)."""
 
@@ -98,15 +98,16 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
     optimizer = build_optimizer(params, model, device=device)
     scheduler = get_scheduler(params.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
     order = checkpoint.BatchOrder(len(rows), params.batch_size, params.seed)
-    run = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "fingerprints": fingerprints}
+    run = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "fingerprints": fingerprints, "sampled": []}
     if ctx.resume_from is not None:
         run = checkpoint.restore(Path(ctx.resume_from), model=model, optimizer=optimizer, scheduler=scheduler,
                                  order=order, fingerprints=fingerprints)
+        run.setdefault("sampled", [])
         report.log(f"resumed at step {run['step']} (epoch {order.epoch}, batch {order.index})")
     if ctx.run_id:
         ctx.emit(provenance(ctx, params, inputs, identity=identity, dataset_dir=dataset_dir,
                             fingerprints=fingerprints, versions={**library_versions(), "trl": trl_version()},
-                            device=device, resumed=run["step"] if ctx.resume_from else None))
+                            device=device, resumed=run["step"] if ctx.resume_from else None, code=code))
     report.log(f"grpo with {params.method}: {len(rows)} prompts, {params.num_generations} completions each, "
                f"{total_steps} steps of {params.batch_size}x{params.grad_accum}; rewards {', '.join(params.rewards)}")
 
@@ -140,7 +141,8 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
         optimizer.zero_grad(set_to_none=True)
         step += 1
         step_losses.append(step_loss)
-        report.log(f"step {step} completions sha256 {sampled.hexdigest()}")  # what a replay must sample again
+        run["sampled"].append(sampled.hexdigest())  # what a replay must sample again, in the metrics output
+        report.log(f"step {step} completions sha256 {sampled.hexdigest()}")
         if step % params.logging_every == 0 or step == total_steps:
             spent = time.perf_counter() - t0
             metrics = {"loss": float(torch.stack(step_losses).mean()), **stage_metrics(trainer),
@@ -163,6 +165,7 @@ def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dic
     save_result(model, tokenizer, out, params=params, base_ref=base_ref, initial_adapter=ctx.workdir / "initial")
     return {"adapter": ctx.store_artifact(out.name, out), "metrics": {
         **metrics, "steps": step, "stage": "grpo", "reward_code": code, "elapsed_s": run["elapsed_s"],
+        "completions_sha256": run["sampled"],
         "params": params.to_dict(), "base_model": {"ref": base_ref, **identity}, "start_adapter": inputs.get("adapter"),
         "dataset": {"sha256": inputs["dataset"], "train_rows": len(rows)}, "device": str(device),
         "threads": torch.get_num_threads(), "versions": {**library_versions(), "trl": trl_version()}}}
@@ -186,35 +189,18 @@ def prompt_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def reward_functions(ctx: JobContext, params: TrainParams) -> tuple[list[Any], dict[str, str]]:
-    """TRL reward callables for `params.rewards` (`plugin.operation` names of built-in plugins), and
-    each plugin's code hash (`code_sha256`)."""
-    import importlib
-
+    """TRL reward callables for `params.rewards` (`plugin.operation` names, loaded from the code the
+    run pinned), and each reward plugin's code hash."""
     if not params.rewards:
         raise ValidationError("grpo needs at least one reward function", problems=[
             {"where": "rewards", "message": "name one, e.g. [rewards.regex_format]"}])
     funcs, code = [], {}
     for name in params.rewards:
         plugin, _, operation = name.partition(".")
-        folder = PLUGINS / plugin
-        if not plugin.isidentifier() or not operation or not (folder / "backend.py").is_file():
-            raise ValidationError(f"rewards: no reward plugin operation {name!r}",
-                                  hint="name a built-in plugin's operation, e.g. rewards.regex_format")
-        code[plugin] = code_sha256(folder)
-        op = getattr(importlib.import_module(f"tunelog.plugins.{plugin}.backend"), operation, None)
-        if not callable(op):
-            raise ValidationError(f"rewards: plugin {plugin} has no operation {operation!r}")
+        op = ctx.operation(name)
+        code[plugin] = ctx.plugin_code(plugin)
         funcs.append(as_trl_reward(ctx, op, operation, dict(params.reward_params.get(name, {}))))
     return funcs, code
-
-
-def code_sha256(folder: Path) -> str:
-    """sha256 over a plugin's source: its manifest and Python files, by relative path and content."""
-    h = hashlib.sha256()
-    for path in sorted([*folder.rglob("*.py"), folder / "manifest.yaml"]):
-        if path.is_file() and "__pycache__" not in path.parts:
-            h.update(f"{path.relative_to(folder)}\0".encode() + path.read_bytes() + b"\0")
-    return h.hexdigest()
 
 
 def as_trl_reward(ctx: JobContext, op: Any, name: str, op_params: dict[str, Any]) -> Any:

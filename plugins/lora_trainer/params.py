@@ -18,7 +18,7 @@ import msgspec
 from tunelog.events.errors import ValidationError
 
 RUN_ONLY_PARAMS = ("eval_every", "eval_max_batches", "save_every", "logging_every", "threads", "preset",
-                   "distributed", "accelerate_config")
+                   "distributed", "accelerate_config", "nodes", "gpu_type")
 """Parameters that do not change what is computed: a checkpoint may be resumed with other values."""
 
 
@@ -84,6 +84,8 @@ class TrainParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     threads: int
     logging_every: int
     devices: int
+    nodes: int
+    gpu_type: str
     distributed: Literal["ddp", "fsdp", "deepspeed"]
     accelerate_config: str
 

@@ -372,7 +372,7 @@ def canonical_config(path: Path) -> None:
 
 def provenance(ctx: JobContext, params: TrainParams, inputs: dict[str, Any], *, identity: dict[str, Any],
                dataset_dir: Path, fingerprints: dict[str, str], versions: dict[str, str], device: Any,
-               resumed: int | None) -> Any:
+               resumed: int | None, code: dict[str, str] | None = None) -> Any:
     """TrainingStarted: everything that decides this run's result, recorded before the first step."""
     import json
     import platform
@@ -396,7 +396,7 @@ def provenance(ctx: JobContext, params: TrainParams, inputs: dict[str, Any], *, 
         determinism={"deterministic": params.deterministic, "seed": params.seed,
                      "precision": params.precision, "optimizer": params.optimizer,
                      "threads": params.threads, "settings_sha256": fingerprints["settings"]},
-        resumed_from_step=resumed)
+        resumed_from_step=resumed, code=dict(code or {}))
 
 
 def library_versions() -> dict[str, str]:

@@ -1,8 +1,8 @@
 """The lora_trainer plugin's page (`component(api)`, api: `tunelog.plugins.api.UiApi`): choose a
 model (registered, a local folder or a .gguf file), the data, a preset (its values shown), the
 method, the stage when the manifest has one, and any parameter of `lora_trainer.train`'s schema;
-every change is checked at once by the daemon's own parameter validation (presets applied), and
-Start submits the two-node graph `tunectl train` submits (datasets.prepare -> lora_trainer.train)
+every change is checked at once by the daemon's own parameter validation (presets applied), with
+an estimate of the optimizer steps and the memory the settings take (`estimate`), and Start submits the two-node graph `tunectl train` submits (datasets.prepare -> lora_trainer.train)
 through the checked submit, then opens the run page.
 """
 
@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from reactpy import component as reactpy_component
 from reactpy import html
+
+from .estimate import estimate, human
 
 TITLE = "Train"
 NAV_ORDER = 20
@@ -67,6 +70,28 @@ def param_field(k: Any, name: str, spec: Any, value: str, on_value: Any, problem
                     html.div({"className": "field-problem", "id": f"train-problem-{name}"}, problem) if problem else "")
 
 
+def estimate_view(model: str, params: dict[str, Any], rows: int | None) -> Any:
+    """Steps and a rough memory estimate for these settings (see `estimate`)."""
+    e = estimate(model, params, rows=rows)
+    parts = [f"{e['steps']:,} optimizer steps" if e["steps"] else "steps unknown"]
+    if e["parameters"]:
+        parts.append(f"{e['parameters']:,} parameters, {e['trained']:,} trained")
+    memory = e["memory"]
+    detail = " + ".join(f"{k} {human(v)}" for k, v in memory.items()) if memory else ""
+    return html.div({"id": "train-estimate", "data-steps": e["steps"] or "",
+                     "data-memory": sum(memory.values()) if memory else ""},
+                    html.b("Estimate: "), " · ".join(parts),
+                    html.span(f" · memory ~{human(sum(memory.values()))} ({detail}; a rough order, allocator and "
+                              "kernels come on top)") if memory else "",
+                    html.small({"className": "muted"}, " " + "; ".join(e["notes"])) if e["notes"] else "")
+
+
+def rows_handed(query: dict[str, str]) -> int | None:
+    """The number of rows the Data page says prepare will use (None when not handed over)."""
+    raw = query.get("rows", "")
+    return int(raw) if raw.isdigit() else None
+
+
 def component(api: Any) -> Any:
     """The plugin's page in the web UI."""
     return TrainPage(api)
@@ -80,7 +105,7 @@ def TrainPage(api: Any) -> Any:
     model, set_model = api.use_form("model", api.query.get("model", ""))
     data, set_data = api.use_form("data", api.query.get("data", ""))
     chosen, set_chosen = api.use_form("chosen", {})
-    typed, set_typed = api.use_form("typed", {})
+    typed, set_typed = api.use_form("typed", {k: api.query[k] for k in ("max_length",) if api.query.get(k)})
     run_id, set_run_id = api.use_form("run_id", None)
     notice, set_notice = k.use_notice()
     presets = api.presets()
@@ -109,6 +134,9 @@ def TrainPage(api: Any) -> Any:
         value = base.get(name, op.params[name].default)
         return json.dumps(value) if not isinstance(value, str) else value
 
+    effective = {**{n: spec.default for n, spec in op.params.items() if spec.default is not msgspec.UNSET}, **base,
+                 **params}
+    refs = {m.name: m.ref for m in api.models()}
     registered = [("", "registered models…")] + [(m.name, f"{m.name} ({m.ref})") for m in api.models()]
     prominent = [html.span({"key": name}, k.field(name, k.select(
         chosen.get(name, ""), [("", f"(default: {shown(name) or 'none'})")]
@@ -133,6 +161,8 @@ def TrainPage(api: Any) -> Any:
                      (n, f"{n}: {p.get('description', '')}"[:90]) for n, p in sorted(presets.items())],
                      lambda v: choose("preset", v), id="train-preset")), *prominent),
         k.table(("PRESET SETS", "VALUE"), preset_rows, id="train-preset-values") if preset_rows else "",
+        estimate_view(refs.get(model, model), effective, rows_handed(api.query)) if not problems else
+        html.p({"id": "train-estimate", "className": "muted"}, "Estimate: once the parameters are valid"),
         html.details({"id": "train-params"}, html.summary(f"All {len(rest)} other parameters"),
                      html.div({"className": "params-grid"}, rest)),
         html.div({"id": "train-problems", "data-count": len(problems)},

@@ -97,7 +97,7 @@ def test_preference_data_is_refused_by_supervised_training_naming_the_stage(d: D
             for w in ("north", "south")]
     out = d.tunectl("train", "--model", str(tiny_model_dir), "--data", str(jsonl(tmp_path / "pairs.jsonl", rows)),
                     *SMALL, timeout=300)
-    assert out.returncode == 6, out.stdout + out.stderr
-    text = out.stdout + out.stderr
-    assert "preference pairs (chosen/rejected answers)" in text
-    assert "--stage dpo, --stage orpo or --stage simpo" in text
+    assert out.returncode == 2, out.stdout + out.stderr  # refused at submit: nothing queued
+    assert "pairs.jsonl row 1 holds preference pairs (chosen/rejected answers) (columns: conversations, chosen, " \
+           "rejected), but node train trains stage sft" in out.stderr, out.stderr
+    assert "use stage dpo or orpo or simpo" in out.stderr

@@ -35,3 +35,4 @@ def test_the_demo_teaches_the_facts_and_keeps_the_controls(tmp_path: Path) -> No
     assert any(r["tuned_ok"] for r in held_out), [(r["question"], r["tuned"]) for r in held_out]
     assert all(r["base_ok"] and r["tuned_ok"] for r in controls), [(r["question"], r["tuned"]) for r in controls]
     assert len(summary["adapter"]) == 64
+    assert summary["export"].startswith(f"tunectl export {summary['adapter']} --model ")  # offered, not run

@@ -89,3 +89,23 @@ def test_reward_operations_are_a_plugin_the_daemon_loads_and_runs(daemon: Daemon
     view = daemon.json("workflow", "submit", str(tmp_path / "score.json"))
     assert view["run"]["state"] == "succeeded", view["run"]["nodes"]
     assert view["run"]["nodes"]["score"]["outputs"]["rewards"] == [1.0, 0.0]
+
+
+def test_demo_stage_dpo_runs_sft_then_dpo_as_one_workflow_and_reports_the_style_shares(daemon: Daemon,
+                                                                                      tiny_model_dir: Path) -> None:
+    """The wiring of `tunectl demo --stage dpo` on the tiny model (`make demo-dpo` runs it on SmolLM2):
+    one run, DPO on the SFT adapter, answers of base, SFT and DPO on every held-out and control prompt."""
+    from tunelog.frontends.cli.demo_dpo import signoff_questions
+
+    out = daemon.tunectl("demo", "--stage", "dpo", "--model", str(tiny_model_dir), "--sft-steps", "1", "--steps", "1",
+                         "--json", timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    s = json.loads(out.stdout[out.stdout.index("{"):])
+    q = signoff_questions()
+    assert [r["question"] for r in s["rows"]] == q["held_out"] + [x["question"] for x in q["controls"]]
+    assert all(isinstance(r[m], str) and isinstance(r[f"{m}_ok"], bool) for r in s["rows"] for m in ("base", "sft", "dpo"))
+    assert s["styled"] == {m: sum(r[f"{m}_ok"] for r in s["rows"] if r["kind"] == "held-out") for m in ("base", "sft", "dpo")}
+    assert s["dpo_start_adapter"] == s["adapters"]["sft"] != s["adapters"]["dpo"]
+    run = daemon.json("runs", "show", s["run"])["run"]
+    assert run["state"] == "succeeded" and run["graph"]["nodes"]["dpo"]["params"]["stage"] == "dpo"
+    assert run["graph"]["nodes"]["dpo"]["inputs"]["adapter"] == {"node": "sft", "output": "adapter"}

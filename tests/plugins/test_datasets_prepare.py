@@ -246,7 +246,7 @@ def test_manifest_decodes_and_matches_the_backend() -> None:
     op = manifest.operations["prepare"]
     assert manifest.name == "datasets" and op.resource == "cpu" and callable(backend.prepare)
     assert op.inputs["source"].type == "path" and op.outputs["dataset"].type == "dataset"
-    assert op.params["format"].choices == ["auto", "alpaca", "sharegpt", "messages", "text", "preference", "kto"]
+    assert op.params["format"].choices == ["auto", "alpaca", "sharegpt", "messages", "text", "preference", "kto", "prompt"]
     assert op.params["max_rows"].default is None and op.params["val_fraction"].default == 0.0
 
 

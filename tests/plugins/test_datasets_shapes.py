@@ -175,3 +175,23 @@ def test_placeholders_left_in_many_rows_warn_with_the_first_rows(tmp_path: Path)
 def test_bad_row_hint_names_what_the_user_can_pass(tmp_path: Path) -> None:
     err = refused(tmp_path, jsonl(tmp_path / "d.jsonl", [{"instruction": "q", "output": ""}]))
     assert "tunectl train --columns" in (err.hint or "") and "`columns` parameter" in (err.hint or "")
+
+
+def test_prompt_only_rows_keep_their_other_columns_for_the_reward_functions(tmp_path: Path) -> None:
+    source = jsonl(tmp_path / "prompts.jsonl", [{"prompt": "Capital of France?", "answer": "Paris", "level": 1},
+                                                {"prompt": PARIS, "system": "Be brief.", "answer": "Paris"}])
+    outputs, folder, lines = prepare(tmp_path, source)
+    assert outputs["report"]["format"] == "prompt" and read_meta(folder)["kind"] == "prompt"
+    assert "format prompt (detected from column prompt without answers)" in lines
+    assert read_dataset(folder) == [
+        {"prompt": PARIS, "answer": "Paris", "level": 1},
+        {"prompt": [{"role": "system", "content": "Be brief."}, *PARIS], "answer": "Paris"}]
+
+
+def test_prompt_rows_holding_an_answer_to_train_on_are_refused_naming_row_and_column(tmp_path: Path) -> None:
+    source = jsonl(tmp_path / "p.jsonl", [{"prompt": "a"}, {"prompt": "b", "completion": "c"}, {"answer": "d"}])
+    err = refused(tmp_path, source, format="prompt")
+    assert err.problems == [
+        {"where": "p.jsonl row 2", "message": "field 'completion' holds an answer: prompt rows (stage grpo) hold only "
+                                              "prompts and columns for the reward functions"},
+        {"where": "p.jsonl row 3", "message": "field 'prompt' is missing"}]

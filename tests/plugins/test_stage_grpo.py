@@ -37,10 +37,11 @@ def test_grpo_mean_reward_rises(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert last > first + 0.08, reward
     assert curve(messages, "rewards/regex_format/mean") == reward  # the one function is the total
     assert all(0 < v <= 8 for v in curve(messages, "completions/mean_length").values())
-    from tunelog.plugins.lora_trainer.grpo import PLUGINS, code_sha256
+    from tunelog.plugins.context import source_sha256
 
-    assert outputs["metrics"]["reward_code"] == {"rewards": code_sha256(PLUGINS / "rewards")}
+    assert outputs["metrics"]["reward_code"] == {"rewards": source_sha256(Path(rewards.__file__).parent)}
     assert [type(b["event"]).__name__ for kind, b in messages if kind == "event"] == ["TrainingStarted"]
+    assert next(b["event"] for kind, b in messages if kind == "event").code == outputs["metrics"]["reward_code"]
     assert any(b["line"].startswith("reward plugin rewards: code ") for kind, b in messages if kind == "log")
 
 
@@ -88,5 +89,5 @@ def test_grpo_refuses_rows_that_are_not_prompt_only_and_unknown_rewards(tmp_path
     with pytest.raises(ValidationError, match="not prompt-only rows") as raised:
         run_stage(tmp_path, tiny_model_dir, write_records(tmp_path / "p", pairs(2), kind="preference"), **GRPO)
     assert [p["where"] for p in raised.value.problems] == ["row 1", "row 2"]
-    with pytest.raises(ValidationError, match="plugin rewards has no operation 'nope'"):
+    with pytest.raises(ValidationError, match="plugin 'rewards' has no operation 'nope'"):
         run_stage(tmp_path, tiny_model_dir, prompts(tmp_path / "d"), **{**GRPO, "rewards": ["rewards.nope"]})
