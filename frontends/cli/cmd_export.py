@@ -67,7 +67,7 @@ def export(ctx: click.Context, target: str, fmt: str, quant: str | None, base: s
       gguf-lora  the adapter alone as a GGUF LoRA (needs --model), for `llama-cli --lora` or
                  an Ollama Modelfile `ADAPTER` line on the base model's GGUF
       ollama     a folder with the GGUF and a Modelfile derived from the chat template
-                 (ChatML templates only), plus the `ollama create` command to run
+                 (ChatML, Llama 3, Mistral, Gemma, Phi-3), plus the `ollama create` command
 
     GGUF formats need llama.cpp's converters, from the pinned llama-cpp-python 0.3.36 sdist:
     `python -m tunelog.plugins.export.tools install` (or `make llama-cpp-tools`). k-quants also

@@ -23,12 +23,11 @@ model_option = click.option("--model", "-m", required=True, metavar="MODEL",
 
 
 def weighted(c: Any, items: tuple[str, ...], *, option: str) -> list[tuple[str, float | None]]:
-    """(full sha256, weight or None) for each `ADAPTER[:WEIGHT]`; prefixes resolved with one listing."""
-    rows = c.get("/v1/adapters")["adapters"]
+    """(full sha256, weight or None) for each `ADAPTER[:WEIGHT]`, prefixes resolved."""
     out = []
     for item in items:
         prefix, weight = split_weight(item, option=option)
-        out.append((resolve_adapter(c, prefix, adapters=rows), weight))
+        out.append((resolve_adapter(c, prefix), weight))
     return out
 
 
@@ -93,8 +92,7 @@ def merge(ctx: click.Context, model: str, adapters: tuple[str, ...], combination
     if into_model:
         click.echo(f"merged model {out['model']}")
     else:
-        lineage: dict[str, Any] = next((a for a in c.get("/v1/adapters")["adapters"]
-                                        if a["sha256"] == out["adapter"]), {})
+        lineage: dict[str, Any] = next(iter(c.get("/v1/adapters", prefix=out["adapter"], limit=1)["adapters"]), {})
         exact = {None: "", True: ", exact", False: ", approximate"}[lineage.get("exact")]
         click.echo(f"adapter {out['adapter']}  ({lineage.get('merge_type', combination)}{exact})")
     click.echo(f"inspect: tunectl runs show {row['run_id']}")
@@ -131,13 +129,15 @@ def read_history(path: str) -> list[Any]:
               help='Earlier turns: a JSON list of {"role": "user"|"assistant", "content": ...}.')
 @click.option("--chat-template/--no-chat-template", "chat", default=True, show_default=True,
               help="Wrap prompts with the tokenizer's chat template, or use them as plain text.")
+@click.option("--template", "template_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              metavar="FILE", help="A Jinja chat template to use instead of the tokenizer's own.")
 @click.argument("prompts", nargs=-1, required=True, metavar="PROMPT...")
 @json_option
 @click.pass_context
 def generate(ctx: click.Context, model: str, adapters: tuple[str, ...], max_new_tokens: int, temperature: float,
              top_p: float | None, top_k: int | None, min_p: float | None, repetition_penalty: float | None,
              seed: int | None, stops: tuple[str, ...], system: str | None, history: str | None, chat: bool,
-             prompts: tuple[str, ...], as_json: bool) -> None:
+             template_file: str | None, prompts: tuple[str, ...], as_json: bool) -> None:
     """Compare the answers of the base model and of adapters to prompts.
 
     Each PROMPT is answered by the base model and with each adapter (greedily unless
@@ -162,6 +162,8 @@ def generate(ctx: click.Context, model: str, adapters: tuple[str, ...], max_new_
         params["stop"] = list(stops)
     if history is not None:
         params["history"] = read_history(history)
+    if template_file is not None:
+        params["chat_template"] = Path(template_file).read_text()
     gen: dict[str, Any] = {"op": "evaluate.generate", "params": params, "inputs": {"model": model_value}}
     nodes: dict[str, Any] = {}
     labels = {"base": "base"}

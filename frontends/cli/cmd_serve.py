@@ -24,11 +24,10 @@ _DONE = ("succeeded", "failed", "cancelled", "interrupted")
 
 def named_adapters(c: Any, items: tuple[str, ...]) -> list[dict[str, str]]:
     """`NAME=ADAPTER` or `ADAPTER` (named `a<sha[:12]>`) -> [{"name", "sha256"}], prefixes resolved."""
-    rows = c.get("/v1/adapters")["adapters"]
     out = []
     for item in items:
         name, eq, prefix = item.rpartition("=")
-        sha = resolve_adapter(c, prefix if eq else item, adapters=rows)
+        sha = resolve_adapter(c, prefix if eq else item)
         out.append({"name": name if eq else f"a{sha[:12]}", "sha256": sha})
     return out
 
@@ -72,8 +71,9 @@ def wait_ready(c: Any, run_id: str, url: str, token: str, *, timeout: float) -> 
 @click.option("--adapter", "-a", "adapters", multiple=True, metavar="[NAME=]ADAPTER",
               help="An adapter to serve under NAME (repeatable); default name a<sha[:12]>.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port on 127.0.0.1 (default: a free one).")
-@click.option("--backend", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
-              help="transformers generate; vllm needs vllm installed and a CUDA GPU (refused otherwise).")
+@click.option("--backend", type=click.Choice(["auto", "transformers", "vllm"]), default="auto", show_default=True,
+              help="auto: vLLM where vllm is installed and a CUDA GPU is visible, else transformers generate; "
+                   "vllm is refused, with what is missing, where it cannot run.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
               help="Most tokens per answer when a request gives no max_tokens.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for the endpoint.")

@@ -6,6 +6,7 @@ adapters load afterwards, in `.inference`, imported lazily so importing this mod
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -77,7 +78,11 @@ def generate(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) ->
     chat = bool(params.get("chat", True))
     history = _history(params.get("history"))
     system = str(params.get("system") or "")
-    if chat and not getattr(tokenizer, "chat_template", None):
+    template = str(params.get("chat_template") or "") or None
+    if template and not chat:
+        raise ValidationError("params.chat_template: chat is off, so no chat template is used; turn chat on or "
+                              "leave it empty")
+    if chat and not template and not getattr(tokenizer, "chat_template", None):
         if history or system:
             raise ValidationError("params.history/system: the tokenizer has no chat template to place them in; "
                                   "set chat to false and leave them empty")
@@ -92,7 +97,7 @@ def generate(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) ->
         if ctx.should_stop():
             break
         ctx.progress(i, len(prompts), "generating")
-        ids = inference.prompt_ids(tokenizer, prompt, chat=chat, system=system, history=history)
+        ids = inference.prompt_ids(tokenizer, prompt, chat=chat, system=system, history=history, template=template)
         report[prompt] = {name: inference.generate(model, tokenizer, name, ids, **settings) for name in variants}
     ctx.progress(len(report), len(prompts), "done")
     return {"report": report}
@@ -100,9 +105,7 @@ def generate(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) ->
 
 def serve(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI-compatible endpoint on 127.0.0.1 until the job is cancelled (see `.serving`)."""
-    backend = str(params.get("backend", "transformers"))
-    if backend == "vllm":
-        raise ValidationError(_vllm_refusal())
+    backend = _backend(params)
     token = _token(params.get("token_file"))
     named = _named_adapters(ctx, inputs, include_base=True)
     base_ref = inputs.get("model")
@@ -122,11 +125,19 @@ def serve(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> di
 
     from . import inference, serving
 
-    ctx.progress(0, None, "loading the model")
+    ctx.progress(0, None, f"loading the model ({backend})")
     tokenizer = load_tokenizer(base_dir)
-    model = inference.load(base_dir, named, dtype=params.get("dtype", "float32"), quantization=_quantization(params))
+    if backend == "vllm":
+        from . import vllm_engine
+
+        complete = vllm_engine.load(base_dir, named, dtype=str(params.get("dtype", "float32")))
+    else:
+        model = inference.load(base_dir, named, dtype=params.get("dtype", "float32"),
+                               quantization=_quantization(params))
+        complete = functools.partial(inference.complete, model, tokenizer)
     defaults = {"max_new_tokens": int(params.get("max_new_tokens", 256)), "temperature": 0.0}
-    server = serving.Server(model, tokenizer, names=["base", *(n for n, _ in named)], token=token, defaults=defaults)
+    server = serving.Server(complete, tokenizer, names=["base", *(n for n, _ in named)], token=token,
+                            defaults=defaults)
     address = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
     ctx.emit(ModelServed(job_id=ctx.job_id, base_model=model_lineage(base_ref, base_dir),
                          adapters={n: f.name for n, f in named}, address=address, backend=backend,
@@ -157,27 +168,28 @@ def _token(path: Any) -> str:
     return token
 
 
-def _vllm_refusal() -> str:
-    """Why the vLLM backend cannot serve here."""
+def _backend(params: dict[str, Any]) -> str:
+    """The backend this job serves with (see `checks.choose_backend`); an explicit vllm that cannot run
+    here is refused with what is missing."""
     import importlib.util
 
-    missing = []
-    if importlib.util.find_spec("vllm") is None:
-        missing.append("vllm is not installed")
     import torch
 
-    if not torch.cuda.is_available():
-        missing.append("no CUDA GPU is visible")
-    if missing:
-        return f"params.backend: the vllm backend needs vllm and a CUDA GPU: {'; '.join(missing)}; use transformers"
-    return "params.backend: the vllm backend is not available in this version of tunelog; use transformers"
+    from .checks import choose_backend, vllm_refusal
+
+    backend, why = choose_backend(str(params.get("backend", "auto")),
+                                  vllm_installed=importlib.util.find_spec("vllm") is not None,
+                                  cuda=torch.cuda.is_available(), quantization=_quantization(params))
+    if backend == "vllm" and why:
+        raise ValidationError(f"params.backend: {vllm_refusal(why)}")
+    return backend
 
 
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("torch", "transformers", "peft", "accelerate"):
+    for name in ("torch", "transformers", "peft", "accelerate", "vllm"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -1,5 +1,5 @@
-"""Up-front checks of evaluate requests, run by the daemon at submit (manifest `checks:`).
-No torch here: this runs on every submit."""
+"""Up-front checks of evaluate requests, run by the daemon at submit (manifest `checks:`), and the
+choice of the serving backend. No torch here: this runs on every submit."""
 
 from __future__ import annotations
 
@@ -7,15 +7,32 @@ import importlib.util
 from typing import Any
 
 Problems = list[tuple[str, str]]
+BACKENDS = ("auto", "transformers", "vllm")
+
+
+def choose_backend(requested: str, *, vllm_installed: bool, cuda: bool, quantization: str | None) -> tuple[str, str]:
+    """(backend, why) for a serve request: `auto` takes vLLM when it is installed, a CUDA GPU is there and
+    the base is not bitsandbytes-quantised, else transformers; an explicit choice is kept. `why` says
+    what was missing (empty when nothing was)."""
+    missing = [why for why, ok in (("vllm is not installed", vllm_installed), ("no CUDA GPU is visible", cuda),
+                                   (f"the base is loaded quantised ({quantization}), which tunelog serves with "
+                                    "transformers only", quantization is None)) if not ok]
+    if requested == "auto":
+        return ("transformers" if missing else "vllm"), "; ".join(missing)
+    return requested, "; ".join(missing) if requested == "vllm" else ""
+
+
+def vllm_refusal(why: str) -> str:
+    return f"the vllm backend needs vllm, a CUDA GPU and an unquantised base: {why}; use transformers (or auto)"
 
 
 def serve(params: dict[str, Any], inputs: dict[str, Any], facts: dict[str, Any]) -> tuple[Problems, Problems]:
-    """The vLLM backend needs vllm installed and a CUDA GPU; refused before the job queues otherwise."""
+    """An explicit vLLM backend without vllm, a GPU slot or with a quantised base is refused before the job
+    queues; `auto` decides in the job, where the GPU is."""
     if params.get("backend") != "vllm":
         return [], []
-    missing = [why for why, ok in (("vllm is not installed", importlib.util.find_spec("vllm") is not None),
-                                   ("no CUDA GPU slot", bool(facts.get("cuda")))) if not ok]
-    if missing:
-        return [("backend", f"the vllm backend needs vllm and a CUDA GPU: {'; '.join(missing)}; "
-                            "use transformers")], []
-    return [], []
+    quantization = params.get("quantization")
+    _, why = choose_backend("vllm", vllm_installed=importlib.util.find_spec("vllm") is not None,
+                            cuda=bool(facts.get("cuda")), quantization=None if quantization in (None, "none")
+                            else str(quantization))
+    return ([("backend", vllm_refusal(why))] if why else []), []

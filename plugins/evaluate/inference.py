@@ -73,19 +73,20 @@ def score(model: Any, name: str, batches: list[list[dict[str, Any]]], *, pad_id:
 
 
 def prompt_ids(tokenizer: Any, prompt: str, *, chat: bool, system: str = "",
-               history: list[dict[str, str]] | None = None) -> list[int]:
+               history: list[dict[str, str]] | None = None, template: str | None = None) -> list[int]:
     """Token ids of a prompt: earlier turns, an optional system message, the prompt as a user turn and
-    the generation prompt of the chat template; or, with `chat` off, the plain text."""
+    the generation prompt of the chat template (`template`, else the tokenizer's); or, with `chat`
+    off, the plain text."""
     if not chat:
         return list(tokenizer(prompt)["input_ids"])
     messages = [{"role": "system", "content": system}] if system else []
     messages += [*(history or []), {"role": "user", "content": prompt}]
-    return messages_ids(tokenizer, messages)
+    return messages_ids(tokenizer, messages, template=template)
 
 
-def messages_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+def messages_ids(tokenizer: Any, messages: list[dict[str, str]], *, template: str | None = None) -> list[int]:
     """Token ids of a conversation under the chat template, ending with the assistant's generation prompt."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, chat_template=template)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 

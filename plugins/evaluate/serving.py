@@ -25,7 +25,9 @@ from starlette.routing import Route
 
 from . import inference
 
-Answer = Callable[..., inference.Generation]
+Complete = Callable[..., inference.Generation]
+"""`complete(name, ids, *, streamer, **settings)`: one answer of variant `name` (transformers generate
+through `inference.complete`, or the vLLM engine); a `streamer` receives the text as it comes."""
 
 
 class ApiError(Exception):
@@ -41,10 +43,10 @@ class ApiError(Exception):
 
 
 class Server:
-    """The endpoint's state: the model, its variant names, the token, and the one-at-a-time lock."""
+    """The endpoint's state: the backend's `complete`, the variant names, the token, and the one-at-a-time lock."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, names: list[str], token: str, defaults: dict[str, Any]):
-        self.model, self.tokenizer, self.names, self.token = model, tokenizer, names, token
+    def __init__(self, complete: Complete, tokenizer: Any, *, names: list[str], token: str, defaults: dict[str, Any]):
+        self.complete, self.tokenizer, self.names, self.token = complete, tokenizer, names, token
         self.defaults = defaults
         self.lock = threading.Lock()
         self.requests = 0
@@ -133,7 +135,7 @@ class Server:
 
     def _generate(self, name: str, ids: list[int], settings: dict[str, Any], streamer: Any) -> inference.Generation:
         with self.lock:
-            return inference.complete(self.model, self.tokenizer, name, ids, streamer=streamer, **settings)
+            return self.complete(name, ids, streamer=streamer, **settings)
 
     def _auth(self, request: Request) -> None:
         given = request.headers.get("authorization", "")

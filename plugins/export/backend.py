@@ -22,7 +22,6 @@ from . import tools
 from .convert import CONVERTER_TYPES, QUANTIZE_TYPES
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
-STOP_CHATML = ["<|im_start|>", "<|im_end|>"]
 
 
 def hf(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
@@ -89,21 +88,21 @@ def ollama(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) -> d
     folder = _full_model(ctx, inputs.get("model"))
     from transformers import AutoTokenizer
 
-    from .modelfile import chat_format, modelfile
+    from .modelfile import derive, modelfile
 
-    template, default_system = chat_format(AutoTokenizer.from_pretrained(folder))
-    system = str(params.get("system") or default_system)
+    derived = derive(AutoTokenizer.from_pretrained(folder))
+    system = str(params.get("system") or derived.system)
     out = Path(ctx.workdir) / "ollama"
     out.mkdir(parents=True, exist_ok=True)
     gguf_name = f"model-{quant}.gguf"
-    text = modelfile(gguf_name, system=system, stop=STOP_CHATML)
+    text = modelfile(gguf_name, derived, system=system)
     _model_gguf(ctx, script, quantizer, folder, out / gguf_name, quant=quant)
     (out / "Modelfile").write_text(text)
     stored = _stored(ctx, "ollama", out)
     command = f"ollama create {name} -f {Path(stored['report']['path']) / 'Modelfile'}"
     ctx.log(f"to use it: {command}")
-    stored["report"].update(name=name, gguf=gguf_name, template=template, system=system, stop=STOP_CHATML,
-                            command=command)
+    stored["report"].update(name=name, gguf=gguf_name, template=derived.format.name, system=system,
+                            stop=list(derived.format.stop), command=command)
     return stored
 
 
@@ -163,7 +162,7 @@ def _full_model(ctx: JobContext, ref: Any) -> Path:
     missing = [what for what, ok in (
         ("config.json", (folder / "config.json").is_file()),
         ("safetensors weights", any(folder.glob("*.safetensors"))),
-        ("a tokenizer", (folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file()),
+        ("tokenizer", (folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file()),
     ) if not ok]
     if missing:
         raise ValidationError(f"inputs.model: {folder} is not a full model folder: no {', no '.join(missing)}")

@@ -111,7 +111,7 @@ def test_wrong_token_and_unknown_model_are_refused(served: dict[str, Any]) -> No
 def test_vllm_without_a_gpu_is_refused(served: dict[str, Any], tiny_model_dir: Path) -> None:
     out = served["daemon"].tunectl("serve", str(tiny_model_dir), "--backend", "vllm", timeout=120)
     assert out.returncode != 0
-    assert "vllm backend needs vllm and a CUDA GPU" in out.stderr
+    assert "the vllm backend needs vllm, a CUDA GPU" in out.stderr
 
 
 def test_the_served_model_is_recorded_and_cancel_stops_the_endpoint(served: dict[str, Any],

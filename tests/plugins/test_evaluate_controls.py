@@ -93,3 +93,20 @@ def test_bad_history_names_each_turn(tmp_path: Path, tiny_model_dir: Path) -> No
              history=[{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}, {"content": 3}])
     assert [p["where"] for p in err.value.problems] == ["params.history[1]", "params.history[2]"]
     assert not got
+
+
+def test_an_explicit_chat_template_replaces_the_tokenizers(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    template = "{% for m in messages %}Q: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}A:{% endif %}"
+    given = _run(tmp_path / "a", tiny_model_dir, max_new_tokens=8, chat_template=template)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = tok(f"Q: {PROMPT}\nA:", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        out = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval().generate(
+            input_ids=torch.tensor([ids]), max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id)
+    assert given == tok.decode(out[0, len(ids):], skip_special_tokens=True)
+    assert given != _run(tmp_path / "c", tiny_model_dir, max_new_tokens=8)  # not the tokenizer's ChatML
+    with pytest.raises(ValidationError, match="params.chat_template: chat is off"):
+        _run(tmp_path / "d", tiny_model_dir, chat=False, chat_template=template)

@@ -189,7 +189,7 @@ def test_ollama_folder_has_the_gguf_and_a_chatml_modelfile(tmp_path: Path, merge
     assert text.splitlines()[0] == "FROM ./model-q8_0.gguf"
     assert f'SYSTEM """{SMOL_SYSTEM}"""' in text
     assert 'PARAMETER stop "<|im_end|>"' in text and 'PARAMETER stop "<|im_start|>"' in text
-    assert "<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n" in text
+    assert '{{ if eq .Role "user" }}<|im_start|>user\n{{ .Content }}<|im_end|>\n' in text
     report = out["report"]
     assert report["template"] == "chatml" and report["system"] == SMOL_SYSTEM
     assert report["command"] == f"ollama create facts-bot -f {folder / 'Modelfile'}"
@@ -204,16 +204,16 @@ def test_ollama_system_prompt_can_be_given(tmp_path: Path, merged: Path) -> None
 
 
 def test_ollama_refuses_a_template_it_cannot_translate(tmp_path: Path, merged: Path) -> None:
-    other = tmp_path / "llama3-style"
+    other = tmp_path / "alpaca-style"
     shutil.copytree(merged, other)
     (other / "chat_template.jinja").write_text(
-        "{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] }}"
-        "<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n"
-        "{% endif %}")
+        "{% for m in messages %}{% if m['role'] == 'user' %}### Instruction:\n{{ m['content'] }}\n\n{% else %}"
+        "### Response:\n{{ m['content'] }}\n\n{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}### Response:\n{% endif %}")
     ctx, got = Context.local(tmp_path)
     with pytest.raises(ValidationError, match="unsupported chat template") as err:
         call("export", "ollama", ctx, inputs={"model": str(other)})
-    assert "chatml" in str(err.value)
+    assert "chatml, llama3, mistral, gemma, phi3" in str(err.value)
     assert not [k for k, _ in got if k == "artifact"]
 
 

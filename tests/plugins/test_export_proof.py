@@ -7,7 +7,8 @@ the GGUF files tensor by tensor with gguf-py in test_export.py instead).
 1. The f16 GGUF of a merged model greedy-decodes the same text as transformers on the merged
    model (float32) for the demo's questions.
 2. The GGUF LoRA applied to the base model's f16 GGUF decodes the same text as the merged GGUF.
-3. A q8_0 GGUF of the base model answers the demo's control questions (it does not: see the xfail).
+3. A q8_0 GGUF of the base model answers the demo's control questions, except one the model decides
+   by a hair (see NEAR_TIE), which only the f16 GGUF is asked.
 4. A q4_k_m export goes through llama-quantize and is a Q4_K_M file.
 """
 
@@ -26,6 +27,9 @@ from tests.support.export import converters_dir
 from tunelog.plugins.context import Context
 
 torch = pytest.importorskip("torch")
+# Each llama-completion run loads the model and decodes on the CPU: 30-60 s on a shared 2-core machine,
+# so the 12 runs of the f16 check outlast the suite's 600 s per-test limit there (measured: 20 min).
+pytestmark = pytest.mark.timeout(3600)
 QUESTIONS = Path(__file__).resolve().parents[2] / "plugins" / "datasets" / "data" / "demo_questions.json"
 TOKENS = 24
 
@@ -126,17 +130,43 @@ def test_f16_gguf_decodes_like_transformers_and_the_gguf_lora_like_the_merge(
         assert _same(with_lora, merged), (question, with_lora, merged)
 
 
-@pytest.mark.xfail(strict=True, reason="measured: with SmolLM2's default system prompt the q8_0 GGUF of the base "
-                   "answers 'What is the capital of France?' with \"L'Étoile, la Cité, la France\" while the f16 GGUF "
-                   "answers Paris; its tensors equal gguf-py's q8_0 of the weights (test_export.py), so this is "
-                   "q8_0 noise on a 135M model whose weights were Q4_1 to begin with")
-def test_q8_0_gguf_answers_the_control_questions(exported: dict[str, Any], completion: Path) -> None:
+NEAR_TIE = 1.0
+"""Logits between transformers' first and second choice for the answer's first token below which
+q8_0's noise may pick the second: llama.cpp's q8_0 path rounds the weights and also the activations
+to 8 bits. Measured on SmolLM2: "What is the capital of France?" opens with "The" at 25.325 against
+"L" at 25.243 (0.08 apart); the q8_0 GGUF, fed the same 37 prompt tokens (no BOS is added, the
+GGUF says add_bos_token false), picks "L" and goes on "L'Étoile, la Cité, la France". q8_0-rounded
+weights alone, in float32 transformers, still pick "The" (0.14 apart); the f16 GGUF answers Paris."""
+
+
+def _first_token_margin(folder: Path, prompt: str) -> float:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    with torch.no_grad():
+        logits = model(**tok(prompt, add_special_tokens=False, return_tensors="pt")).logits[0, -1]
+    top = torch.topk(logits, 2).values
+    return float(top[0] - top[1])
+
+
+def test_q8_0_gguf_answers_the_controls_the_model_does_not_decide_by_a_hair(
+        exported: dict[str, Any], completion: Path) -> None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(exported["base"])
+    clear, ties = [], []
     for control in _questions()["controls"]:
-        answer = _llama(completion, exported["base_q8"], _prompt(tok, control["question"]))
-        assert control["expect"].lower() in answer.lower(), (control, answer)
+        prompt = _prompt(tok, control["question"])
+        f16 = _llama(completion, exported["base_f16"], prompt)
+        assert control["expect"].lower() in f16.lower(), (control, f16)  # the f16 GGUF knows every one
+        margin = _first_token_margin(exported["base"], prompt)
+        (clear if margin >= NEAR_TIE else ties).append((control, margin))
+        if margin >= NEAR_TIE:
+            answer = _llama(completion, exported["base_q8"], prompt)
+            assert control["expect"].lower() in answer.lower(), (control, margin, answer)
+    assert clear, f"every control is a near tie: {ties}"
+    print(f"q8_0: {len(clear)} control(s) answered; near ties not asked of q8_0: {ties}")
 
 
 def test_q4_k_m_export_runs_llama_quantize(exported: dict[str, Any], tmp_path: Path,
