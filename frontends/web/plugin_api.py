@@ -76,11 +76,11 @@ class WebUiApi:
     def models(self) -> list[Any]:
         return sorted(self._ui.services.tables.models.all(), key=lambda m: m.name)
 
-    def adapters(self) -> list[Any]:
-        return sorted(self._ui.services.tables.adapters.all(), key=lambda a: a.created_at, reverse=True)
+    def adapters(self, *, limit: int = 50) -> list[Any]:
+        return self._ui.services.tables.adapters.select(order="created_position", descending=True, limit=limit)
 
-    def runs(self) -> list[Any]:
-        return sorted(self._ui.services.tables.runs.all(), key=lambda r: r.submitted_at, reverse=True)
+    def runs(self, *, limit: int = 50) -> list[Any]:
+        return self._ui.services.tables.runs.select(order="submitted_position", descending=True, limit=limit)
 
     def run(self, run_id: str) -> Any | None:
         return self._ui.services.tables.runs.get(run_id)

@@ -53,6 +53,8 @@ ul.tree { list-style: none; padding-left: 18px; margin: 2px 0; } ul.tree li { ma
 .record { border: 1px solid var(--line); border-radius: 6px; padding: 6px 8px; margin: 6px 0; }
 .turn { white-space: pre-wrap; margin: 2px 0; padding: 2px 4px; border-radius: 3px; }
 .turn.trained { background: #1f3a2a; border-left: 3px solid #4caf78; }
+.rendered pre { white-space: pre-wrap; margin: 4px 0; } .tok.trained { background: #1f3a2a; color: #9fe0b5; }
+.tok.cut { text-decoration: line-through; opacity: .5; }
 .plugin-nav { display: contents; } .field-problem { color: var(--bad); font-size: 12px; }
 .params-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 6px 14px; }
 """

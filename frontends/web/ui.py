@@ -20,8 +20,28 @@ if TYPE_CHECKING:
     from tunelog.daemon.services import Services
     from tunelog.events.run_state import AdapterRow, RunRow
 
-CHART_METRICS = ("loss", "eval_loss", "lr", "tokens_per_s")
-"""Metrics the run page charts, in this order, when a job reports them."""
+CHART_METRICS = ("loss", "eval_loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+                 "log_odds_ratio", "reward", "kl", "completions/mean_length", "lr", "tokens_per_s")
+"""Metrics the run page charts, in this order, when a job reports them: every stage's loss, the
+preference stages' implicit rewards, margin and accuracy (ORPO's log odds ratio), GRPO's mean
+reward (then each reward function's, `rewards/<function>/mean`), KL and completion length."""
+
+
+def is_reward_function_metric(name: str) -> bool:
+    """GRPO's mean reward of one reward function: `rewards/<function>/mean`."""
+    parts = name.split("/")
+    return len(parts) == 3 and parts[0] == "rewards" and parts[2] == "mean" and bool(parts[1])
+
+
+def chart_order(seen: set[str]) -> list[str]:
+    """The reported metrics to chart, in CHART_METRICS order, each reward function after `reward`."""
+    out = []
+    for name in CHART_METRICS:
+        if name in seen:
+            out.append(name)
+        if name == "reward":
+            out += sorted(m for m in seen if is_reward_function_metric(m))
+    return out
 
 
 @dataclass
@@ -74,12 +94,12 @@ class MetricsCache:
         return sorted(by_step.items()), newest
 
     def metric_names(self, services: Services, job_ids: list[str]) -> list[str]:
-        """Which of CHART_METRICS the jobs reported."""
+        """Which chart metrics the jobs reported (`chart_order`)."""
         seen: set[str] = set()
         for job_id in job_ids:
             for p in self.series(services, job_id).points:
-                seen.update(k for k in p if k in CHART_METRICS)
-        return [m for m in CHART_METRICS if m in seen]
+                seen.update(k for k in p if k in CHART_METRICS or is_reward_function_metric(k))
+        return chart_order(seen)
 
 
 @dataclass

@@ -99,6 +99,6 @@ def MergeForm(api: Any) -> Any:
                    f"{method_label(method)}: " + METHOD_HINT),
         k.notice_view(notice), k.run_outcome(row, api.job),
         html.p({"id": "merge-result", "data-sha": made}, "new adapter ",
-               html.a({"href": f"/adapters#{made}", "className": "mono"}, k.short(made)),
-               " · export: `tunectl export` (its button belongs here)") if made else "",
+               html.a({"href": f"/adapters#{made}", "className": "mono"}, k.short(made)), " · ",
+               k.link(f"/plugin-pages/export?adapter={made}", "Export it", id="merge-export")) if made else "",
     )

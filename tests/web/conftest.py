@@ -70,6 +70,16 @@ class UiDaemon:
             time.sleep(0.2)
         raise TimeoutError(f"run {run_id} still running")
 
+    def wait_success(self, run_id: str, *, timeout: float = 120) -> dict[str, Any]:
+        """Wait for the run; if it did not succeed, fail with its whole row and the daemon log's tail."""
+        row = self.wait_run(run_id, timeout=timeout)
+        if row["state"] != "succeeded":
+            log = self.daemon.home / "daemon.log"
+            tail = log.read_text(errors="replace")[-6000:] if log.exists() else "(no daemon.log)"
+            pytest.fail(f"run {run_id} ended {row['state']}:\n{json.dumps(row, indent=1)[:6000]}\n"
+                        f"daemon.log:\n{tail}")
+        return row
+
 
 def wait_ui(d: Daemon, *, timeout: float = 30) -> UiDaemon:
     """Wait for the daemon to write ui.json (the UI is listening then)."""

@@ -84,3 +84,17 @@ def test_an_upload_is_stored_content_addressed_and_recorded(api: WebUiApi, servi
 def test_data_dirs_come_from_the_environment_or_the_home(tmp_path: Path) -> None:
     assert data_dirs(tmp_path, {}) == [tmp_path / "data"]
     assert data_dirs(tmp_path, {"TUNELOG_DATA_DIRS": "/a:/b"}) == [Path("/a"), Path("/b")]
+
+
+def test_runs_are_the_newest_first_up_to_the_limit(api: WebUiApi, tmp_path: Path) -> None:
+    from tunelog.events.runs import RunSubmitted
+
+    own = build_services(Paths.from_env(tmp_path / "home"), version="test", slots=["cpu0"])
+    try:
+        for i in range(4):
+            own.store.append(f"run-r{i}", [RunSubmitted(run_id=f"r{i}", graph={"nodes": {}}, order=[], code={})])
+        mine = WebUiApi(Ui(own), api.manifest, query={})
+        assert [r.run_id for r in mine.runs(limit=3)] == ["r3", "r2", "r1"]
+        assert [r.run_id for r in mine.runs()] == ["r3", "r2", "r1", "r0"]
+    finally:
+        own.store.close()

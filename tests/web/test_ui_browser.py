@@ -75,7 +75,7 @@ def test_a_running_jobs_loss_chart_grows_and_a_new_page_has_its_history_and_upda
 
 def test_replay_verify_diff_and_fork_from_the_run_page(browsing: Browsing, ui_daemon: UiDaemon) -> None:
     run_id = ui_daemon.submit(ticker(6, 0.02), label="short ticker")
-    assert ui_daemon.wait_run(run_id)["state"] == "succeeded"
+    ui_daemon.wait_success(run_id)
     page = browsing.open(browsing.login(), f"/runs/{run_id}", "#replay-button")
     assert page.inner_text("#config").count("webops.ticker") == 1  # the recorded graph
     page.click("#replay-button")

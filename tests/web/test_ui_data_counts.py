@@ -28,7 +28,7 @@ def test_run_page_shows_the_data_counts_and_warnings(browsing: Browsing, ui_daem
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     run_id = ui_daemon.submit({"nodes": {"data": {"op": "datasets.prepare", "inputs": {"source": str(data)},
                                                   "params": {"max_rows": 5}}}})
-    assert ui_daemon.wait_run(run_id)["state"] == "succeeded"
+    ui_daemon.wait_success(run_id)
     page = browsing.open(browsing.login(), f"/runs/{run_id}", ".data-counts")
     assert page.locator(".data-counts").all_inner_texts() == [
         "6 alpaca rows: 5 used · 1 left out (max_rows)",

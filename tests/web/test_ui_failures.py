@@ -54,7 +54,7 @@ def test_the_run_page_shows_the_whole_error_and_running_then_cancelled_nodes(
 def test_the_merge_form_shows_why_a_merge_failed(browsing: Browsing, ui_daemon: UiDaemon, tiny_model_dir: Path) -> None:
     run_id = ui_daemon.submit({"nodes": {"a4": {"op": "testops.fake_adapter", "params": {"r": 4}},
                                          "a8": {"op": "testops.fake_adapter", "params": {"r": 8}}}})
-    assert ui_daemon.wait_run(run_id)["state"] == "succeeded"
+    ui_daemon.wait_success(run_id)
     page = browsing.open(browsing.login(), "/plugin-pages/adapter_merge", "#merge-pick-1")
     for i in (0, 1):
         page.click(f"#merge-pick-{i}")

@@ -1,6 +1,7 @@
 """Merging and prompting from the browser, on a tiny model trained through the real daemon: the
-merge form makes a new adapter (with its lineage), and the playground shows the base model's
-answer next to the adapters' answers, and they differ."""
+merge form makes a new adapter (with its lineage), and the playground, with its generation
+controls checked as they are typed, shows the base model's answer next to the adapters' answers
+(the same settings and seed for each), and they differ."""
 
 from __future__ import annotations
 
@@ -26,14 +27,17 @@ def ui_daemon(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) ->
     u = start_ui_daemon(home / "home", builtins=True)
     data = write_data(home / "train.jsonl")
     model = str(tiny_model_dir)
-    run_id = u.submit({"description": "two adapters", "nodes": {
-        "data": {"op": "datasets.prepare", "inputs": {"source": str(data)}, "params": {"format": "messages"}},
-        "t1": {"op": "lora_trainer.train", "params": TRAIN, "inputs": {"model": model, "dataset": ref("data", "dataset")}},
-        "t2": {"op": "lora_trainer.train", "params": {**TRAIN, "seed": 1},
-               "inputs": {"model": model, "dataset": ref("data", "dataset")}}}})
-    assert u.wait_run(run_id, timeout=600)["state"] == "succeeded"
-    yield u
-    u.daemon.stop()
+    try:
+        run_id = u.submit({"description": "two adapters", "nodes": {
+            "data": {"op": "datasets.prepare", "inputs": {"source": str(data)}, "params": {"format": "messages"}},
+            "t1": {"op": "lora_trainer.train", "params": TRAIN,
+                   "inputs": {"model": model, "dataset": ref("data", "dataset")}},
+            "t2": {"op": "lora_trainer.train", "params": {**TRAIN, "seed": 1},
+                   "inputs": {"model": model, "dataset": ref("data", "dataset")}}}})
+        u.wait_success(run_id, timeout=600)
+        yield u
+    finally:
+        u.daemon.stop()
 
 
 def tick(page: Any, selector: str) -> None:
@@ -70,10 +74,50 @@ def test_the_merge_form_makes_an_adapter_and_the_playground_compares_answers(
     tick(page, f'input[data-sha="{trained[0]}"]')
     page.fill("#play-prompt", "what is the river")
     page.fill("#play-tokens", "8")
+    page.fill("#play-top_k", "many")  # checked as it is typed, by the daemon's parameter validation
+    page.wait_for_selector('#play-problems[data-count="1"]')
+    assert "top_k" in page.inner_text("#play-problems")
+    for name, value in (("top_k", "5"), ("temperature", "0.9"), ("seed", "3"), ("system", "be brief")):
+        page.fill(f"#play-{name}", value)
+    page.select_option("#play-sample", "true")
+    page.fill("#play-stop", "zzz\nqqq")
+    page.wait_for_selector('#play-problems[data-count="0"]')
     page.click("#play-button")
     page.wait_for_function("() => document.querySelectorAll('#answers [data-answer]').length >= 3",
                            timeout=300_000)
+    params = ui_daemon.run(page.locator(".run-outcome a").first.inner_text())["graph"]["nodes"]["generate"]["params"]
+    assert {k: params[k] for k in ("top_k", "temperature", "seed", "system", "greedy", "stop", "max_new_tokens")} == {
+        "top_k": 5, "temperature": 0.9, "seed": 3, "system": "be brief", "greedy": False, "stop": ["zzz", "qqq"],
+        "max_new_tokens": 8}
     got = answers(page)
     assert set(got) == {"base", f"a{merged[:12]}", f"a{trained[0][:12]}"}
     assert len(set(got.values())) >= 2, got
     browsing.shot(page, "playground-answers")
+
+
+def test_a_refused_or_failed_export_shows_its_whole_error(browsing: Browsing, ui_daemon: UiDaemon,
+                                                           tiny_model_dir: Path, tmp_path: Path) -> None:
+    """An adapter folder given as the model is refused at submit; a model folder without a tokenizer
+    passes the submit checks and the export job fails: the page shows each error whole, and no result."""
+    page = browsing.open(browsing.login(), "/plugin-pages/export", "#export-button")
+    sha = page.locator("#export-adapter option").nth(1).get_attribute("value")
+    page.fill("#export-model", str(ui_daemon.daemon.home / "artifacts" / "sha256" / sha[:2] / sha))
+    page.wait_for_selector('#export-problems[data-count="0"]')
+    page.click("#export-button")
+    page.wait_for_selector("#export .notice-error")
+    assert "the run cannot start" in page.inner_text("#export .notice-error")
+    assert "no config.json" in page.inner_text("#export .notice-error")
+
+    bare = tmp_path / "no-tokenizer"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (bare / name).write_bytes((tiny_model_dir / name).read_bytes())
+    page.fill("#export-model", str(bare))
+    page.click("#export-button")
+    page.wait_for_selector('.run-outcome[data-state="failed"], #export .notice-error >> text=no-tokenizer',
+                           timeout=120_000)
+    shown = page.inner_text(".run-outcome")
+    assert f"{bare} is not a full model folder: no tokenizer" in shown, shown
+    assert "ValidationError" in shown and page.locator("#export-result").count() == 0
+    assert page.locator('#export-progress [data-node="export"][data-state="failed"]').count() == 1
+    browsing.shot(page, "export-failed")

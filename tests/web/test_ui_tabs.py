@@ -37,7 +37,7 @@ def test_three_tabs_follow_a_whole_job_without_a_render_error(browsing: Browsing
         tab.wait_for_selector("#nodes tr:has(b:text-is('tick')) .state-running", timeout=20_000)
     browsing.shot(tabs[0], "run-three-tabs-running")
 
-    assert ui_daemon.wait_run(run_id, timeout=120)["state"] == "succeeded"
+    ui_daemon.wait_success(run_id, timeout=120)
     job_id = ui_daemon.run(run_id)["nodes"]["tick"]["job_id"]
     expected = logged_points(ui_daemon, job_id, "loss")
     assert expected == 80
@@ -57,7 +57,7 @@ DRAWN_AREA = """(sel) => Math.max(0, ...[...document.querySelectorAll(sel + ' sv
 
 def test_a_one_point_loss_chart_is_visible(browsing: Browsing, ui_daemon: UiDaemon) -> None:
     run_id = ui_daemon.submit(ticker(1, 0.0), label="one step")
-    assert ui_daemon.wait_run(run_id)["state"] == "succeeded"
+    ui_daemon.wait_success(run_id)
     page = browsing.open(browsing.login(), f"/runs/{run_id}", f'{LOSS}[data-points="1"]')
     assert page.evaluate(DRAWN_AREA, LOSS) > 0
     spark = f'#runs tr:has(a[href="/runs/{run_id}"])'
@@ -75,7 +75,7 @@ ROWS_MATCH = """([col, how, s]) => {
 
 def test_events_filter_by_stream_prefix_part_and_any_text(browsing: Browsing, ui_daemon: UiDaemon) -> None:
     run_id = ui_daemon.submit(ticker(2, 0.0), label="needle-in-the-log")
-    assert ui_daemon.wait_run(run_id)["state"] == "succeeded"
+    ui_daemon.wait_success(run_id)
     page = browsing.open(browsing.login(), "/events", "#events tbody tr")
     other = browsing.open(browsing.new_page(), "/events", "#events tbody tr")  # a second tab, filters its own
 
@@ -109,7 +109,7 @@ def test_a_job_page_follows_its_log_and_shows_its_history(browsing: Browsing, ui
     page.wait_for_selector('[data-job][data-state="running"]', timeout=20_000)
     seen = int(page.get_attribute("#job-log-count", "data-lines") or 0)
     page.wait_for_function("(n) => parseInt(document.querySelector('#job-log-count').dataset.lines) > n", arg=seen)
-    assert ui_daemon.wait_run(run_id)["state"] == "succeeded"
+    ui_daemon.wait_success(run_id)
     job_id = ui_daemon.run(run_id)["nodes"]["tick"]["job_id"]
     page.wait_for_selector(f'[data-job="{job_id}"][data-state="succeeded"]'
                            f' #job-log-count[data-lines="{logged_lines(ui_daemon, job_id)}"]')

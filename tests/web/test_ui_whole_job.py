@@ -1,8 +1,12 @@
 """The whole job from the browser, in headless Chromium against a real daemon with the built-in
-plugins and the tiny model: upload a small file and map its columns on the Data page, train on
-it from the Train page (a bad parameter is refused as it is typed), follow the run in a second
-tab, and merge the adapter on the Merge page in a third. Every step is photographed (the README's
-web UI section shows these screenshots)."""
+plugins and the tiny model: upload a small file, map its columns and render it through the
+model's chat template on the Data page, train on it from the Train page (a bad parameter is
+refused as it is typed, the estimate follows the settings), follow the run in a second tab, merge
+the adapter on the Merge page in a third, and export the merged adapter from the adapters page in
+a fourth. Every step is photographed (the README's web UI section shows these screenshots).
+
+The walk takes about a minute: six jobs (prepare, render, train, combine, merge_and_unload,
+export.hf) each start a worker that imports torch; splitting it would train the adapter twice."""
 
 from __future__ import annotations
 
@@ -14,10 +18,13 @@ import pytest
 
 from tests.support.trainer import chat_records
 from tests.web.conftest import Browsing, UiDaemon, start_ui_daemon
+from tunelog.frontends.cli.cmd_export import export_graph
 from tunelog.frontends.cli.cmd_train import train_graph
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+MAX_LENGTH = 24
+"""Short enough that the tiny chat template cuts some of the uploaded records."""
 SETTINGS = {"max_steps": "4", "batch_size": "4", "max_length": "64", "pad_to_multiple": "16", "threads": "1",
             "lr": "0.05"}
 
@@ -34,6 +41,20 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def qa_rows(data_dir: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in (data_dir.parent / "qa.jsonl").read_text().splitlines()]
+
+
+def too_long(model: Path, data_dir: Path) -> int:
+    """Records of the upload longer than MAX_LENGTH through the model's chat template."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    chats = [[{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"]}]
+             for r in qa_rows(data_dir)]
+    return sum(len(tok.apply_chat_template(c, tokenize=True)["input_ids"]) > MAX_LENGTH for c in chats)
+
+
 @pytest.fixture(scope="module")
 def ui_daemon(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[UiDaemon]:
     u = start_ui_daemon(tmp_path_factory.mktemp("whole-job") / "home", builtins=True,
@@ -42,7 +63,7 @@ def ui_daemon(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Itera
     u.daemon.stop()
 
 
-def test_data_train_follow_merge_from_the_browser(browsing: Browsing, ui_daemon: UiDaemon, data_dir: Path,
+def test_data_train_follow_merge_export_from_the_browser(browsing: Browsing, ui_daemon: UiDaemon, data_dir: Path,
                                                   tiny_model_dir: Path) -> None:
     # 1. Data: the data folder's file is offered; upload another; map its columns; see the records.
     data = browsing.login()
@@ -66,14 +87,41 @@ def test_data_train_follow_merge_from_the_browser(browsing: Browsing, ui_daemon:
     trained = data.locator('#data-records .turn[data-trained="true"]')
     assert trained.count() == 5 and all(t.startswith("assistant:") for t in trained.all_inner_texts())
     assert data.locator('#data-records .turn[data-trained="false"]').count() == 5
-    browsing.shot(data, "whole-job-1-data", full_page=False)
+    assert data.inner_text("#plugin-page-title").startswith("Data")
+
+    # ... and through the tiny model's chat template: the trained tokens are the answers with their
+    # end of turn, and the records max_length cuts are counted as the trainer's encoding counts them.
+    data.fill("#data-model", str(tiny_model_dir))
+    data.fill("#data-max-length", str(MAX_LENGTH))
+    data.click("#data-render")
+    data.wait_for_selector("#data-rendered", timeout=120_000)
+    pieces = data.locator('#data-rendered .record').first.locator(".tok")
+    assert pieces.first.inner_text().startswith("<|im_start|>")
+    answers = [r["answer"] for r in qa_rows(data_dir)]
+    trained = data.locator('#data-rendered .tok[data-trained="true"]').all_inner_texts()
+    assert trained and all(t.endswith("<|im_end|>") and t.removesuffix("<|im_end|>").strip() in answers
+                           for t in trained if "<|im_end|>" in t)
+    cut = too_long(tiny_model_dir, data_dir)
+    assert 0 < cut < 12 and data.get_attribute("#data-rendered", "data-truncated") == str(cut)
+    assert "truncated" in data.inner_text("#data-encoding")
+    data.fill("#data-max-length", str(MAX_LENGTH + 1))  # the shown render no longer fits the form
+    data.wait_for_selector("#data-rendered", state="detached")
+    data.fill("#data-max-length", str(MAX_LENGTH))
+    data.wait_for_selector("#data-rendered")
+    browsing.shot(data, "whole-job-1-data", full_page=True)
 
     # 2. Train: the Data page hands over the file, format and mapping.
     data.click("#data-train")
     data.wait_for_selector("#train-start")
     train = data
     assert train.input_value("#train-data") == uploaded
-    train.fill("#train-model", str(tiny_model_dir))
+    assert train.input_value("#train-model") == str(tiny_model_dir)  # handed over with the data
+    assert train.input_value("#train-param-max_length") == str(MAX_LENGTH)  # as rendered
+    assert train.inner_text("#plugin-page-title").startswith("Train")
+    assert {"sft", "dpo", "kto", "orpo", "simpo", "grpo"} <= set(
+        train.locator("#train-stage option").all_inner_texts())
+    train.wait_for_selector('#train-estimate[data-steps="3"]')  # 12 rows, batch 4, one epoch
+    assert int(train.get_attribute("#train-estimate", "data-memory") or 0) > 0
     train.select_option("#train-preset", "demo-facts")
     train.wait_for_selector("#train-preset-values")
     assert "lr" in train.inner_text("#train-preset-values")
@@ -87,6 +135,7 @@ def test_data_train_follow_merge_from_the_browser(browsing: Browsing, ui_daemon:
     for name, value in SETTINGS.items():
         train.fill(f"#train-param-{name}", value)
     train.wait_for_selector('#train-problems[data-count="0"]')
+    train.wait_for_selector('#train-estimate[data-steps="4"]')  # max_steps
     train.evaluate("() => window.scrollTo(0, 0)")
     browsing.shot(train, "whole-job-2-train", full_page=False)
     train.click("#train-start")
@@ -119,8 +168,30 @@ def test_data_train_follow_merge_from_the_browser(browsing: Browsing, ui_daemon:
     merged = merge.get_attribute("#merge-result", "data-sha")
     assert merged and merged != adapter
     browsing.shot(merge, "whole-job-4-merged", full_page=False)
-    adapters = browsing.open(merge, "/adapters", f'span[id="{merged}"]')
+
+    # 5. Export the merged adapter from the adapters page, in a fourth tab, while the others follow.
+    adapters = browsing.open(browsing.new_page(), "/adapters", f'span[id="{merged}"]')
     assert "merge" in adapters.locator(f'#adapters tr:has(span[id="{merged}"])').inner_text()
+    adapters.click(f'a.export-link[data-sha="{merged}"]')
+    export = adapters
+    export.wait_for_selector("#export-button")
+    assert export.input_value("#export-adapter") == merged
+    assert export.get_attribute("#export-model", "placeholder") == str(tiny_model_dir)
+    export.select_option("#export-format", "hf")
+    export.wait_for_selector('#export-problems[data-count="0"]')
+    export.click("#export-button")
+    export.wait_for_selector("#export-progress [data-node=merge]")
+    export.wait_for_selector("#export-result", timeout=300_000)
+    sha, folder = export.get_attribute("#export-result", "data-sha"), export.get_attribute("#export-result", "data-path")
+    run = ui_daemon.run(export.locator(".run-outcome a").first.inner_text())
+    wanted = export_graph(merged, fmt="hf", base=str(tiny_model_dir), params={})["nodes"]
+    assert {n: (node["op"], node["inputs"]) for n, node in run["graph"]["nodes"].items()} == {
+        n: (node["op"], node["inputs"]) for n, node in wanted.items()}
+    assert sha == run["nodes"]["export"]["outputs"]["model"] and sha in (folder or "")
+    assert (Path(folder or "") / "config.json").is_file() and list(Path(folder or "").glob("*.safetensors"))
+    assert export.locator('#export-progress [data-state="completed"]').count() == 2
+    browsing.shot(export, "whole-job-5-export", full_page=False)
+    assert merge.get_attribute("#merge-result", "data-sha") == merged  # the other tabs still live
     maps = Path(f"/proc/{ui_daemon.daemon.proc.pid}/maps").read_text()  # the pages ran in the daemon
     assert "libtorch" not in maps and "/torch/" not in maps and "/transformers/" not in maps
 

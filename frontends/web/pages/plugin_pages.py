@@ -56,15 +56,18 @@ def contributing(ui: Ui) -> list[tuple[PluginRow, Path]]:
 def nav_entries(ui: Ui) -> list[tuple[str, str, str]]:
     """(plugin, href, title) for each loaded plugin with a page, in the plugins' `NAV_ORDER`; the
     title is the module's `TITLE` (the plugin's name when it has none or does not import)."""
-    entries = []
-    for row, folder in contributing(ui):
-        try:
-            module = load(folder, row.name, row.code_hash)
-            title, order = str(getattr(module, "TITLE", row.name)), int(getattr(module, "NAV_ORDER", 100))
-        except Exception:  # the page itself shows the traceback
-            title, order = row.name, 100
-        entries.append((order, row.name, f"/plugin-pages/{row.name}", title))
-    return [(name, href, title) for _, name, href, title in sorted(entries)]
+    entries = [(*page_title(row, folder), row.name) for row, folder in contributing(ui)]
+    return [(name, f"/plugin-pages/{name}", title) for order, title, name in sorted(entries, key=lambda e: (e[0], e[2]))]
+
+
+def page_title(row: PluginRow, folder: Path) -> tuple[int, str]:
+    """(nav order, title) of a plugin's page: the module's `NAV_ORDER` and `TITLE`, else 100 and the
+    plugin's name (also when the module does not import: the page shows why)."""
+    try:
+        module = load(folder, row.name, row.code_hash)
+        return int(getattr(module, "NAV_ORDER", 100)), str(getattr(module, "TITLE", row.name))
+    except Exception:
+        return 100, row.name
 
 
 def load(folder: Path, name: str, code_hash: str) -> ModuleType:
@@ -146,5 +149,8 @@ def PluginPageList(ui: Ui) -> Any:
 def PluginPagesPage(ui: Ui, name: str | None = None, *, query: dict[str, str]) -> Any:
     """The list of plugin pages, or one of them."""
     if name:
-        return html.div(html.h1(f"Plugin page: {name}"), PluginView(ui, name, query))
+        found = {p.name: (p, d) for p, d in contributing(ui)}
+        title = page_title(*found[name])[1] if name in found else name
+        return html.div(html.h1({"id": "plugin-page-title"}, title, html.small({"className": "muted"}, f" · plugin {name}")),
+                        PluginView(ui, name, query))
     return html.div(html.h1("Plugin pages"), PluginPageList(ui))

@@ -121,8 +121,8 @@ def ForkForm(ui: Ui, run: RunRow, set_notice: Any) -> Any:
 @component
 def DiffForm(ui: Ui, run: RunRow, set_notice: Any) -> Any:
     """Diff this run with another one."""
-    others = [r for r in sorted(ui.services.tables.runs.all(), key=lambda r: -r.submitted_position)
-              if r.run_id != run.run_id][:100]
+    newest = ui.services.tables.runs.select(order="submitted_position", descending=True, limit=101)
+    others = [r for r in newest if r.run_id != run.run_id][:100]
     other, set_other = hooks.use_state(run.replay_of or (others[0].run_id if others else ""))
     result, set_result = hooks.use_state(None)
 
