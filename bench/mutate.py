@@ -8,6 +8,9 @@ before the editable install's finder), the tests beside it, and a pyproject nami
 mutate and the fast tests that cover it. `PYTHONPATH` points worker and daemon subprocesses at
 the same mutated copy.
 
+`trainer` is the trainer's checkpoint/resume code (plugins/lora_trainer/checkpoint.py), run on
+its own: `python bench/mutate.py trainer`.
+
 Prints, per module, the mutants killed out of those with a verdict (the kill rate), and writes
 the survivors to `.cache/mutate/<module>/survivors.txt` (`mutmut show NAME` in that tree's
 folder shows a diff). Review them in tests/MUTANTS.md.
@@ -16,6 +19,7 @@ folder shows a diff). Review them in tests/MUTANTS.md.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -35,17 +39,30 @@ TESTS = {
     "store": ["tests/store", "tests/events"],
     "daemon": ["tests/daemon/test_jobs.py", "tests/daemon/test_jobs_queue.py", "tests/daemon/test_jobs_cancel.py",
                "tests/daemon/test_plugins.py", "tests/daemon/test_manifest.py", "tests/daemon/test_lineage.py",
-               "tests/daemon/test_api.py", "tests/daemon/test_verify.py", "tests/daemon/test_reproduce_api.py"],
+               "tests/daemon/test_api.py", "tests/daemon/test_verify.py", "tests/daemon/test_reproduce_api.py",
+               "tests/daemon/test_paging.py", "tests/daemon/test_api_guard.py", "tests/daemon/test_plugin_checks.py",
+               "tests/daemon/test_jobs_resume_checkpoint.py", "tests/daemon/test_commands.py", "tests/daemon/test_api_limits.py", "tests/daemon/test_snapshots.py", "tests/daemon/test_cache_key.py"],
+    "trainer": ["tests/plugins/test_checkpoint.py"],
 }
+# A target that is part of a folder: what is mutated (below src/tunelog/; default: the folder itself).
+SOURCES = {"trainer": "plugins/lora_trainer/checkpoint.py"}
 # Code no test can sensibly exercise in-process, or that only wires parts together.
 DO_NOT_MUTATE = {
     "daemon": ["src/tunelog/daemon/__main__.py", "src/tunelog/daemon/main.py", "src/tunelog/daemon/worker.py",
                "src/tunelog/daemon/version.py"],
 }
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+# mutmut's first pass (MUTANT_UNDER_TEST=stats) records which tests call which function; a
+# subprocess started by a test (a job's worker, in its job folder) inherits the variable, and there
+# mutmut cannot find its configuration and the process fails. Such calls are never credited anyway,
+# so a new interpreter started during that pass runs the original code.
+SUBPROCESS_STATS_OFF = """import os
+if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+    os.environ["MUTANT_UNDER_TEST"] = ""
+"""
 
 
-def build_tree(module: str) -> Path:
+def build_tree(module: str, tests: list[str] | None = None) -> Path:
     """The throwaway tree for one module, rebuilt from the working copy (mutmut's results reset)."""
     tree = WORK / module
     shutil.rmtree(tree, ignore_errors=True)
@@ -59,20 +76,26 @@ def build_tree(module: str) -> Path:
     # Python caches "no such folder" for a sys.path entry: the mutated copy's folder must exist
     # before mutmut starts, or its imports fall through to the editable install's unmutated code.
     (tree / "mutants" / "src").mkdir(parents=True)
+    (tree / "mutants" / "src" / "sitecustomize.py").write_text(SUBPROCESS_STATS_OFF)
+    write_config(tree, module, tests)
+    return tree
+
+
+def write_config(tree: Path, module: str, tests: list[str] | None = None) -> None:
+    """The tree's pyproject: pytest's settings, and what mutmut mutates and which tests it runs."""
     project = (ROOT / "pyproject.toml").read_text()
     pytest_conf = project[project.index("[tool.pytest.ini_options]"):project.index("[tool.ruff]")]
     also = ["src/tunelog/__init__.py", *(f"src/tunelog/{f}" for f in FOLDERS if f != module)]
     conf = {
-        "source_paths": [f"src/tunelog/{module}"],
+        "source_paths": [f"src/tunelog/{SOURCES.get(module, module)}"],
         "also_copy": also,
         "pytest_add_cli_args": ["-p", "no:randomly", "-p", "no:cacheprovider", "-q", "-x"],
         "timeout_multiplier": 3.0,  # a mutant that loops forever is given 3x the tests' clean time
-        "pytest_add_cli_args_test_selection": TESTS[module],
+        "pytest_add_cli_args_test_selection": tests or TESTS[module],
         "do_not_mutate": DO_NOT_MUTATE.get(module, []),
     }
     lines = ["[tool.mutmut]"] + [f"{k} = {json.dumps(v)}" for k, v in conf.items()]
     (tree / "pyproject.toml").write_text(pytest_conf + "\n" + "\n".join(lines) + "\n")
-    return tree
 
 
 def copy_tests(tree: Path) -> None:
@@ -101,14 +124,15 @@ def statuses(tree: Path, env: dict[str, str]) -> dict[str, str]:
     return found
 
 
-def run(module: str, *, children: int, names: list[str], again: bool) -> dict[str, int]:
+def run(module: str, *, children: int, names: list[str], again: bool, tests: list[str] | None = None) -> dict[str, int]:
     tree = WORK / module
     env = {**os.environ, "PYTHONPATH": str(tree / "mutants" / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
     if again:  # the same mutants against today's tests: only those not killed last time run
         copy_tests(tree)
+        write_config(tree, module, tests)
         names = names or [n for n, status in statuses(tree, env).items() if status in ("survived", "no tests")]
     else:
-        build_tree(module)
+        build_tree(module, tests)
     mutmut = Path(sys.executable).with_name("mutmut")
     subprocess.run([str(mutmut), "run", "--max-children", str(children), *names], cwd=tree, env=env, check=True)
     counts: dict[str, int] = {}
@@ -121,6 +145,28 @@ def run(module: str, *, children: int, names: list[str], again: bool) -> dict[st
     return counts
 
 
+def fresh(module: str, *, names: list[str], tests: list[str]) -> None:
+    """Re-test the last run's survivors, each in a new process running `tests`: code that runs once
+    per process (route tables built at import, first-use caches) ran before mutmut's fork switched
+    the mutant on. With `names`, the matching mutants not checked yet are tested too (a run stopped
+    early). Writes `fresh.txt` beside survivors.txt."""
+    tree = WORK / module
+    env = {**os.environ, "PYTHONPATH": str(tree / "mutants" / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
+    copy_tests(tree)
+    wanted = ("survived", "no tests", "not checked") if names else ("survived", "no tests")
+    survivors = [n for n, status in statuses(tree, env).items() if status in wanted
+                 and (not names or any(fnmatch.fnmatch(n, g) for g in names))]
+    lines = []
+    for name in survivors:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", "-p", "no:cacheprovider",
+                               *tests], cwd=tree / "mutants", env={**env, "MUTANT_UNDER_TEST": name},
+                              capture_output=True, text=True)
+        lines.append(f"{'killed' if proc.returncode != 0 else 'survived'}\t{name}")
+        print(lines[-1], flush=True)
+    (tree / "fresh.txt").write_text("\n".join(lines) + "\n")
+    print(f"{module}: {sum(line.startswith('killed') for line in lines)}/{len(lines)} survivors killed in a fresh process")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", default=["events", "store", "daemon"], choices=sorted(TESTS))
@@ -129,9 +175,19 @@ def main() -> int:
                         help="mutant names to test, e.g. 'tunelog.store.artifacts*' (default: all)")
     parser.add_argument("--again", action="store_true",
                         help="keep the last run's mutants and verdicts; test the survivors against today's tests")
+    parser.add_argument("--fresh", nargs="+", metavar="TEST",
+                        help="re-test the last run's survivors (or those --only names) each in a new process "
+                             "with these tests, e.g. tests/daemon/test_commands.py")
+    parser.add_argument("--tests", nargs="+", metavar="TEST",
+                        help="run these tests instead of the module's fast tests (mutmut's first pass runs every "
+                             "one of them: a few files covering the mutated code make it minutes shorter)")
     args = parser.parse_args()
+    if args.fresh:
+        for module in args.modules:
+            fresh(module, names=args.only, tests=args.fresh)
+        return 0
     for module in args.modules:
-        counts = run(module, children=args.children, names=args.only, again=args.again)
+        counts = run(module, children=args.children, names=args.only, again=args.again, tests=args.tests)
         killed = sum(n for status, n in counts.items() if status in KILLED)
         judged = sum(n for status, n in counts.items() if status not in {"skipped", "not checked"})
         rate = 100.0 * killed / judged if judged else 0.0

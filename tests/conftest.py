@@ -10,6 +10,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Test daemons fork their workers from a warm worker host that imports nothing up front: with
+# torch imported in each, every daemon start would cost seconds of CPU. test_warm_workers.py runs
+# a host with the training libraries imported.
+os.environ.setdefault("TUNELOG_WARM_MODULES", "")
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 Diff = dict[str, Any]
 """`{"path", "a", "b"}`; when a key exists on one side only, that side's value and `only_in`."""
@@ -32,7 +32,7 @@ class Tolerance:
 
 def is_sha256(value: Any) -> bool:
     """True for a content hash: how artifact outputs and inputs are recorded."""
-    return isinstance(value, str) and _SHA256.match(value) is not None
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
 
 
 def is_number(value: Any) -> bool:

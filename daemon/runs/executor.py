@@ -20,7 +20,7 @@ from anyio.abc import TaskStatus
 
 from tunelog.daemon.jobs.runner import JobRunner, new_job_id
 from tunelog.daemon.plugin_host.manager import PluginManager
-from tunelog.daemon.runs.graph import Graph, cache_key, parse_graph, refs_in, substitute
+from tunelog.daemon.runs.graph import Graph, cache_key, parse_graph, refs_in, substitute, used_plugins
 from tunelog.events import runs as R
 from tunelog.events.base import Event
 from tunelog.events.errors import ConflictError, JobError, NotFoundError, TunelogError, ValidationError
@@ -42,6 +42,14 @@ from tunelog.store.sqlite import SqliteStore
 from tunelog.store.tables import Tables
 
 log = logging.getLogger(__name__)
+
+USES = "uses."
+"""Prefix of the keys in a node's recorded code that pin the plugins its job calls (`uses.rewards`)."""
+
+
+def used_code(code: dict[str, str]) -> dict[str, str]:
+    """Plugin -> code hash of the other plugins a node's job calls, from its recorded code."""
+    return {k.removeprefix(USES): v for k, v in code.items() if k.startswith(USES)}
 
 
 def path_hashes(op: OperationSpec, inputs: dict[str, Any]) -> dict[str, str]:
@@ -91,7 +99,8 @@ class RunExecutor:
         if unknown:
             raise ValidationError.collect("cannot force unknown nodes", [("force", f"no node {n!r}") for n in unknown])
         run_id = "r" + new_job_id()
-        current = {n.id: {"plugin": n.plugin, "version": n.resolved.row.version, "code_hash": n.resolved.row.code_hash}
+        current = {n.id: {"plugin": n.plugin, "version": n.resolved.row.version, "code_hash": n.resolved.row.code_hash,
+                          **{USES + p: h for p, h in used_plugins(n, self.plugins).items()}}
                    for n in parsed.nodes.values()}
         code = {**current, **(code or {})}
         self.store.append(run_stream(run_id), [R.RunSubmitted(
@@ -104,16 +113,24 @@ class RunExecutor:
     def _check_devices(self, graph: Graph) -> None:
         """Every node asking for several devices must fit this daemon's slots (checked up front)."""
         problems = []
+        hints = []
         for node in graph.nodes.values():
             op = node.resolved.op
-            if op.devices_param:
+            if op.devices_param or op.nodes_param or op.gpu_type_param:
+                named = {"devices": op.devices_param, "nodes": op.nodes_param, "gpu_type": op.gpu_type_param}
                 try:
-                    self.jobs.check_devices(resource=op.resource, devices=op.devices(node.params))
+                    self.jobs.check_devices(resource=op.resource, **op.request(node.params),
+                                            where=self.jobs.local_rule(*node.op.split(".", 1)))
+                except ValidationError as exc:
+                    problems += [(f"nodes.{node.id}.params.{named.get(p['where']) or p['where']}", p["message"])
+                                 for p in exc.problems]
+                    hints.append(exc.hint)
                 except TunelogError as exc:
                     problems.append((f"nodes.{node.id}.params.{op.devices_param}", exc.message))
+                    hints.append(exc.hint)
         if problems:
-            raise ValidationError.collect("the graph asks for more devices than this daemon has", problems,
-                                          hint="lower `devices`, or give the daemon more slots (TUNELOG_SLOTS)")
+            raise ValidationError.collect("the graph asks for devices this daemon cannot give", problems,
+                                          hint=next((h for h in hints if h), None))
 
     def _resolve_model_names(self, graph: Graph) -> None:
         """A `model` input naming a registered model (`tunectl models add`) becomes its reference,
@@ -157,7 +174,7 @@ class RunExecutor:
         row = self.tables.runs.get(prefix)
         if row is not None:
             return row
-        matches = [r for r in self.tables.runs.all() if r.run_id.startswith(prefix)] if prefix else []
+        matches = self.tables.runs.with_prefix(prefix, limit=5) if prefix else []
         if len(matches) == 1:
             return matches[0]
         if not matches:
@@ -229,8 +246,9 @@ class RunExecutor:
         plugin, operation = spec["op"].split(".")
         op = self.plugins.resolve(plugin, operation).op
         hashes = path_hashes(op, inputs)
+        uses = used_code(code)
         key = cache_key(op=spec["op"], code_hash=code["code_hash"], params=spec["params"],
-                        inputs={**inputs, **{f"{p}#sha256": h for p, h in hashes.items()}})
+                        inputs={**inputs, **{f"{p}#sha256": h for p, h in hashes.items()}}, uses=uses)
         hit = self.tables.cache.get(key)
         if hit is not None and not node.jobs and not self._must_run(row, node_id):
             return [R.NodeCached(run_id=row.run_id, node=node_id, cache_key=key, outputs=hit.outputs,
@@ -242,7 +260,7 @@ class RunExecutor:
                                code_hash=code["code_hash"], plugin_version=code["version"], resource=resource,
                                command_id=f"{row.run_id}:{node_id}:{attempt}", run_id=row.run_id,
                                resume_of=resume_of, resume_checkpoint=checkpoint,
-                               devices=op.devices(spec["params"]))
+                               **op.request(spec["params"]), uses=uses)
         return [R.NodeQueued(run_id=row.run_id, node=node_id, job_id=job.job_id, cache_key=key, inputs=inputs,
                              input_hashes=hashes, attempt=attempt, resume_of=resume_of)]
 

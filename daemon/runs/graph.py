@@ -149,12 +149,47 @@ def _parse_node(node_id: str, spec: Any, plugins: PluginManager, problems: Probl
         params = resolve_params(resolved, params, where=f"{at}.params")
     except ValidationError as exc:
         problems += [(p["where"], p["message"]) for p in exc.problems] or [(f"{at}.params", exc.message)]
+    problems += _uses_problems(resolved, params, plugins, where=f"{at}.params")
     if not isinstance(inputs, Mapping):
         problems.append((f"{at}.inputs", "must be a mapping of port -> value or {node, output}"))
         inputs = {}
     position = spec.get("position")
     return Node(id=node_id, op=op, plugin=plugin, operation=operation, params=dict(params),
                 inputs=dict(inputs), resolved=resolved, position=position if isinstance(position, list) else None)
+
+
+def used_operations(resolved: Resolved, params: Mapping[str, Any]) -> list[str]:
+    """The `plugin.operation` names an operation's `uses_param` parameter holds (e.g. reward functions)."""
+    name = resolved.op.uses_param
+    values = params.get(name) if name else None
+    return [v for v in values if isinstance(v, str)] if isinstance(values, list) else []
+
+
+def used_plugins(node: Node, plugins: PluginManager) -> dict[str, str]:
+    """Plugin name -> current code hash of each plugin whose operations the node calls in its job."""
+    out = {}
+    for name in used_operations(node.resolved, node.params):
+        plugin, _, operation = name.partition(".")
+        out[plugin] = plugins.resolve(plugin, operation).row.code_hash
+    return out
+
+
+def _uses_problems(resolved: Resolved, params: Any, plugins: PluginManager, *, where: str) -> Problems:
+    """Each name in the `uses_param` parameter must be a loaded `plugin.operation`."""
+    if not isinstance(params, Mapping):
+        return []
+    problems: Problems = []
+    for i, name in enumerate(used_operations(resolved, params)):
+        plugin, _, operation = name.partition(".")
+        at = f"{where}.{resolved.op.uses_param}[{i}]"
+        if not plugin or not operation or "." in operation:
+            problems.append((at, f"{name!r} is not plugin.operation (e.g. rewards.exact_match)"))
+            continue
+        try:
+            plugins.resolve(plugin, operation)
+        except TunelogError as exc:
+            problems.append((at, f"no operation {name!r}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")))
+    return problems
 
 
 def resolve_params(resolved: Resolved, params: Any, *, where: str) -> dict[str, Any]:
@@ -257,8 +292,10 @@ def _topological(nodes: dict[str, Node]) -> tuple[list[str], list[str]]:
     return order, []
 
 
-def cache_key(*, op: str, code_hash: str, params: dict[str, Any], inputs: dict[str, Any]) -> str:
-    """sha256 of what determines a node's result; equal keys give equal outputs."""
-    payload = msgspec.json.encode({"op": op, "code": code_hash, "params": params, "inputs": inputs},
-                                  order="sorted")
+def cache_key(*, op: str, code_hash: str, params: dict[str, Any], inputs: dict[str, Any],
+              uses: dict[str, str] | None = None) -> str:
+    """sha256 of what determines a node's result; equal keys give equal outputs. `uses` (plugin ->
+    code hash of the other plugins the node's job calls) joins the key only when there is one."""
+    payload = msgspec.json.encode({"op": op, "code": code_hash, "params": params, "inputs": inputs,
+                                   **({"uses": uses} if uses else {})}, order="sorted")
     return hashlib.sha256(payload).hexdigest()

@@ -6,7 +6,8 @@ plugin's own up-front checks, every problem at once.
 - A `path` input is an existing file or folder, or a hub id.
 - A plugin whose manifest names a checks module (`checks: checks.py`) has each of its nodes
   checked by that module in a throwaway process (daemon/plugin_host/check.py); the daemon never
-  imports plugin code. Its problems refuse the run; its warnings go back to the submitter.
+  imports plugin code. Its problems refuse the run; its warnings go back to the submitter. The
+  facts a node's check gets name the nodes that consume its outputs (`consumers`).
 
 A hub id is only assumed when a value looks like one: `owner/name[@revision]`, not starting with
 `.`, `/` or `~`, without a data or model file suffix. Anything else that does not exist is refused
@@ -15,12 +16,12 @@ naming it, instead of failing minutes later inside a job.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from tunelog.daemon.plugin_host.check import run_checks
-from tunelog.daemon.runs.graph import Graph, Node, is_ref, parse_graph
+from tunelog.daemon.runs.compare import is_sha256
+from tunelog.daemon.runs.graph import Graph, Node, is_ref, parse_graph, refs_in
 from tunelog.daemon.runs.refs import looks_like_hub_id, looks_like_path
 from tunelog.daemon.services import Services
 from tunelog.events.errors import ValidationError
@@ -30,7 +31,6 @@ Problems = list[tuple[str, str]]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 CHECK_TIMEOUT_S = 60.0
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 async def submit_checked(s: Services, raw: Any, **submit: Any) -> tuple[RunRow, Problems]:
@@ -80,7 +80,7 @@ def model_problem(s: Services, value: str) -> tuple[str, str | None]:
     if row is not None:
         ref, problem = model_problem(s, row.ref) if row.ref != value else (row.ref, None)
         return ref, (f"registered model {value!r} ({row.ref}): {problem}" if problem else None)
-    if _SHA256.match(value):
+    if is_sha256(value):
         if not s.artifacts.exists(value):
             return value, f"no model artifact {value[:12]} in the store"
         return str(s.artifacts.path(value, verify=False)), None
@@ -135,7 +135,8 @@ async def _plugin_checks(s: Services, graph: Graph, literal: dict[str, dict[str,
         first = nodes[0].resolved
         facts = {"cuda": gpu_slots > 0 and first.op.resource != "cpu", "gpu_slots": gpu_slots}
         request = {"facts": facts, "nodes": [{"node": n.id, "operation": n.operation, "params": n.params,
-                              "inputs": literal.get(n.id, {})} for n in nodes]}
+                              "inputs": literal.get(n.id, {}), "facts": {"consumers": consumers(graph, n.id)}}
+                             for n in nodes]}
         got = await run_checks(s.plugins.python, first.code_dir, package=f"tunelog_checks_{plugin}",
                                module=str(first.manifest.checks), request=request, timeout=CHECK_TIMEOUT_S)
         if not got.get("ok"):
@@ -146,6 +147,14 @@ async def _plugin_checks(s: Services, graph: Graph, literal: dict[str, dict[str,
             problems += [(_where(n, str(w)), str(m)) for w, m in result.get("problems", [])]
             warnings += [(_where(n, str(w)), str(m)) for w, m in result.get("warnings", [])]
     return warnings
+
+
+def consumers(graph: Graph, node_id: str) -> list[dict[str, Any]]:
+    """The nodes that take `node_id`'s outputs: {"node", "op", "port", "output", "params"} each, so a
+    check can judge its node by what will be done with the result (e.g. data for a training stage)."""
+    return [{"node": n.id, "op": n.op, "port": port, "output": ref["output"], "params": n.params}
+            for n in graph.nodes.values() for port, value in n.inputs.items()
+            for ref in refs_in(value) if ref["node"] == node_id]
 
 
 def _where(node: Node, field: str) -> str:

@@ -165,3 +165,9 @@ def test_a_job_with_two_devices_trains_as_two_processes_and_reports_once(tmp_pat
         too_many = d.post("/v1/runs", json={"graph": two_nodes(tiny_model_dir, data, max_steps=3, devices=3)})
         assert too_many.status_code == 422
         assert too_many.json()["error"]["problems"][0]["where"] == "nodes.train.params.devices"
+        for ask, field in (({"devices": 2, "nodes": 2}, "nodes"), ({"gpu_type": "A100"}, "gpu_type")):
+            refused = d.post("/v1/runs", json={"graph": two_nodes(tiny_model_dir, data, max_steps=3, **ask)})
+            assert refused.status_code == 422, refused.text  # a local daemon: one machine, no GPU model to pick
+            error = refused.json()["error"]
+            assert error["problems"][0]["where"] == f"nodes.train.params.{field}", error
+            assert "tunectl daemon config set backend ray://HOST:PORT" in error["hint"], error
