@@ -33,7 +33,7 @@ from tunelog.plugins.common import adapters, data, models
 from . import checkpoint, methods
 from .optimizers import build_optimizer
 from .params import TrainParams, settings_hash
-from .support import PREFERENCE_METHODS, check_supported
+from .support import PREFERENCE_METHODS, check_supported, sharding_problem
 
 
 def train(ctx: JobContext, given: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
@@ -230,7 +230,12 @@ def make_accelerator(params: TrainParams) -> Any:
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         AcceleratorState._reset_state(reset_partial_state=True)  # in-process runs (tests) may change precision
     mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[params.precision]
-    return Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
+    if accelerator.num_processes > 1:
+        problem = sharding_problem(params.distributed, accelerator.distributed_type.name)
+        if problem is not None:
+            raise ValidationError.collect("lora_trainer cannot shard the model as asked", [("distributed", problem)])
+    return accelerator
 
 
 def resolve_base(ctx: JobContext, ref: str) -> tuple[Path, str]:

@@ -106,7 +106,32 @@ def _precision_problems(p: dict[str, Any], cuda: bool) -> list[tuple[str, str]]:
         out.append(("attn_implementation", "flash_attention_2 needs flash-attn: pip install flash-attn"))
     if p.get("distributed") == "deepspeed" and not _installed("deepspeed"):
         out.append(("distributed", "deepspeed needs the deepspeed package: pip install deepspeed"))
+    devices = int(p.get("devices") or 1)
+    if devices == 1 and p.get("distributed", "ddp") != "ddp":
+        out.append(("distributed", f"distributed={p['distributed']} splits training over several devices and "
+                                   "devices=1 runs one process, unsharded: set devices to the GPUs to use, or "
+                                   "leave distributed=ddp"))
+    if not cuda and devices > 1:
+        if p.get("distributed", "ddp") != "ddp":
+            out.append(("distributed", f"distributed={p['distributed']} shards the model over GPUs (accelerate runs "
+                                       "FSDP and DeepSpeed on CUDA only); CPU processes train with DDP: leave "
+                                       "distributed=ddp"))
+        if p.get("accelerate_config"):
+            out.append(("accelerate_config", "an accelerate config file is read by `accelerate launch`, which "
+                                             "starts GPU jobs; CPU processes start under torchrun: leave it empty"))
     return out
+
+
+def sharding_problem(asked: str, running: str) -> str | None:
+    """Why a run that asked for `asked` (ddp, fsdp, deepspeed) must not go on as `running`
+    (accelerate's DistributedType name), or None when they agree. A launcher that does not pass the
+    sharding on (a Ray Train worker starts DDP) would otherwise train unsharded without a word."""
+    wanted = {"fsdp": "FSDP", "deepspeed": "DEEPSPEED"}.get(asked)
+    if wanted is None or running == wanted:
+        return None
+    return (f"distributed={asked} was asked but the processes run {running} (this launcher does not set up "
+            f"{asked}): run the job on a daemon of the GPU machine itself (accelerate launch), or use "
+            "distributed=ddp")
 
 
 def _optimizer_problems(p: dict[str, Any], cuda: bool) -> list[tuple[str, str]]:

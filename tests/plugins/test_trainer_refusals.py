@@ -12,6 +12,7 @@ import pytest
 from tests.support.trainer import run_train, write_dataset
 from tunelog.events.errors import ValidationError
 from tunelog.plugins.lora_trainer.backend import check_supported, manifest_defaults
+from tunelog.plugins.lora_trainer.support import sharding_problem
 
 
 def params(**overrides: Any) -> dict[str, Any]:
@@ -71,6 +72,29 @@ def test_low_rank_optimizers_need_full_fine_tuning() -> None:
 def test_gpu_only_kernels_are_refused_on_cpu() -> None:
     got = problems(params(liger=True, attn_implementation="flash_attention_2"))
     assert "CUDA" in got["liger"] and "CUDA" in got["attn_implementation"]
+
+
+def test_sharding_that_would_not_happen_is_refused_not_run_as_ddp() -> None:
+    """accelerate shards (FSDP, DeepSpeed) only over CUDA devices, and one process shards nothing."""
+    cpu = problems(params(devices=2, distributed="fsdp", accelerate_config="fsdp.yaml"))
+    assert "CUDA only" in cpu["distributed"] and "leave distributed=ddp" in cpu["distributed"]
+    assert "torchrun" in cpu["accelerate_config"]
+    assert "devices=1 runs one process" in problems(params(distributed="fsdp"), cuda=True)["distributed"]
+    check_supported(params(devices=2), cuda_available=False)  # DDP over CPU processes
+    check_supported(params(devices=2, distributed="fsdp", accelerate_config="fsdp.yaml"), cuda_available=True)
+
+
+@pytest.mark.parametrize(("asked", "running", "refused"), [
+    ("ddp", "MULTI_CPU", False), ("ddp", "MULTI_GPU", False), ("fsdp", "FSDP", False),
+    ("deepspeed", "DEEPSPEED", False), ("fsdp", "MULTI_GPU", True), ("fsdp", "MULTI_CPU", True),
+    ("deepspeed", "MULTI_GPU", True), ("deepspeed", "FSDP", True)])
+def test_a_worker_that_runs_other_than_the_sharding_asked_stops(asked: str, running: str, refused: bool) -> None:
+    """The recipe's check once the Accelerator exists (a launcher that starts plain DDP, as a Ray
+    Train worker does, must not train an FSDP run unsharded)."""
+    problem = sharding_problem(asked, running)
+    assert (problem is not None) == refused
+    if problem is not None:
+        assert f"distributed={asked} was asked but the processes run {running}" in problem
 
 
 def test_quantised_full_fine_tuning_and_converted_inits_are_refused() -> None:
