@@ -228,7 +228,7 @@ def build_trl_trainer(params: TrainParams, *, model: Any, peft_config: Any, toke
     if params.stage == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        args = DPOConfig(**common, beta=params.beta, loss_type=[loss_type or "sigmoid"],
+        args = DPOConfig(**common, beta=params.beta, loss_type=(loss_type or "sigmoid").split("+"),
                          label_smoothing=params.label_smoothing, pad_to_multiple_of=params.pad_to_multiple,
                          truncation_mode="keep_start" if params.truncation == "right" else "keep_end")
         return DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,

@@ -27,11 +27,12 @@ PREFERENCE_METHODS = ("lora", "rslora", "dora", "loraplus", "vera", "ia3")
 DPO/KTO reference). PiSSA/OLoRA rewrite the base, full fine-tuning would need a second copy."""
 LOSS_TYPES = {
     "dpo": ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-            "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm"),
+            "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm", "sft"),
     "kto": ("kto", "apo_zero_unpaired"),
     "grpo": ("dapo", "grpo", "dr_grpo", "bnpo"),
 }
-"""TRL 1.16's loss variants per stage (DPOConfig / KTOConfig `loss_type`)."""
+"""TRL 1.16's loss variants per stage (DPOConfig / KTOConfig `loss_type`). DPO sums several, written
+`sigmoid+sft` (TRL's list form, each weighted 1): `sft` is the chosen answers' NLL (RPO)."""
 
 
 def manifest_defaults() -> dict[str, Any]:
@@ -182,9 +183,14 @@ def _stage_problems(p: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(("packing", f"stage {stage} keeps each pair in its own row; set packing to false"))
     if int(p.get("devices", 1)) > 1:
         out.append(("devices", f"stage {stage} runs in one process; set devices to 1"))
-    if loss_type and loss_type not in LOSS_TYPES.get(stage, ()):
+    parts = loss_type.split("+") if stage == "dpo" else [loss_type]
+    unknown = [t for t in parts if loss_type and t not in LOSS_TYPES.get(stage, ())]
+    if unknown:
         known = ", ".join(LOSS_TYPES[stage]) if stage in LOSS_TYPES else "none (leave it empty)"
-        out.append(("loss_type", f"{loss_type!r} is not a loss of stage {stage}; choose from {known}"))
+        out.append(("loss_type", f"{'+'.join(unknown)!r} is not a loss of stage {stage}; choose from {known}"
+                                 + (" (several joined with +, e.g. sigmoid+sft)" if stage == "dpo" else "")))
+    elif len(set(parts)) < len(parts):
+        out.append(("loss_type", f"{loss_type!r} names a loss twice; each counts once (weight 1)"))
     if stage == "grpo" and not p.get("rewards"):
         out.append(("rewards", "grpo needs at least one reward operation, e.g. [rewards.regex_format]"))
     if stage != "grpo" and p.get("rewards"):

@@ -4,6 +4,7 @@ moves the right way against the first step's value, measured in the run, on a sy
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,20 @@ def test_stage_loss_falls(tmp_path: Path, tiny_model_dir: Path, pair_data: Path,
     assert {"rewards/chosen", "rewards/margins"} <= {k for kind, b in messages if kind == "metrics" for k in b}
     if stage == "kto":
         assert len(curve(messages, "kl")) == 8
+
+
+def test_dpo_with_the_sft_term_adds_the_chosen_nll_and_lifts_the_chosen_answers(
+        tmp_path: Path, tiny_model_dir: Path, pair_data: Path) -> None:
+    """`sigmoid+sft` (RPO): TRL sums the two losses. At the first step the policy is the reference,
+    so the sigmoid part is ln 2 and the rest is the chosen answers' NLL; the NLL term lifts the chosen
+    answers' reward above what plain DPO reaches in the same steps from the same start."""
+    _, plain, _ = run_stage(tmp_path / "plain", tiny_model_dir, pair_data, stage="dpo", max_steps=8)
+    _, rpo, _ = run_stage(tmp_path / "rpo", tiny_model_dir, pair_data, stage="dpo", max_steps=8,
+                          loss_type="sigmoid+sft")
+    assert abs(curve(plain)[1] - math.log(2)) < 1e-4
+    assert curve(rpo)[1] > math.log(2) + 1.0  # + the NLL of the chosen answers under the untrained model
+    assert curve(rpo)[8] < curve(rpo)[1] - 0.5
+    assert curve(rpo, "rewards/chosen")[8] > curve(plain, "rewards/chosen")[8] + 0.05
 
 
 def test_dpo_counts_rows_whose_prompt_fills_max_length(tmp_path: Path, tiny_model_dir: Path) -> None:

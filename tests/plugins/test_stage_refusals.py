@@ -31,6 +31,10 @@ def test_stage_settings_that_cannot_run_are_named() -> None:
     assert "loss_type" in problems(stage="orpo", loss_type="ipo")
     assert "loss_type" in problems(loss_type="ipo")  # sft has none
     assert problems(stage="dpo", loss_type="robust", label_smoothing=0.1) == {}
+    assert problems(stage="dpo", loss_type="sigmoid+sft") == {}
+    assert "'kto+nope' is not a loss of stage dpo" in problems(stage="dpo", loss_type="sigmoid+kto+nope")["loss_type"]
+    assert "names a loss twice" in problems(stage="dpo", loss_type="sft+sft")["loss_type"]
+    assert "is not a loss of stage kto" in problems(stage="kto", loss_type="kto+kto")["loss_type"]
     assert problems(stage="kto", loss_type="apo_zero_unpaired") == {}
     assert "rewards" in problems(stage="grpo")  # needs at least one reward operation
     assert "rewards" in problems(stage="dpo", rewards=["rewards.regex_format"])
