@@ -8,8 +8,8 @@ earlier one having been stored. Each text is a prefix of the final answer (see `
 answer's last message holds the final text itself.
 
 An answer costs at most 2 + min(new tokens, seconds it takes / INTERVAL_S) progress messages: one
-when it starts, at most one per INTERVAL_S while its text grows, one with the final text. Imported
-only inside the operation (it imports transformers).
+when it starts, at most one per INTERVAL_S while its text grows, one with the final text (and the
+job one more at its end). Imported only inside the operation (it imports transformers).
 """
 
 from __future__ import annotations
@@ -81,7 +81,11 @@ class Progress:
             self._send(f"answered {name} ({self.done} of {self.total})", generating=None)
 
     def end(self) -> None:
-        self.ctx.progress(self.done, self.total, "done")
+        """Every answer is in (streamed: the last prompt's answers stay shown until the report replaces them)."""
+        if self.stream:
+            self._send("done", generating=None)
+        else:
+            self.ctx.progress(self.done, self.total, "done")
 
     def streamer(self, tokenizer: Any, name: str, stop: Sequence[str]) -> TokenStream | None:
         """A transformers streamer feeding `grow` for variant `name` (None when not streaming)."""

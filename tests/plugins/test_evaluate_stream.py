@@ -53,7 +53,8 @@ def test_streamed_messages_grow_to_the_final_answers_which_are_unchanged(tmp_pat
     assert [p["message"] for p in plain_progress] == ["generating base", "generating tuned"] * 2 + ["done"]
 
     streamed = [(p["step"], p["total"], _streamed(p["message"])) for p in progress[:-1]]
-    assert progress[-1]["message"] == "done" and (progress[-1]["step"], progress[-1]["total"]) == (4, 4)
+    assert progress[-1]["message"].startswith("done\n") and (progress[-1]["step"], progress[-1]["total"]) == (4, 4)
+    assert _streamed(progress[-1]["message"])["answers"] == report[PROMPTS[-1]]  # shown until the report is
     for step, total, body in streamed:
         assert total == 4 and body["variants"] == ["base", "tuned"]
         final = report[PROMPTS[body["prompt"]]]

@@ -56,6 +56,10 @@ def test_streamed_answers_fill_their_columns_until_the_report_replaces_them(serv
     job = render_page(JobPage(Ui(services), "j1", query={}))
     assert f"step 1/2 generating {NAME} (answer 1 of 2)" in text(job) and "variants" not in text(job)
 
+    store.append("job-j1", [J.JobProgress(job_id="j1", step=2, total=2,
+                                          message=message({"base": "the river", NAME: "a lake"}, None))])
+    assert columns(page()) == {"base": ("done", "the river"), NAME: ("done", "a lake")} and final(page()) == "false"
+
     report = {PROMPT: {"base": "the river", NAME: "a lake"}}
     store.append("job-j1", [J.JobSucceeded(job_id="j1", outputs={"report": report}, duration_s=1.0)])
     store.append("run-r1", [R.NodeCompleted(run_id="r1", node="generate", job_id="j1", cache_key="k",
