@@ -67,7 +67,13 @@ class JobProgress(Event, frozen=True, tag="job-progress"):
     total: int | None = None
     """Steps in all, when known."""
     message: str = ""
-    """Short human note, e.g. `loading model`."""
+    """Short human note on its first line, e.g. `loading model`; lines after it, if any, hold details
+    an operation documents for readers that know it (evaluate.generate's answers so far)."""
+
+
+def progress_note(message: str) -> str:
+    """What a progress message says to show as the job's note: its first line."""
+    return message.partition("\n")[0]
 
 
 class JobMetrics(Event, frozen=True, tag="job-metrics"):

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import click
 
+from tunelog.events.jobs import progress_note
 from tunelog.frontends.cli import exits, render
 from tunelog.frontends.cli.client import Client
 from tunelog.frontends.cli.render_runs import outputs_text
@@ -218,7 +219,7 @@ class PlainView(QuietView):
         self._maybe_show(job)
 
     def progress(self, job: str, node: str, step: int, total: int | None, message: str) -> None:
-        self._where[job] = (node, step, total, message)
+        self._where[job] = (node, step, total, progress_note(message))
         self._maybe_show(job)
 
     def done(self, job: str | None) -> None:
@@ -263,6 +264,7 @@ class RichView(PlainView):
             self._bar.start()
         if job not in self._tasks:
             self._tasks[job] = self._bar.add_task(node, total=total)
+        message = progress_note(message)
         self._where[job] = (node, step, total, message)
         self._notes[job] = " ".join(p for p in (node, message) if p)
         self._bar.update(self._tasks[job], completed=step, total=total, description=self._describe(job))

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from tunelog.events.jobs import progress_note
 from tunelog.frontends.cli.status import duration
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
@@ -103,7 +104,7 @@ def job_detail(job: dict[str, Any]) -> str:
         ("operation", f"{job['plugin']}.{job['operation']} (plugin {job.get('plugin_version') or '?'}, "
                       f"code {str(job.get('code_hash', ''))[:12]})"),
         ("state", state),
-        ("progress", progress(job) + (f"  {job['message']}" if job.get("message") else "")),
+        ("progress", progress(job) + (f"  {progress_note(job['message'])}" if job.get("message") else "")),
         ("queued", when(job.get("queued_at"))),
         ("started", when(job.get("started_at"))),
         ("ended", when(job.get("ended_at"))),

@@ -45,6 +45,7 @@ button.danger { border-color: #7a2c2c; } button:disabled { opacity: .5; cursor: 
 .answer { background: #12151b; border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
 .answer h3 { margin: 0 0 6px; font-size: 13px; color: var(--muted); }
 .answer pre { white-space: pre-wrap; margin: 0; }
+.answer.generating { border-color: var(--accent); } .answer.waiting { opacity: .6; }
 pre.json { background: #12151b; padding: 8px; border-radius: 4px; overflow: auto; max-height: 420px; }
 ul.tree { list-style: none; padding-left: 18px; margin: 2px 0; } ul.tree li { margin: 2px 0; }
 .focus { outline: 1px solid var(--accent); border-radius: 3px; padding: 0 3px; }

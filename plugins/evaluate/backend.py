@@ -92,14 +92,22 @@ def generate(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) ->
         ctx.log("chat is off: the system prompt and history are not used")
     settings = {k: params[k] for k in GENERATION_KEYS if k in params}
     variants = _variants(named, include_base=bool(params.get("include_base", True)))
+    from .streaming import Progress
+
+    progress = Progress(ctx, variants=variants, total=len(prompts) * len(variants), stream=bool(params.get("stream")))
     report: dict[str, dict[str, str]] = {}
     for i, prompt in enumerate(prompts):
         if ctx.should_stop():
             break
-        ctx.progress(i, len(prompts), "generating")
+        progress.start(i)
         ids = inference.prompt_ids(tokenizer, prompt, chat=chat, system=system, history=history, template=template)
-        report[prompt] = {name: inference.generate(model, tokenizer, name, ids, **settings) for name in variants}
-    ctx.progress(len(report), len(prompts), "done")
+        answers = report.setdefault(prompt, {})
+        for name in variants:
+            progress.begin(name)
+            answers[name] = inference.generate(model, tokenizer, name, ids, **settings,
+                                               streamer=progress.streamer(tokenizer, name, settings.get("stop", ())))
+            progress.finish(name, answers[name])
+    progress.end()
     return {"report": report}
 
 

@@ -108,7 +108,7 @@ def complete(model: Any, tokenizer: Any, name: str, ids: list[int], *, max_new_t
 
     Sampling happens when `greedy` is off and temperature > 0; top_k 0 and min_p 0 switch those
     filters off. Generation ends at eos, at a stop string (the text is cut before it) or after
-    `max_new_tokens`. A `streamer` (transformers TextIteratorStreamer) receives the text as it comes.
+    `max_new_tokens`. A `streamer` (a transformers `BaseStreamer`) receives the tokens as they come.
     """
     import torch
     from transformers import GenerationConfig

@@ -19,6 +19,8 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.daemon.daemon_proc import FIXTURES, Daemon
+from tunelog.daemon.paths import Paths
+from tunelog.daemon.services import Services, build_services
 
 WEB_FIXTURES = Path(__file__).parent / "plugins_fixtures"
 CHROMIUM = os.environ.get("TUNELOG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -99,6 +101,16 @@ def start_ui_daemon(home: Path, **kw: Any) -> UiDaemon:
     env = {"TUNELOG_UI_PORT": "0", "TUNELOG_PLUGIN_DIRS": os.pathsep.join([str(FIXTURES), str(WEB_FIXTURES)]),
            "TUNELOG_SLOTS": "cpu0,cpu1", **kw.pop("env", {})}
     return wait_ui(Daemon(home, env=env, **kw).start())
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    """The daemon's services in this process (no plugins, one CPU slot) on a SQLite log in tmp_path,
+    for rendering pages with reactpy's Layout without a browser."""
+    s = build_services(Paths.from_env(tmp_path), version="test", plugin_dirs=[], builtin_dir=Path("/nonexistent"),
+                       slots=["cpu0"])
+    yield s
+    s.store.close()
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,9 @@ def test_every_control_reaches_the_node_as_tunectl_generate_sends_it() -> None:
                      repetition_penalty="0.5", seed="5", stop="###\nUser:", system="answer small", chat="",
                      chat_template="{{ messages }}",
                      history='[{"role": "user", "content": "apple river"}, {"role": "assistant", "content": "x"}]')
-    # what tests/cli/test_generate_controls.py's `tunectl generate` options become
-    assert params == {"prompts": ["what is the capital of france"], "max_new_tokens": 10, "greedy": False,
+    # what tests/cli/test_generate_controls.py's `tunectl generate` options become (the page also streams)
+    assert params == {"prompts": ["what is the capital of france"], "max_new_tokens": 10, "stream": True,
+                      "greedy": False,
                       "temperature": 1.3, "top_p": 0.9, "top_k": 30, "min_p": 0.02, "repetition_penalty": 0.5,
                       "seed": 5, "stop": ["###", "User:"], "system": "answer small",
                       "chat_template": "{{ messages }}",
@@ -44,7 +45,7 @@ def test_every_control_reaches_the_node_as_tunectl_generate_sends_it() -> None:
 
 
 def test_blank_controls_leave_the_nodes_defaults_and_chat_off_sends_plain_text() -> None:
-    assert _params() == {"prompts": ["what is the capital of france"], "max_new_tokens": 10}
+    assert _params() == {"prompts": ["what is the capital of france"], "max_new_tokens": 10, "stream": True}
     assert _params(chat="false")["chat"] is False
     assert control_params({"temperature": "  ", "stop": "\n\n"}) == {}
 

@@ -8,7 +8,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
 from reactpy.core.layout import Layout
 
 from tunelog.daemon.paths import Paths
@@ -21,14 +20,6 @@ from tunelog.frontends.web.pages.playground import PlaygroundPage
 from tunelog.frontends.web.pages.runs import SHOWN, RunsPage
 from tunelog.frontends.web.server import use_task_local_hook_stack
 from tunelog.frontends.web.ui import Ui
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Any:
-    s = build_services(Paths.from_env(tmp_path), version="test", plugin_dirs=[], builtin_dir=Path("/nonexistent"),
-                       slots=["cpu0"])
-    yield s
-    s.store.close()
 
 
 def submit(s: Services, n: int) -> None:

@@ -1,7 +1,8 @@
 """Merging and prompting from the browser, on a tiny model trained through the real daemon: the
 merge form makes a new adapter (with its lineage), and the playground, with its generation
 controls checked as they are typed, shows the base model's answer next to the adapters' answers
-(the same settings and seed for each), and they differ."""
+(the same settings and seed for each), and they differ; each answer streams into its column while it
+is generated, in every tab following the run."""
 
 from __future__ import annotations
 
@@ -83,8 +84,8 @@ def test_the_merge_form_makes_an_adapter_and_the_playground_compares_answers(
     page.fill("#play-stop", "zzz\nqqq")
     page.wait_for_selector('#play-problems[data-count="0"]')
     page.click("#play-button")
-    page.wait_for_function("() => document.querySelectorAll('#answers [data-answer]').length >= 3",
-                           timeout=300_000)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#answers[data-final=\"true\"] [data-answer]').length >= 3", timeout=300_000)
     params = ui_daemon.run(page.locator(".run-outcome a").first.inner_text())["graph"]["nodes"]["generate"]["params"]
     assert {k: params[k] for k in ("top_k", "temperature", "seed", "system", "greedy", "stop", "max_new_tokens")} == {
         "top_k": 5, "temperature": 0.9, "seed": 3, "system": "be brief", "greedy": False, "stop": ["zzz", "qqq"],
@@ -93,6 +94,42 @@ def test_the_merge_form_makes_an_adapter_and_the_playground_compares_answers(
     assert set(got) == {"base", f"a{merged[:12]}", f"a{trained[0][:12]}"}
     assert len(set(got.values())) >= 2, got
     browsing.shot(page, "playground-answers")
+
+
+PARTIAL = """() => {
+    const cols = [...document.querySelectorAll('#answers[data-final="false"] [data-answer]')];
+    const busy = cols.find(c => c.dataset.state === "generating" && c.querySelector("pre").textContent);
+    return busy ? {name: busy.dataset.answer, text: busy.querySelector("pre").textContent,
+                   states: cols.map(c => [c.dataset.answer, c.dataset.state])} : null;
+}"""
+"""The streamed column being generated, read in one go (the view changes under the test), or null."""
+
+
+def test_the_playground_streams_each_answer_into_its_column_in_two_tabs(browsing: Browsing,
+                                                                       ui_daemon: UiDaemon) -> None:
+    page = browsing.open(browsing.login(), "/playground", "#play-pick-0")
+    adapter = page.get_attribute("#play-pick-0", "data-sha")
+    tick(page, "#play-pick-0")
+    page.fill("#play-prompt", "what is the river")
+    page.fill("#play-tokens", "230")  # seconds per answer on the tiny model (it has 256 positions)
+    page.wait_for_selector('#play-problems[data-count="0"]')
+    page.click("#play-button")
+    run_id = page.locator(".run-outcome a").first.inner_text()
+    other = browsing.open(browsing.new_page(), f"/playground?run={run_id}", ".run-outcome")  # a second tab
+    seen = {}
+    for name, tab in (("first", page), ("second", other)):
+        # shown only while the job runs: the report replaces the streamed view when it ends
+        seen[name] = tab.wait_for_function(PARTIAL, timeout=120_000).json_value()
+    browsing.shot(other, "playground-streaming")
+    for tab in (page, other):
+        tab.wait_for_selector('#answers[data-final="true"]', timeout=120_000)
+    report = ui_daemon.run(run_id)["nodes"]["generate"]["outputs"]["report"]["what is the river"]
+    columns = ["base", f"a{adapter[:12]}"]
+    assert list(report) == columns and answers(page) == answers(other) == report
+    for partial in seen.values():
+        assert [n for n, _ in partial["states"]] == columns
+        assert [n for n, state in partial["states"] if state == "generating"] == [partial["name"]]
+        assert report[partial["name"]].startswith(partial["text"]), partial
 
 
 def test_a_refused_or_failed_export_shows_its_whole_error(browsing: Browsing, ui_daemon: UiDaemon,

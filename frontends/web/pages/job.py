@@ -82,7 +82,7 @@ def JobPage(ui: Ui, job_id: str, *, query: dict[str, str]) -> Any:
         {"data-job": job.job_id, "data-state": job.state},
         html.h1("Job ", html.span({"className": "mono"}, job.job_id), " ", badge(job.state)),
         html.p(html.b(f"{job.plugin}.{job.operation}"), f" {job.plugin_version}  run ", run_link(job.run_id),
-               f"  {progress}" + (f" {job.message}" if job.message else "")),
+               f"  {progress}" + (f" {J.progress_note(job.message)}" if job.message else "")),
         html.p({"className": "muted"}, " · ".join(w for w in [
             f"queued {when(job.queued_at)}", f"started {when(job.started_at)}" if job.started_at else "",
             f"ended {when(job.ended_at)}" if job.ended_at else "", *where] if w)),

@@ -4,8 +4,10 @@ penalty, seed, stop strings, system prompt, chat template on/off, earlier turns)
 
 It submits an `evaluate.generate` run (every adapter loaded onto one copy of the base and
 switched in place, each starting from the same seed), so each answer is recorded in the log like
-any other run's output. The controls are checked as they are typed by the daemon's own parameter
-validation.
+any other run's output. The run streams: while the job runs, its latest progress message holds
+the answers so far (see evaluate.generate's `stream` parameter), shown in their columns with the
+one still generating marked; when the run ends, its report replaces them. The controls are
+checked as they are typed by the daemon's own parameter validation.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
+import msgspec
 from reactpy import component, hooks, html
 
 from tunelog.daemon.runs.graph import parse_graph
 from tunelog.daemon.runs.preflight import submit_checked
 from tunelog.events.errors import TunelogError, ValidationError
+from tunelog.events.run_state import RunRow
 from tunelog.frontends.web.forms import adapter_picker, run_outcome
 from tunelog.frontends.web.live import use_head
 from tunelog.frontends.web.ui import Ui
@@ -93,18 +97,68 @@ def generate_graph(model: str, prompt: str, chosen: list[str], *, max_new_tokens
     return {"description": f"playground: {len(chosen)} adapter(s)",
             "nodes": {"generate": {"op": "evaluate.generate", "inputs": inputs,
                                    "params": {"prompts": [prompt], "max_new_tokens": int(max_new_tokens),
-                                              **control_params(controls or {})}}}}
+                                              "stream": True, **control_params(controls or {})}}}}
 
 
-def answers_view(report: dict[str, Any]) -> Any:
-    """Each prompt with its answers in columns."""
+class Streamed(msgspec.Struct):
+    """The answers so far in a progress message of evaluate.generate with `stream` (its JSON part)."""
+
+    prompt: int
+    """Index of the prompt being answered."""
+    variants: list[str]
+    """Every column, in order: `base` and the adapters' names."""
+    answers: dict[str, str]
+    """Text so far of each variant that has started."""
+    generating: str | None = None
+    """The variant still generating, if any."""
+
+
+def streamed(message: str) -> Streamed | None:
+    """The answers in a progress message, or None when it holds none (another note, or not yet)."""
+    _, _, body = message.partition("\n")
+    try:
+        return msgspec.json.decode(body, type=Streamed) if body else None
+    except msgspec.DecodeError:
+        return None
+
+
+def answers_view(report: dict[str, Any], *, generating: str | None = None, final: bool = True) -> Any:
+    """Each prompt with its answers in columns; while streaming (`final` off), a column is `done`,
+    `generating` or `waiting` (its text is None)."""
     blocks = []
     for prompt, by_name in report.items():
-        cols = [html.div({"className": "answer", "key": name, "data-answer": name},
-                         html.h3(label(name)), html.pre(text)) for name, text in by_name.items()]
+        cols = [_column(name, text, "done" if final else _state(name, text, generating))
+                for name, text in by_name.items()]
         blocks.append(html.div({"key": prompt}, html.p(html.b("Prompt: "), prompt),
                                html.div({"className": "answers"}, cols)))
-    return html.div({"id": "answers"}, blocks)
+    return html.div({"id": "answers", "data-final": str(final).lower()}, blocks)
+
+
+def _state(name: str, text: str | None, generating: str | None) -> str:
+    return "generating" if name == generating else "waiting" if text is None else "done"
+
+
+def _column(name: str, text: str | None, state: str) -> Any:
+    note = "" if state == "done" else html.span({"className": "muted"}, f" · {state}…")
+    return html.div({"className": f"answer {state}", "key": name, "data-answer": name, "data-state": state},
+                    html.h3(label(name), note), html.pre(text or ""))
+
+
+def live_answers(ui: Ui, row: RunRow) -> Any:
+    """The answers of a finished run's report, else those streamed so far by its running job."""
+    node = row.nodes.get("generate")
+    if node is None:
+        return ""
+    report = node.outputs.get("report")
+    if isinstance(report, dict):
+        return answers_view(report)
+    job = ui.services.tables.jobs.get(node.job_id) if node.job_id else None
+    now = streamed(job.message) if job is not None and job.state == "running" else None
+    prompts = row.graph["nodes"]["generate"].get("params", {}).get("prompts") or []
+    if now is None or not 0 <= now.prompt < len(prompts):
+        return ""
+    return answers_view({prompts[now.prompt]: {n: now.answers.get(n) for n in now.variants}},
+                        generating=now.generating, final=False)
 
 
 SHOWN = 50
@@ -141,7 +195,6 @@ def PlaygroundPage(ui: Ui, *, query: dict[str, str]) -> Any:
 
     row = ui.services.tables.runs.get(run_id) if run_id else None
     outcome = run_outcome(row, lambda j: ui.services.tables.jobs.get(j))
-    report = row.nodes["generate"].outputs.get("report") if row is not None and "generate" in row.nodes else None
     return html.div(
         html.h1("Playground"),
         html.section(
@@ -158,7 +211,7 @@ def PlaygroundPage(ui: Ui, *, query: dict[str, str]) -> Any:
                      button("Generate", submit, id="play-button")),
             notice_view(notice), outcome,
         ),
-        answers_view(report) if isinstance(report, dict) else "",
+        live_answers(ui, row) if row is not None else "",
         html.p({"className": "muted"}, f"adapters: {', '.join(short(s) for s in chosen) or 'none (base only)'}"),
     )
 

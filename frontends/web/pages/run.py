@@ -12,6 +12,7 @@ from reactpy import component, hooks, html
 
 from tunelog.events import runs as R
 from tunelog.events.errors import NotFoundError, TunelogError
+from tunelog.events.jobs import progress_note
 from tunelog.events.run_state import RunRow
 from tunelog.events.streams import run_stream
 from tunelog.frontends.data_counts import data_counts
@@ -41,7 +42,7 @@ def node_cells(ui: Ui, run: RunRow, node_id: str) -> list[Any]:
     progress = ""
     if job is not None:
         progress = f"step {job.step}/{job.total}" if job.total else (f"step {job.step}" if job.step else "")
-        progress += f" {job.message}" if job.message and job.state == "running" else ""
+        progress += f" {progress_note(job.message)}" if job.message and job.state == "running" else ""
     outputs = [html.div({"key": port}, f"{port}: ", html.span({"className": "mono"},
                         short(v) if isinstance(v, str) and len(v) == 64 else compact(v, 80)))
                for port, v in node.outputs.items()]
