@@ -117,8 +117,9 @@ def parse_graph(raw: Any, plugins: PluginManager, *, where: str = "graph") -> Gr
         node = _parse_node(str(node_id), spec, plugins, problems)
         if node is not None:
             nodes[node.id] = node
+    ids = {str(k) for k in raw["nodes"]}  # YAML may give a node id as a number; references name it as a string
     for node in nodes.values():
-        problems += _check_edges(node, nodes, raw["nodes"])
+        problems += _check_edges(node, nodes, ids)
     order, cycle = _topological(nodes)
     if cycle:
         problems.append((f"nodes.{cycle[0]}", f"cycle: {' -> '.join(cycle)}"))
@@ -149,13 +150,22 @@ def _parse_node(node_id: str, spec: Any, plugins: PluginManager, problems: Probl
         params = resolve_params(resolved, params, where=f"{at}.params")
     except ValidationError as exc:
         problems += [(p["where"], p["message"]) for p in exc.problems] or [(f"{at}.params", exc.message)]
+        params = params if isinstance(params, Mapping) else {}
     problems += _uses_problems(resolved, params, plugins, where=f"{at}.params")
     if not isinstance(inputs, Mapping):
         problems.append((f"{at}.inputs", "must be a mapping of port -> value or {node, output}"))
         inputs = {}
     position = spec.get("position")
+    if position is not None and not _is_point(position):
+        problems.append((f"{at}.position", f"must be [x, y], two numbers, got {position!r}"))
+        position = None
     return Node(id=node_id, op=op, plugin=plugin, operation=operation, params=dict(params),
-                inputs=dict(inputs), resolved=resolved, position=position if isinstance(position, list) else None)
+                inputs=dict(inputs), resolved=resolved, position=position)
+
+
+def _is_point(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value)
 
 
 def used_operations(resolved: Resolved, params: Mapping[str, Any]) -> list[str]:
@@ -207,7 +217,7 @@ def resolve_params(resolved: Resolved, params: Any, *, where: str) -> dict[str, 
     return out
 
 
-def _check_edges(node: Node, nodes: dict[str, Node], raw_nodes: Mapping[str, Any]) -> Problems:
+def _check_edges(node: Node, nodes: dict[str, Node], ids: set[str]) -> Problems:
     problems: Problems = []
     op = node.resolved.op
     at = f"nodes.{node.id}.inputs"
@@ -230,17 +240,20 @@ def _check_edges(node: Node, nodes: dict[str, Node], raw_nodes: Mapping[str, Any
                                              "not a list or mapping of them"))
             continue
         for ref in refs:
-            problems += _check_ref(node, port, spec.type if is_ref(value) else "any", ref, nodes, raw_nodes)
+            problems += _check_ref(node, port, spec.type if is_ref(value) else "any", ref, nodes, ids)
     return problems
 
 
 def _check_ref(node: Node, port: str, port_type: str, ref: dict[str, Any], nodes: dict[str, Node],
-               raw_nodes: Mapping[str, Any]) -> Problems:
+               ids: set[str]) -> Problems:
     at = f"nodes.{node.id}.inputs.{port}"
-    src_id, out_port = str(ref["node"]), str(ref["output"])
+    src_id, out_port = ref["node"], ref["output"]
+    if not isinstance(src_id, str) or not isinstance(out_port, str):  # the run looks nodes up by string id
+        return [(at, f"a connection names its node and output as strings: {{node: <node id>, output: <port>}}, "
+                     f"got {ref!r}")]
     if src_id == node.id:
         return [(at, "a node cannot take its own output")]
-    if src_id not in raw_nodes:
+    if src_id not in ids:
         return [(at, f"connected to unknown node {src_id!r}")]
     src = nodes.get(src_id)
     if src is None:
@@ -263,8 +276,8 @@ def ports_fit(output_type: str, input_type: str) -> bool:
 
 def _topological(nodes: dict[str, Node]) -> tuple[list[str], list[str]]:
     """(order, []) or ([], a cycle)."""
-    deps = {n.id: {r["node"] for v in n.inputs.values() for r in refs_in(v) if r["node"] in nodes}
-            for n in nodes.values()}
+    deps = {n.id: {r["node"] for v in n.inputs.values() for r in refs_in(v) if r["node"] in nodes and r["node"] != n.id}
+            for n in nodes.values()}  # a node fed by itself is refused by _check_ref, not reported as a cycle too
     order: list[str] = []
     state: dict[str, int] = {}
     stack: list[str] = []
