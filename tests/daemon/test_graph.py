@@ -14,6 +14,7 @@ import yaml
 from tunelog.daemon.paths import Paths
 from tunelog.daemon.plugin_host.manager import PluginManager
 from tunelog.daemon.runs.graph import (
+    _with_hint,
     is_ref,
     parse_graph,
     ports_fit,
@@ -23,7 +24,7 @@ from tunelog.daemon.runs.graph import (
     used_operations,
     used_plugins,
 )
-from tunelog.events.errors import ValidationError
+from tunelog.events.errors import NotFoundError, ValidationError
 from tunelog.store.sqlite import SqliteStore
 
 
@@ -48,12 +49,17 @@ G = {"name": "g", "version": "1", "description": "graph test plugin", "presets":
               "params": {"preset": {"type": "string", "description": "a preset", "default": ""},
                          "lr": {"type": "number", "description": "rate", "default": 0.1},
                          "r": {"type": "integer", "description": "rank", "default": 8}}},
+    "strict": {"description": "its preset is required", "resource": "cpu",
+               "params": {"preset": {"type": "string", "description": "a preset"},
+                          "lr": {"type": "number", "description": "rate", "default": 0.1},
+                          "r": {"type": "integer", "description": "rank", "default": 8}}},
     "judge": {"description": "calls other operations", "resource": "cpu", "uses_param": "rewards",
               "params": {"rewards": {"type": "list", "items": "string", "description": "operations", "default": []}}},
     "bare": {"description": "no ports", "resource": "cpu"},
 }}
 PRESETS = {"presets": {"fast": {"description": "f", "params": {"lr": 1, "r": 16}},
-                       "slow": {"description": "s", "params": {"lr": 0.01}}}}
+                       "slow": {"description": "s", "params": {"lr": 0.01}},
+                       "odd": {"description": "values that do not fit", "params": {"lr": "high", "r": 2.5}}}}
 H = {"name": "h", "version": "1", "description": "a plugin without presets", "operations": {
     "tuned": {"description": "has a preset parameter", "resource": "cpu",
               "params": {"preset": {"type": "string", "description": "a preset", "default": ""}}},
@@ -137,7 +143,7 @@ def test_unknown_fields_are_named_at_the_top_and_in_each_node(plugins: PluginMan
     ({"op": "g.src.x"}, "nodes.a.op", "must be 'plugin.operation', got 'g.src.x'"),
     ({"op": "nope.src"}, "nodes.a.op", "unknown operation 'nope.src': no plugin named 'nope' (known plugins: g, h)"),
     ({"op": "g.nope"}, "nodes.a.op",
-     "unknown operation 'g.nope': plugin 'g' has no operation 'nope' (its operations: src, sink, tuned, judge, bare)"),
+     "unknown operation 'g.nope': plugin 'g' has no operation 'nope' (its operations: src, sink, tuned, strict, judge, bare)"),
     ({"op": "g.src", "inputs": ["x"]}, "nodes.a.inputs", "must be a mapping of port -> value or {node, output}"),
     ({"op": "g.src", "inputs": "x"}, "nodes.a.inputs", "must be a mapping of port -> value or {node, output}"),
     ({"op": "g.src", "params": "n=2"}, "nodes.a.params", "expected an object, got string"),
@@ -208,7 +214,7 @@ def test_connections_to_missing_nodes_outputs_and_to_itself_are_refused(plugins:
     }}
     assert problems(raw, plugins) == [
         ("nodes.broken.op", "unknown operation 'g.missing': plugin 'g' has no operation 'missing' "
-                            "(its operations: src, sink, tuned, judge, bare)"),
+                            "(its operations: src, sink, tuned, strict, judge, bare)"),
         ("nodes.b.inputs.data", "a node cannot take its own output"),
         ("nodes.c.inputs.data", "connected to unknown node 'ghost'"),
         ("nodes.d.inputs.data", "node 'a' (g.src) has no output 'nope' (outputs: rows, text, file, adapter, blob)"),
@@ -334,14 +340,39 @@ def test_a_preset_sits_between_the_defaults_and_the_values_given(plugins: Plugin
         resolve_params(tuned, {"preset": "quick", "r": 2}, where="nodes.t.params")
     assert exc.value.message == "unknown preset 'quick'"
     assert exc.value.problems == [{"where": "nodes.t.params.preset", "message": "unknown preset 'quick' "
-                                                                                "(presets: fast, slow)"}]
+                                                                                "(presets: fast, odd, slow)"}]
+
+
+def test_a_required_preset_parameter_takes_a_preset(plugins: PluginManager) -> None:
+    strict = plugins.resolve("g", "strict")
+    assert resolve_params(strict, {"preset": "fast"}, where="p") == {"preset": "fast", "lr": 1.0, "r": 16}
+    assert resolve_params(strict, {"preset": ""}, where="p") == {"preset": "", "lr": 0.1, "r": 8}
+    with pytest.raises(ValidationError) as exc:
+        resolve_params(strict, {}, where="p")
+    assert exc.value.problems == [{"where": "p.preset", "message": "required string parameter is missing (a preset)"}]
+
+
+def test_a_preset_value_that_does_not_fit_is_blamed_on_the_preset(plugins: PluginManager) -> None:
+    tuned = plugins.resolve("g", "tuned")
+    with pytest.raises(ValidationError) as exc:
+        resolve_params(tuned, {"preset": "odd"}, where="nodes.t.params")
+    assert exc.value.message == "preset 'odd' does not fit the operation"
+    fix = "(give the parameter a value, or fix the plugin's presets file)"
+    assert exc.value.problems == [
+        {"where": "nodes.t.params.lr", "message": f"expected number, got string, set by preset 'odd' {fix}"},
+        {"where": "nodes.t.params.r", "message": f"expected integer, got number, set by preset 'odd' {fix}"}]
+    assert resolve_params(tuned, {"preset": "odd", "lr": 2, "r": 3}, where="p") == {"preset": "odd", "lr": 2.0, "r": 3}
 
 
 def test_an_unknown_preset_is_refused_at_its_node_naming_the_presets(plugins: PluginManager) -> None:
     raw = {"nodes": {"t": {"op": "g.tuned", "params": {"preset": "quick"}},
-                     "u": {"op": "h.tuned", "params": {"preset": "fast"}}}}
-    assert problems(raw, plugins) == [("nodes.t.params.preset", "unknown preset 'quick' (presets: fast, slow)"),
-                                      ("nodes.u.params.preset", "unknown preset 'fast' (presets: none)")]
+                     "u": {"op": "h.tuned", "params": {"preset": "fast"}},
+                     "v": {"op": "g.tuned", "params": {"preset": "odd", "r": 1}}}}
+    assert problems(raw, plugins) == [
+        ("nodes.t.params.preset", "unknown preset 'quick' (presets: fast, odd, slow)"),
+        ("nodes.u.params.preset", "unknown preset 'fast' (presets: none)"),
+        ("nodes.v.params.lr", "expected number, got string, set by preset 'odd' (give the parameter a value, or fix "
+                              "the plugin's presets file)")]
     g = parse_graph({"nodes": {"t": {"op": "g.tuned", "params": {"preset": "slow", "r": 2}}}}, plugins)
     assert g.nodes["t"].params == {"preset": "slow", "lr": 0.01, "r": 2}
 
@@ -357,6 +388,10 @@ def test_the_operations_a_node_calls_must_be_loaded(plugins: PluginManager) -> N
         (f"{at}[4]", "'x.' is not plugin.operation (e.g. rewards.exact_match)"),
         (f"{at}[5]", "no operation 'nope.x': no plugin named 'nope' (known plugins: g, h)"),
         (f"{at}[6]", "no operation 'h.nope': plugin 'h' has no operation 'nope' (its operations: tuned, score)")]
+    # names are checked even when another parameter of the node is wrong
+    bad = {"nodes": {"j": {"op": "g.judge", "params": {"rewards": ["nodot", 3]}}}}
+    assert problems(bad, plugins) == [(f"{at}[1]", "expected string, got integer"),
+                                      (f"{at}[0]", "'nodot' is not plugin.operation (e.g. rewards.exact_match)")]
     g = parse_graph({"nodes": {"j": {"op": "g.judge", "params": {"rewards": ["h.score", "g.src"]}},
                                "k": {"op": "g.judge"}}}, plugins)
     j = g.nodes["j"]
@@ -414,3 +449,8 @@ def test_references_are_found_and_replaced_wherever_they_sit() -> None:
     assert substitute(ref("c", "z"), output) == "<c.z>"
     assert substitute([ref("c", "z"), "t"], output) == ["<c.z>", "t"]
     assert substitute("plain", output) == "plain"
+
+
+def test_an_error_without_a_hint_is_its_message_alone() -> None:
+    assert _with_hint(NotFoundError("no plugin named 'x'")) == "no plugin named 'x'"
+    assert _with_hint(NotFoundError("no plugin named 'x'", hint="known: a")) == "no plugin named 'x' (known: a)"
