@@ -65,7 +65,7 @@ def apply_preset(preset: str, overrides: dict[str, Any], defaults: dict[str, Any
     values: dict[str, Any] = {}
     if preset:
         if preset not in presets:
-            raise ValidationError(f"unknown preset {preset!r}", hint=f"presets: {', '.join(sorted(presets))}")
+            raise ValidationError(f"unknown preset {preset!r}", hint=f"presets: {', '.join(sorted(presets)) or 'none'}")
         values = dict(presets[preset]["params"])
     problems = [(f"{source}: {key}", "unknown parameter")
                 for source, given in (("preset " + preset, values), ("parameters", overrides))

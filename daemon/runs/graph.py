@@ -106,19 +106,19 @@ class Graph:
 
 def parse_graph(raw: Any, plugins: PluginManager, *, where: str = "graph") -> Graph:
     """Validate a graph against the registered plugins; raises one ValidationError listing every problem."""
-    problems: Problems = []
     if not isinstance(raw, Mapping) or not isinstance(raw.get("nodes"), Mapping) or not raw["nodes"]:
         raise ValidationError.collect("invalid workflow graph", [(f"{where}.nodes", "must be a non-empty mapping "
                                                                   "of node id -> {op, params, inputs}")])
-    unknown = [k for k in raw if k not in ("nodes", "description", "name")]
-    problems += [(f"{where}.{k}", "unknown field (known: nodes, description, name)") for k in unknown]
+    problems: Problems = [(f"{where}.{k}", "unknown field (known: nodes, description, name)")
+                          for k in raw if k not in ("nodes", "description", "name")]
     nodes: dict[str, Node] = {}
     for node_id, spec in raw["nodes"].items():
         node = _parse_node(str(node_id), spec, plugins, problems)
         if node is not None:
             nodes[node.id] = node
+    ids = {str(k) for k in raw["nodes"]}  # YAML may give a node id as a number; references name it as a string
     for node in nodes.values():
-        problems += _check_edges(node, nodes, raw["nodes"])
+        problems += _check_edges(node, nodes, ids)
     order, cycle = _topological(nodes)
     if cycle:
         problems.append((f"nodes.{cycle[0]}", f"cycle: {' -> '.join(cycle)}"))
@@ -142,20 +142,29 @@ def _parse_node(node_id: str, spec: Any, plugins: PluginManager, problems: Probl
     try:
         resolved = plugins.resolve(plugin, operation)
     except TunelogError as exc:
-        problems.append((f"{at}.op", f"unknown operation {op!r}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")))
+        problems.append((f"{at}.op", f"unknown operation {op!r}: {_with_hint(exc)}"))
         return None
     params, inputs = spec.get("params") or {}, spec.get("inputs") or {}
     try:
         params = resolve_params(resolved, params, where=f"{at}.params")
     except ValidationError as exc:
         problems += [(p["where"], p["message"]) for p in exc.problems] or [(f"{at}.params", exc.message)]
+        params = params if isinstance(params, Mapping) else {}
     problems += _uses_problems(resolved, params, plugins, where=f"{at}.params")
     if not isinstance(inputs, Mapping):
         problems.append((f"{at}.inputs", "must be a mapping of port -> value or {node, output}"))
         inputs = {}
     position = spec.get("position")
+    if position is not None and not _is_point(position):
+        problems.append((f"{at}.position", f"must be [x, y], two numbers, got {position!r}"))
+        position = None
     return Node(id=node_id, op=op, plugin=plugin, operation=operation, params=dict(params),
-                inputs=dict(inputs), resolved=resolved, position=position if isinstance(position, list) else None)
+                inputs=dict(inputs), resolved=resolved, position=position)
+
+
+def _is_point(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value)
 
 
 def used_operations(resolved: Resolved, params: Mapping[str, Any]) -> list[str]:
@@ -188,31 +197,40 @@ def _uses_problems(resolved: Resolved, params: Any, plugins: PluginManager, *, w
         try:
             plugins.resolve(plugin, operation)
         except TunelogError as exc:
-            problems.append((at, f"no operation {name!r}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")))
+            problems.append((at, f"no operation {name!r}: {_with_hint(exc)}"))
     return problems
 
 
 def resolve_params(resolved: Resolved, params: Any, *, where: str) -> dict[str, Any]:
     """Defaults, then a named preset (operations with a `preset` parameter), then the given values."""
     out = P.validate_params(resolved.op, params, where=where)
-    if "preset" in resolved.op.params and out.get("preset"):
-        defaults = {k: s.default for k, s in resolved.op.params.items() if s.default is not msgspec.UNSET}
-        given = {k: v for k, v in params.items() if k != "preset"} if isinstance(params, Mapping) else {}
-        try:
-            out = apply_preset(out["preset"], given, defaults, presets=resolved.presets())
-        except ValidationError as exc:
-            raise ValidationError.collect(exc.message, [(f"{where}.preset", exc.message + (
-                f" ({exc.hint})" if exc.hint else ""))]) from exc
-        out = P.validate_params(resolved.op, out, where=where)
-    return out
+    preset = out.get("preset")  # present only where the operation has the parameter (others are refused above)
+    if not preset:
+        return out
+    # "preset" among the defaults, so apply_preset records it even where the parameter has no default
+    defaults = {"preset": "", **{k: s.default for k, s in resolved.op.params.items() if s.default is not msgspec.UNSET}}
+    try:
+        out = apply_preset(preset, dict(params), defaults, presets=resolved.presets())
+    except ValidationError as exc:
+        raise ValidationError.collect(exc.message, [(f"{where}.preset", _with_hint(exc))]) from exc
+    try:
+        return P.validate_params(resolved.op, out, where=where)
+    except ValidationError as exc:  # the given values passed above: what fails now came from the preset
+        raise ValidationError.collect(f"preset {preset!r} does not fit the operation", [
+            (p["where"], f"{p['message']}, set by preset {preset!r} (give the parameter a value, or fix the "
+                         "plugin's presets file)") for p in exc.problems]) from exc
 
 
-def _check_edges(node: Node, nodes: dict[str, Node], raw_nodes: Mapping[str, Any]) -> Problems:
-    problems: Problems = []
+def _with_hint(exc: TunelogError) -> str:
+    return exc.message + (f" ({exc.hint})" if exc.hint else "")
+
+
+def _check_edges(node: Node, nodes: dict[str, Node], ids: set[str]) -> Problems:
     op = node.resolved.op
     at = f"nodes.{node.id}.inputs"
     known = ", ".join(op.inputs) or "none"
-    problems += [(f"{at}.{k}", f"unknown input port (known: {known})") for k in node.inputs if k not in op.inputs]
+    problems: Problems = [(f"{at}.{k}", f"unknown input port (known: {known})")
+                          for k in node.inputs if k not in op.inputs]
     for port, spec in op.inputs.items():
         value = node.inputs.get(port)
         if value is None:
@@ -229,18 +247,21 @@ def _check_edges(node: Node, nodes: dict[str, Node], raw_nodes: Mapping[str, Any
             problems.append((f"{at}.{port}", f"a {spec.type} input takes one value or one connection, "
                                              "not a list or mapping of them"))
             continue
-        for ref in refs:
-            problems += _check_ref(node, port, spec.type if is_ref(value) else "any", ref, nodes, raw_nodes)
+        for ref in refs:  # one reference into a typed port, or any number nested in an `any` port's value
+            problems += _check_ref(node, port, spec.type, ref, nodes, ids)
     return problems
 
 
 def _check_ref(node: Node, port: str, port_type: str, ref: dict[str, Any], nodes: dict[str, Node],
-               raw_nodes: Mapping[str, Any]) -> Problems:
+               ids: set[str]) -> Problems:
     at = f"nodes.{node.id}.inputs.{port}"
-    src_id, out_port = str(ref["node"]), str(ref["output"])
+    src_id, out_port = ref["node"], ref["output"]
+    if not isinstance(src_id, str) or not isinstance(out_port, str):  # the run looks nodes up by string id
+        return [(at, f"a connection names its node and output as strings: {{node: <node id>, output: <port>}}, "
+                     f"got {ref!r}")]
     if src_id == node.id:
         return [(at, "a node cannot take its own output")]
-    if src_id not in raw_nodes:
+    if src_id not in ids:
         return [(at, f"connected to unknown node {src_id!r}")]
     src = nodes.get(src_id)
     if src is None:
@@ -258,13 +279,13 @@ def _check_ref(node: Node, port: str, port_type: str, ref: dict[str, Any], nodes
 def ports_fit(output_type: str, input_type: str) -> bool:
     """Whether an output of one type may feed an input of another."""
     return "any" in (output_type, input_type) or output_type == input_type or (
-        input_type == "path" and output_type in ("text", "path"))
+        input_type == "path" and output_type == "text")
 
 
 def _topological(nodes: dict[str, Node]) -> tuple[list[str], list[str]]:
     """(order, []) or ([], a cycle)."""
-    deps = {n.id: {r["node"] for v in n.inputs.values() for r in refs_in(v) if r["node"] in nodes}
-            for n in nodes.values()}
+    deps = {n.id: {r["node"] for v in n.inputs.values() for r in refs_in(v) if r["node"] in nodes and r["node"] != n.id}
+            for n in nodes.values()}  # a node fed by itself is refused by _check_ref, not reported as a cycle too
     order: list[str] = []
     state: dict[str, int] = {}
     stack: list[str] = []

@@ -28,3 +28,13 @@ def test_any_part_that_differs_changes_the_key() -> None:
                {**BASE, "inputs": {"data": "b" * 64, "model": "/models/m"}}, {**BASE, "inputs": {}}]
     keys = {cache_key(**c) for c in changed}
     assert key not in keys and len(keys) == len(changed)
+
+
+def test_the_code_of_the_plugins_a_job_calls_joins_the_key_only_when_there_is_some() -> None:
+    uses = {"rewards": "e" * 64}
+    key = cache_key(**BASE, uses=uses)
+    canonical = json.dumps({"code": BASE["code_hash"], "inputs": BASE["inputs"], "op": BASE["op"],
+                            "params": BASE["params"], "uses": uses}, sort_keys=True, separators=(",", ":"))
+    assert key == hashlib.sha256(canonical.encode()).hexdigest()
+    assert cache_key(**BASE, uses={}) == cache_key(**BASE, uses=None) == cache_key(**BASE) != key
+    assert cache_key(**BASE, uses={"rewards": "f" * 64}) != key
