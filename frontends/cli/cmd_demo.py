@@ -114,7 +114,7 @@ def check(answer: str, expect: str) -> bool:
               help="sft: teach invented facts. dpo: SFT on short answers, then DPO on that adapter to end "
                    "every answer with a sign-off, as one workflow.")
 @click.option("--steps", type=click.IntRange(1, 1000), default=None,
-              help="Training steps (default 60 for sft; for dpo the DPO steps, default 18).")
+              help="Training steps (default 60 for sft; for dpo the DPO steps, default 12).")
 @click.option("--sft-steps", type=click.IntRange(1, 1000), default=12, show_default=True,
               help="dpo only: steps of the SFT stage before DPO.")
 @json_option
@@ -139,7 +139,7 @@ def demo(model: str | None, stage: str, steps: int | None, sft_steps: int, as_js
     if stage == "dpo":
         from tunelog.frontends.cli.demo_dpo import print_dpo, run_dpo_demo
 
-        summary = run_dpo_demo(c, found, sft_steps=sft_steps, dpo_steps=steps or 18, show=not as_json)
+        summary = run_dpo_demo(c, found, sft_steps=sft_steps, dpo_steps=steps or 12, show=not as_json)
         if as_json:
             print_json(summary)
         else:
