@@ -3,9 +3,14 @@
 Both train the same LoRA (r=8, all linear layers) with TRL's sigmoid DPO loss on the same Llama
 built from a config and the same preference pairs, with the same batch size, learning rate,
 seed, thread count and precision; each runs in its own process, alternating, several times.
-Throughput counts the non-padding tokens TRL itself counts (chosen + rejected, `num_tokens`) over
-the steps after a warm-up, per wall second. The batches differ in order (TRL's sampler vs our
-seeded order), not in content over an epoch. Goal: tunelog / TRL >= 0.97.
+Throughput counts the non-padding tokens of chosen + rejected (the attention mask, as TRL's own
+`num_tokens` does) over the steps after a warm-up, per wall second. Both sides must have counted
+the same tokens at every step (the bench stops otherwise), so the ratio compares the same work.
+
+TRL's DPOConfig turns on bf16 autocast and gradient checkpointing by default. On a CPU without
+native bf16 matmuls the first makes every step ~10x slower, and both change the work done, so the
+script sets them to what tunelog runs here (fp32, no checkpointing), as an informed user who
+compares the two would. Goal: tunelog / TRL >= 0.97.
 
     .venv/bin/python bench/dpo_overhead.py [--steps 30] [--repeats 3] [--threads 1] [--json out.json]
 """
@@ -97,7 +102,7 @@ def run_trl(model_dir: Path, data: Path, *, steps: int, threads: int, work: Path
                      per_device_train_batch_size=SETTINGS["batch_size"], learning_rate=SETTINGS["lr"],
                      lr_scheduler_type="linear", max_grad_norm=SETTINGS["max_grad_norm"], beta=SETTINGS["beta"],
                      max_length=SETTINGS["max_length"], logging_steps=1, save_strategy="no", use_cpu=True,
-                     disable_tqdm=True, dataloader_num_workers=0)
+                     disable_tqdm=True, dataloader_num_workers=0, bf16=False, gradient_checkpointing=False)
     trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), args=args,
                          train_dataset=Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(model_dir),
                          peft_config=LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear",
@@ -113,9 +118,9 @@ def worker(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(run(model, data, steps=args.steps, threads=args.threads, work=work)))
 
 
-def measure(kind: str, model: Path, data: Path, args: argparse.Namespace, work: Path) -> tuple[float, float]:
-    """(tokens per wall second, tokens per CPU second) of one run in its own process, over the steps
-    after the warm-up; the second is steadier on a shared machine."""
+def measure(kind: str, model: Path, data: Path, args: argparse.Namespace, work: Path) -> tuple[float, float, list[int]]:
+    """(tokens per wall second, tokens per CPU second, tokens counted by each step) of one run in its
+    own process, over the steps after the warm-up; the second rate is steadier on a shared machine."""
     cmd = [sys.executable, __file__, "--worker", kind, "--model", str(model), "--data", str(data),
            "--work", str(work / f"{kind}-{time.monotonic_ns()}"), "--steps", str(args.steps),
            "--threads", str(args.threads)]
@@ -125,7 +130,7 @@ def measure(kind: str, model: Path, data: Path, args: argparse.Namespace, work: 
         raise SystemExit(f"{kind} failed:\n{done.stderr[-3000:]}")
     stamps = {int(k): v for k, v in json.loads(line[7:])["stamps"].items()}
     (w0, c0, t0), (w1, c1, t1) = stamps[WARMUP], stamps[args.steps]
-    return (t1 - t0) / (w1 - w0), (t1 - t0) / (c1 - c0)
+    return (t1 - t0) / (w1 - w0), (t1 - t0) / (c1 - c0), [stamps[k][2] for k in sorted(stamps)]
 
 
 def main() -> None:
@@ -148,10 +153,15 @@ def main() -> None:
         work = Path(tmp)
         model, data = build(work, hidden=args.hidden, layers=args.layers, rows=args.steps * SETTINGS["batch_size"])
         results: dict[str, list[tuple[float, float]]] = {"trl": [], "tunelog": []}
+        counted: dict[str, list[int]] = {}
         for _ in range(args.repeats):
             for kind in ("trl", "tunelog"):
-                results[kind].append(measure(kind, model, data, args, work))
-                print(f"{kind:8s} {results[kind][-1][0]:8.1f} tok/s  {results[kind][-1][1]:8.1f} tok/CPU-s", flush=True)
+                wall, cpu, counted[kind] = measure(kind, model, data, args, work)
+                results[kind].append((wall, cpu))
+                print(f"{kind:8s} {wall:8.1f} tok/s  {cpu:8.1f} tok/CPU-s", flush=True)
+            if counted["trl"] != counted["tunelog"]:
+                raise SystemExit(f"the two did different work: tokens after each step\n  trl     {counted['trl']}\n"
+                                 f"  tunelog {counted['tunelog']}")
     medians = {kind: [statistics.median(r[i] for r in v) for i in (0, 1)] for kind, v in results.items()}
     ratio = medians["tunelog"][0] / medians["trl"][0]
     cpu_ratio = medians["tunelog"][1] / medians["trl"][1]
