@@ -131,13 +131,16 @@ def read_history(path: str) -> list[Any]:
               help="Wrap prompts with the tokenizer's chat template, or use them as plain text.")
 @click.option("--template", "template_file", type=click.Path(exists=True, dir_okay=False), default=None,
               metavar="FILE", help="A Jinja chat template to use instead of the tokenizer's own.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Prompts generated together (left-padded): many times faster; greedy answers differ from "
+                   "one-at-a-time ones only on float-rounding ties, sampled ones depend on their batch.")
 @click.argument("prompts", nargs=-1, required=True, metavar="PROMPT...")
 @json_option
 @click.pass_context
 def generate(ctx: click.Context, model: str, adapters: tuple[str, ...], max_new_tokens: int, temperature: float,
              top_p: float | None, top_k: int | None, min_p: float | None, repetition_penalty: float | None,
              seed: int | None, stops: tuple[str, ...], system: str | None, history: str | None, chat: bool,
-             template_file: str | None, prompts: tuple[str, ...], as_json: bool) -> None:
+             template_file: str | None, batch_size: int, prompts: tuple[str, ...], as_json: bool) -> None:
     """Compare the answers of the base model and of adapters to prompts.
 
     Each PROMPT is answered by the base model and with each adapter (greedily unless
@@ -160,6 +163,8 @@ def generate(ctx: click.Context, model: str, adapters: tuple[str, ...], max_new_
         params["temperature"] = temperature
     if stops:
         params["stop"] = list(stops)
+    if batch_size > 1:
+        params["batch_size"] = batch_size
     if history is not None:
         params["history"] = read_history(history)
     if template_file is not None:

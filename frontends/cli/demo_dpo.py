@@ -56,7 +56,8 @@ def dpo_graph(model: str, sft: Path, pairs: Path, prompts: list[str], *, sft_ste
                 "params": {"preset": "demo-dpo", "max_steps": dpo_steps, "threads": 1},
                 "inputs": {"model": model, "dataset": {"node": "prefs", "output": "dataset"},
                            "adapter": {"node": "sft", "output": "adapter"}}},
-        "answers": {"op": "evaluate.generate", "params": {"prompts": prompts, "max_new_tokens": MAX_NEW_TOKENS},
+        "answers": {"op": "evaluate.generate",
+                    "params": {"prompts": prompts, "max_new_tokens": MAX_NEW_TOKENS, "batch_size": len(prompts)},
                     "inputs": {"model": model, "adapters": {"sft": {"node": "sft", "output": "adapter"},
                                                             "dpo": {"node": "dpo", "output": "adapter"}}}},
     }}

@@ -95,18 +95,26 @@ def generate(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) ->
     from .streaming import Progress
 
     progress = Progress(ctx, variants=variants, total=len(prompts) * len(variants), stream=bool(params.get("stream")))
+    from .checks import generate as refusals
+
+    for where, problem in refusals(params, inputs, {})[0]:
+        raise ValidationError(f"params.{where}: {problem}")
+    size = int(params.get("batch_size", 1))
     report: dict[str, dict[str, str]] = {}
-    for i, prompt in enumerate(prompts):
+    for i in range(0, len(prompts), size):
         if ctx.should_stop():
             break
         progress.start(i)
-        ids = inference.prompt_ids(tokenizer, prompt, chat=chat, system=system, history=history, template=template)
-        answers = report.setdefault(prompt, {})
+        chunk = prompts[i: i + size]
+        ids = [inference.prompt_ids(tokenizer, p, chat=chat, system=system, history=history, template=template)
+               for p in chunk]
         for name in variants:
             progress.begin(name)
-            answers[name] = inference.generate(model, tokenizer, name, ids, **settings,
-                                               streamer=progress.streamer(tokenizer, name, settings.get("stop", ())))
-            progress.finish(name, answers[name])
+            streamer = progress.streamer(tokenizer, name, settings.get("stop", ())) if size == 1 else None
+            for prompt, answer in zip(chunk, inference.complete_many(model, tokenizer, name, ids, **settings,
+                                                                     streamer=streamer), strict=True):
+                report.setdefault(prompt, {})[name] = answer.text
+                progress.finish(name, answer.text)
     progress.end()
     return {"report": report}
 
@@ -207,7 +215,7 @@ def _versions() -> dict[str, str]:
 
 GENERATION_KEYS = ("max_new_tokens", "greedy", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed",
                    "stop")
-"""Parameters of evaluate.generate passed to `inference.complete` as they are."""
+"""Parameters of evaluate.generate passed to `inference.complete_many` as they are."""
 
 
 def _history(value: Any) -> list[dict[str, str]]:

@@ -36,3 +36,12 @@ def serve(params: dict[str, Any], inputs: dict[str, Any], facts: dict[str, Any])
                             cuda=bool(facts.get("cuda")), quantization=None if quantization in (None, "none")
                             else str(quantization))
     return ([("backend", vllm_refusal(why))] if why else []), []
+
+
+def generate(params: dict[str, Any], inputs: dict[str, Any], facts: dict[str, Any]) -> tuple[Problems, Problems]:
+    """Streaming answers one prompt at a time, so it does not go with a batch of prompts."""
+    size = params.get("batch_size", 1)
+    if params.get("stream") and isinstance(size, int) and size > 1:
+        return [("batch_size", f"streaming generates one prompt at a time; set batch_size to 1 or stream to false "
+                               f"(got {size})")], []
+    return [], []

@@ -100,15 +100,24 @@ class Generation:
     """`stop` (eos or a stop string) or `length` (max_new_tokens reached)."""
 
 
-def complete(model: Any, tokenizer: Any, name: str, ids: list[int], *, max_new_tokens: int = 64,
-             greedy: bool = True, temperature: float = 0.7, top_p: float = 1.0, top_k: int = 0, min_p: float = 0.0,
-             repetition_penalty: float = 1.0, seed: int = 0, stop: list[str] | tuple[str, ...] = (),
-             streamer: Any = None) -> Generation:
-    """Generate with variant `name` for one prompt; the seed is reset so variants sample alike.
+def complete(model: Any, tokenizer: Any, name: str, ids: list[int], *, streamer: Any = None,
+             **settings: Any) -> Generation:
+    """Generate with variant `name` for one prompt (see `complete_many` for the settings). A
+    `streamer` (a transformers `BaseStreamer`) receives the tokens as they come."""
+    return complete_many(model, tokenizer, name, [ids], streamer=streamer, **settings)[0]
+
+
+def complete_many(model: Any, tokenizer: Any, name: str, prompts: list[list[int]], *, max_new_tokens: int = 64,
+                  greedy: bool = True, temperature: float = 0.7, top_p: float = 1.0, top_k: int = 0,
+                  min_p: float = 0.0, repetition_penalty: float = 1.0, seed: int = 0,
+                  stop: list[str] | tuple[str, ...] = (), streamer: Any = None) -> list[Generation]:
+    """Generate with variant `name` for several prompts at once, left-padded into one batch; the
+    seed is reset first so variants sample alike.
 
     Sampling happens when `greedy` is off and temperature > 0; top_k 0 and min_p 0 switch those
-    filters off. Generation ends at eos, at a stop string (the text is cut before it) or after
-    `max_new_tokens`. A `streamer` (a transformers `BaseStreamer`) receives the tokens as they come.
+    filters off. Each answer ends at eos, at a stop string (the text is cut before it) or after
+    `max_new_tokens`; an answer that ended early is padded while the others go on, and the padding
+    is not part of it.
     """
     import torch
     from transformers import GenerationConfig
@@ -116,20 +125,36 @@ def complete(model: Any, tokenizer: Any, name: str, ids: list[int], *, max_new_t
     sample = not greedy and temperature > 0
     settings: dict[str, Any] = {"temperature": temperature, "top_p": top_p, "top_k": top_k or None,
                                 "min_p": min_p or None} if sample else {}
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    pad = eos if pad is None else pad
     # A fresh config: sampling defaults shipped in the model's generation_config must not leak into greedy runs.
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sample, pad_token_id=tokenizer.pad_token_id,
-                              eos_token_id=tokenizer.eos_token_id, repetition_penalty=repetition_penalty,
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sample, pad_token_id=pad,
+                              eos_token_id=eos, repetition_penalty=repetition_penalty,
                               stop_strings=list(stop) or None, **settings)
     device = next(model.parameters()).device
-    input_ids = torch.tensor([ids], device=device)
+    width = max(len(ids) for ids in prompts)
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=device)
+    attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=device)
     torch.manual_seed(seed)
     with torch.inference_mode(), active(model, name):
-        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config,
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
                              tokenizer=tokenizer if stop else None, streamer=streamer)
-    new = out[0, len(ids):]
+    return [_answer(tokenizer, [int(t) for t in row[width:]], eos=eos, pad=pad, max_new_tokens=max_new_tokens,
+                    stop=stop) for row in out]
+
+
+def _answer(tokenizer: Any, new: list[int], *, eos: int | None, pad: int, max_new_tokens: int,
+            stop: list[str] | tuple[str, ...]) -> Generation:
+    """One row of a batch's output as an answer: up to its eos (kept, as generate leaves it), without
+    the padding that follows an answer that ended before the others."""
+    if eos is not None and eos in new:
+        new = new[: new.index(eos) + 1]
+    elif pad != eos:
+        while new and new[-1] == pad:
+            new.pop()
     text = str(tokenizer.decode(new, skip_special_tokens=True))
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
-    ended = cut >= 0 or (len(new) > 0 and int(new[-1]) == tokenizer.eos_token_id) or len(new) < max_new_tokens
+    ended = cut >= 0 or (len(new) > 0 and new[-1] == eos) or len(new) < max_new_tokens
     return Generation(text=text[:cut] if cut >= 0 else text, tokens=len(new), finish="stop" if ended else "length")
 
 

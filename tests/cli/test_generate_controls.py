@@ -11,6 +11,7 @@ import pytest
 
 from tests.cli.conftest import Daemon, start_daemon
 from tests.support.adapters import call
+from tunelog.frontends.cli.client import Client
 from tunelog.plugins.context import Context
 
 pytest.importorskip("torch")
@@ -50,3 +51,25 @@ def test_a_bad_history_file_is_refused(daemon: Daemon, tiny_model_dir: Path, tmp
     (tmp_path / "h.json").write_text('{"role": "user"}')
     out = daemon.tunectl("generate", "--model", str(tiny_model_dir), "--history", str(tmp_path / "h.json"), PROMPT)
     assert out.returncode == 2 and "must hold a JSON list of turns" in out.stderr
+
+
+def test_batch_size_reaches_the_node_and_a_streamed_batch_is_refused_at_submit(daemon: Daemon, tiny_model_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    prompts = [PROMPT, "name a river", "blue"]
+    out = daemon.tunectl("generate", "--model", str(tiny_model_dir), "--max-new-tokens", "12", "--batch-size", "3",
+                         *prompts, "--json", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    ctx, _ = Context.local(tmp_path / "local")
+    one_at_a_time = call("evaluate", "generate", ctx, inputs={"model": str(tiny_model_dir)}, prompts=prompts,
+                         max_new_tokens=12)["report"]
+    assert {p: a["base"] for p, a in json.loads(out.stdout)["answers"].items()} == {
+        p: a["base"] for p, a in one_at_a_time.items()}
+    status = Client(daemon.socket, timeout=10)
+    head = status.get("/v1/status")["head"]
+    workflow = tmp_path / "streamed-batch.json"
+    workflow.write_text(json.dumps({"nodes": {"g": {"op": "evaluate.generate", "inputs": {"model": str(tiny_model_dir)},
+                                                    "params": {"prompts": prompts, "stream": True, "batch_size": 2}}}}))
+    refused = daemon.tunectl("workflow", "submit", str(workflow))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "batch_size" in refused.stderr and "streaming generates one prompt at a time" in refused.stderr
+    assert status.get("/v1/status")["head"] == head
