@@ -179,6 +179,8 @@ class RayAttempt(Attempt):
             raise
         if self._stop_reason == "shutdown" and damaged is None:
             return None  # left running on the cluster: the next daemon re-attaches
+        if damaged is not None:  # the worker must not run on unseen: SIGKILL it before its actor goes
+            await anyio.to_thread.run_sync(_stop_now, actor)
         ray.kill(actor)
         if isinstance(self.storage, ObjectStore):
             await anyio.to_thread.run_sync(self.storage.get_log, self.row.job_id, self.log_path)
@@ -320,6 +322,17 @@ def ray_request(*, resource: str, devices: int, nodes: int, gpu_type: str) -> tu
     placement = ("PACK" if nodes == 0 else "STRICT_PACK" if nodes == 1 else
                  "STRICT_SPREAD" if nodes == devices else "SPREAD")
     return {"num_cpus": 0}, {"num_workers": devices, "use_gpu": gpu, "placement_strategy": placement, **typed}
+
+
+def _stop_now(actor: Any) -> None:
+    """SIGKILL the actor's worker and wait for it (blocking; an actor already gone has none)."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    try:
+        ray.get(actor.stop.remote(0.0), timeout=30)
+    except (GetTimeoutError, RayActorError):
+        pass
 
 
 class _NotStarted(Exception):

@@ -302,13 +302,16 @@ def wait_replay(d: Daemon, original: str, *, timeout: float = 30) -> str:
     raise TimeoutError(f"no replay of {original}")
 
 
+@pytest.mark.parametrize("storage", ["folder", "s3"])
 def test_a_two_device_job_trains_as_a_ray_train_ddp_run_over_both_nodes_and_reports_once(
-        tmp_path: Path, cluster: LocalCluster, tiny_model_dir: Path) -> None:
+        tmp_path: Path, cluster: LocalCluster, tiny_model_dir: Path, storage: str, request: pytest.FixtureRequest) -> None:
     """`devices=2` on the Ray backend: a TorchTrainer with two gloo workers, one per node, each
-    running the worker entry point as its rank; rank 0 alone reports, the adapter lands by sha256."""
+    running the worker entry point as its rank; rank 0 alone reports, the adapter lands by sha256.
+    On S3 each rank places the job on its own node and Ray Train keeps its state in the bucket."""
     data = write_data(tmp_path / "train.jsonl")
     home = tmp_path / "home"
-    d = ray_daemon(home, cluster, builtins=True)
+    client = request.getfixturevalue("s3") if storage == "s3" else None
+    d = ray_daemon(home, cluster, builtins=True, shared=f"s3://{BUCKET}/ddp" if client else "")
     try:
         view = submit(d, two_nodes(tiny_model_dir, data, max_steps=3, devices=2))
         assert view["run"]["state"] == "succeeded", view["run"]["nodes"]
@@ -322,6 +325,10 @@ def test_a_two_device_job_trains_as_a_ray_train_ddp_run_over_both_nodes_and_repo
         steps = [p["step"] for p in points]
         assert steps == sorted(set(steps)) and steps[-1] == 3  # one reporter: no step twice
         assert_appended_once(home, job["job_id"])
+        if client is not None:
+            keys = s3_keys(client, f"ddp/jobs/{job['job_id']}/")
+            assert any("/ray-train/" in k for k in keys), keys
+            assert {f"ddp/jobs/{job['job_id']}/worker.log", f"ddp/jobs/{job['job_id']}/worker-rank1.log"} <= set(keys)
     finally:
         d.stop()
 
@@ -406,5 +413,7 @@ def test_on_s3_storage_a_damaged_output_or_input_object_fails_its_job_naming_the
         assert job["state"] == "failed", job
         assert "could not start the job on Ray" in job["error"], job["error"]
         assert f"artifact {base[:12]} at s3://{BUCKET}/{key} is damaged" in job["error"], job["error"]
+        maps = Path(f"/proc/{d.proc.pid}/maps").read_text()  # type: ignore[union-attr]
+        assert "libtorch" not in maps and "/torch/" not in maps  # s3fs in the daemon brings no torch
     finally:
         d.stop()
