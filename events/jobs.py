@@ -150,7 +150,8 @@ class JobFailed(Event, frozen=True, tag="job-failed"):
     error: str
     """One line a user can act on (the summary; `message`, `problems` and `hint` have the rest)."""
     cause: str
-    """`exception`, `signal`, `exit`, `oom`, `lost` or `start`."""
+    """`exception`, `signal`, `exit`, `oom`, `lost`, `start` or `artifact` (one missing or damaged in the
+    Ray backend's storage)."""
     exit_code: int | None = None
     """Worker exit status, if it exited."""
     signal: str | None = None

@@ -3,8 +3,9 @@
 The choice is `backend` in `$TUNELOG_HOME/config.json` (`tunectl daemon config set backend
 ray://HOST:PORT`), overridden by `TUNELOG_RAY_ADDRESS`; the daemon reads it when it starts.
 Storage every Ray node can reach (artifacts, job folders) is `ray_shared` in the same file or
-`TUNELOG_RAY_SHARED`. With the Ray backend, operations matching `ray_local_ops` (patterns such as
-`datasets.*`) still run as local worker processes. Nothing here imports ray: `require_ray` only
+`TUNELOG_RAY_SHARED`: a shared folder or an fsspec URI such as `s3://bucket/prefix`. With the Ray
+backend, operations matching `ray_local_ops` (patterns such as `datasets.*`) still run as local
+worker processes. Nothing here imports ray: `require_ray` only
 looks for it.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from tunelog.daemon.jobs.ray_storage import check_location
 from tunelog.daemon.paths import Paths
 from tunelog.events.errors import JobError, ValidationError
 
@@ -44,8 +46,9 @@ class BackendChoice:
     kind: str
     address: str = ""
     """What `ray.init(address=...)` gets: `ray://HOST:PORT` (Ray Client) or a cluster's GCS `HOST:PORT`."""
-    shared: Path | None = None
-    """Folder every node and the daemon can read and write (artifacts, job folders, caches)."""
+    shared: str | None = None
+    """Storage every node and the daemon can read and write (artifacts, plugin code, job folders): an
+    absolute folder, or an fsspec URI such as `s3://bucket/prefix`."""
     max_jobs: int = 4
     """Jobs the daemon keeps on the cluster at once (Ray queues what does not fit its resources)."""
     local_ops: tuple[str, ...] = ()
@@ -85,8 +88,7 @@ def check_setting(key: str, value: str) -> str:
         if value != "local":
             require_ray()
     elif key == "ray_shared":
-        if not Path(value).is_absolute():
-            raise ValidationError.collect("cannot set the shared folder", [("ray_shared", "give an absolute path")])
+        return check_location(value)
     elif key == "ray_local_ops":
         patterns = local_op_patterns(value)
         bad = [p for p in patterns if not _OP_PATTERN.fullmatch(p)]
@@ -121,7 +123,7 @@ def choose_backend(paths: Paths, env: Mapping[str, str] = os.environ) -> Backend
         return BackendChoice("local")
     require_ray()
     shared = env.get("TUNELOG_RAY_SHARED") or config.get("ray_shared") or str(paths.home / "ray-shared")
-    return BackendChoice("ray", address=address, shared=Path(shared),
+    return BackendChoice("ray", address=address, shared=check_location(shared),
                          max_jobs=int(config.get("ray_max_jobs", "4")),
                          local_ops=tuple(local_op_patterns(config.get("ray_local_ops", DEFAULT_LOCAL_OPS))))
 

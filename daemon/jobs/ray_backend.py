@@ -1,15 +1,18 @@
 """The Ray job backend: each job runs the local worker entry point inside a detached Ray actor
 (`ray_host.JobHost`) on some node of a cluster, and the daemon stays the only writer of the log.
 
-- Code: the plugin snapshot a job runs is copied once, by its code hash, to the shared folder
-  (`<shared>/plugin-code/<hash>`); snapshots are immutable, so a hash names exactly one tree.
+- Storage (`ray_storage`): a folder every node mounts, or an object store at an fsspec URI.
+- Code: the plugin snapshot a job runs is copied once, by its code hash, to the storage
+  (`plugin-code/<hash>`); snapshots are immutable, so a hash names exactly one tree.
 - Events: the daemon pulls the worker's numbered frames from the actor and appends them with
   command ids `ray:<job>:<frame id>`; an append whose id is in the log writes nothing, and a
   daemon that restarts resumes pulling after the highest id its log holds, so a frame is appended
   once, in order.
-- Artifacts: workers write to the shared folder's artifact store; each artifact or checkpoint a
-  worker announces is copied into the daemon's store (verified by sha256) before its event is
-  appended, and input artifacts are copied the other way before the job starts.
+- Artifacts: workers write to the storage's artifact store (with an object store: their node's
+  copy, uploaded before the daemon hears of it); each artifact or checkpoint a worker announces is
+  copied into the daemon's store (verified by sha256) before its event is appended, and input
+  artifacts are copied the other way before the job starts. One that is missing or damaged in the
+  storage fails the job, naming it.
 - Failures: cancel asks the actor to SIGTERM the worker (it checkpoints and returns) and SIGKILL it
   after the grace period; a dead actor (its node was lost) makes the job interrupted, so a run
   resumes it from its last checkpoint; a daemon that stops leaves its jobs running and re-attaches
@@ -21,13 +24,8 @@ ray is imported only here, and only when this backend is used.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
-import shutil
-import tempfile
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -37,6 +35,7 @@ import msgspec
 from tunelog.daemon.jobs.attempt import Attempt
 from tunelog.daemon.jobs.backend import BackendChoice
 from tunelog.daemon.jobs.protocol import Message, WorkerSpec
+from tunelog.daemon.jobs.ray_storage import ObjectStore, SharedFolder, announced, open_storage, shas
 from tunelog.daemon.paths import Paths
 from tunelog.events import jobs as J
 from tunelog.events.base import Event
@@ -48,19 +47,19 @@ from tunelog.store.base import EventStore
 log = logging.getLogger(__name__)
 
 NAMESPACE = "tunelog"
-_SHA = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 _decode = msgspec.msgpack.Decoder(Message).decode
 
 
 class RayBackend:
-    """A connection to one Ray cluster and the shared folder its nodes and the daemon reach."""
+    """A connection to one Ray cluster and the storage its nodes and the daemon reach."""
 
     kind = "ray"
 
     def __init__(self, choice: BackendChoice, paths: Paths):
         assert choice.shared is not None
         self.choice, self.address, self.paths = choice, choice.address, paths
-        self.shared = choice.shared
+        self.location = choice.shared
+        self.storage: SharedFolder | ObjectStore = open_storage(choice.shared)
         self.slots = [f"ray{i}" for i in range(choice.max_jobs)]
         self._lock = threading.Lock()
         self._actor_class: Any = None
@@ -71,8 +70,7 @@ class RayBackend:
             import ray
 
             if not ray.is_initialized():
-                for sub in ("artifacts", "plugin-code", "jobs", "cache"):
-                    (self.shared / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+                self.storage.prepare()
                 ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False,
                          logging_level=logging.WARNING)
             if self._actor_class is None:
@@ -93,7 +91,7 @@ class RayBackend:
                  for n in ray.nodes()]  # type: ignore[no-untyped-call]
         free = ray.available_resources()  # type: ignore[no-untyped-call]
         alive = [n for n in nodes if n["alive"]]
-        return {"kind": "ray", "address": self.address, "shared": str(self.shared),
+        return {"kind": "ray", "address": self.address, "shared": self.storage.label,
                 "local_ops": list(self.choice.local_ops),
                 "nodes": nodes, "cpus": sum(n["cpus"] for n in alive), "gpus": sum(n["gpus"] for n in alive),
                 "cpus_free": free.get("CPU", 0), "gpus_free": free.get("GPU", 0)}
@@ -110,8 +108,10 @@ class RayAttempt(Attempt):
                  flush_s: float, reattach: bool):
         super().__init__(row, slot, store=store, paths=backend.paths, python="", grace_s=grace_s, flush_s=flush_s)
         self.backend, self.reattach = backend, reattach
-        self.folder = backend.shared / "jobs" / row.job_id
-        self.log_path = self.folder / "worker.log"
+        self.storage = backend.storage
+        if isinstance(self.storage, SharedFolder):  # else the log comes here from the store when the job ends
+            self.folder = self.storage.root / "jobs" / row.job_id
+            self.log_path = self.folder / "worker.log"
         self._local = ArtifactStore(backend.paths.artifacts)
         self._mark = "end"  # the frame id the next append's command id carries
         self._applied = self._last_applied()
@@ -152,6 +152,7 @@ class RayAttempt(Attempt):
         except ValueError as exc:  # ray.get_actor: no actor of that name
             return J.JobInterrupted(job_id=self.row.job_id, reason=f"its Ray actor is gone ({exc})")
         lost: str | None = None
+        damaged: JobError | None = None
         reply: dict[str, Any] = {}
         try:
             async with anyio.create_task_group() as tg:
@@ -165,16 +166,27 @@ class RayAttempt(Attempt):
                     except RayActorError as exc:
                         lost = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                         break
-                    await self._apply(reply["frames"], actor)
+                    try:
+                        await self._apply(reply["frames"], actor)
+                    except JobError as exc:  # an artifact missing or damaged in the storage
+                        damaged = exc
+                        break
                     if reply["returncode"] is not None:
                         break
                 tg.cancel_scope.cancel()
-        except Exception:  # e.g. a damaged artifact: the job fails (Attempt.run), its worker must not run on
+        except Exception:  # a bug: the job fails (Attempt.run), its worker must not run on
             ray.kill(actor)
             raise
-        if self._stop_reason == "shutdown":
+        if self._stop_reason == "shutdown" and damaged is None:
             return None  # left running on the cluster: the next daemon re-attaches
+        if damaged is not None:  # the worker must not run on unseen: SIGKILL it before its actor goes
+            await anyio.to_thread.run_sync(_stop_now, actor)
         ray.kill(actor)
+        if isinstance(self.storage, ObjectStore):
+            await anyio.to_thread.run_sync(self.storage.get_log, self.row.job_id, self.log_path)
+        if damaged is not None:
+            return self._failed(damaged.message, cause="artifact",
+                                raised={"message": damaged.message, "hint": damaged.hint})
         self._forced = self._forced or bool(reply.get("forced"))
         lost = lost or reply.get("lost")
         if lost is not None:
@@ -196,13 +208,14 @@ class RayAttempt(Attempt):
             actor = ray.get_actor(name, namespace=NAMESPACE)
             self._lines.append(f"tunelog: re-attached to Ray actor {name}")
             return actor
-        spec = self._spec()
+        spec, fetch = self._spec()
         row = self.row
         options, train = ray_request(resource=row.resource, devices=row.devices, nodes=row.nodes, gpu_type=row.gpu_type)
         # get_if_exists: a daemon that died between starting the actor and recording it finds it again
         actor = backend._actor_class.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
                                              max_restarts=0, max_concurrency=4, **options).remote(self.row.job_id)
-        started = actor.start.remote(str(self.folder), msgspec.json.encode(spec), train=train, grace_s=self.grace_s)
+        started = actor.start.remote(backend.location, msgspec.json.encode(spec), fetch=fetch, train=train,
+                                     grace_s=self.grace_s)
         waited = 0
         while True:  # the actor may wait for the cluster's resources: a cancel or a daemon stop must not
             try:
@@ -217,6 +230,9 @@ class RayAttempt(Attempt):
                     self._mark = f"note-{secrets.token_hex(6)}"
                     self._append(self.stream, [J.JobLog(job_id=self.row.job_id, lines=[
                         f"tunelog: waiting for the Ray cluster to place the job (it needs {train or options})"])])
+        if where.get("error"):  # the job could not be placed on the node: nothing ran
+            ray.kill(actor)
+            raise JobError(where["error"])
         self._mark = "started"
         self._append(self.stream, [J.JobStarted(job_id=self.row.job_id, pid=0, slot=self.slot,
                                                 log_path=str(self.log_path), run_id=self.row.run_id)])
@@ -224,33 +240,29 @@ class RayAttempt(Attempt):
                            f"worker pid {where['pid']}, actor {name}")
         return actor
 
-    def _spec(self) -> WorkerSpec:
-        """Ship the code and the input artifacts to the shared folder; the worker's spec points there."""
-        shared = self.backend.shared
+    def _spec(self) -> tuple[WorkerSpec, list[str]]:
+        """Ship the code and the input artifacts to the storage; the worker's spec points there,
+        and the artifacts a node must fetch with an object store."""
         code = self._ship_code(self.row.plugin, self.row.code_hash)
-        uses = {name: str(self._ship_code(name, digest)) for name, digest in self.row.uses.items()}
-        remote = ArtifactStore(shared / "artifacts")
+        uses = {name: self._ship_code(name, digest) for name, digest in self.row.uses.items()}
         resume = self._resume_sha()
-        for sha in set(_shas(self.row.inputs)) | ({resume} if resume else set()):
-            if self._local.exists(sha) and not remote.exists(sha):
-                _copy(self._local, remote, sha)
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return WorkerSpec(job_id=self.row.job_id, plugin=self.row.plugin, operation=self.row.operation,
-                          params=self.row.params, inputs=self.row.inputs, code_dir=str(code),
-                          artifacts=str(shared / "artifacts"), workdir=str(self.folder / "work"),
-                          resume_sha256=resume, run_id=self.row.run_id, cache_dir=str(shared / "cache"), uses=uses)
+        fetch = sorted(sha for sha in set(shas(self.row.inputs)) | ({resume} if resume else set())
+                       if self._local.exists(sha))
+        for sha in fetch:
+            self.storage.put(self._local, sha)
+        if isinstance(self.storage, SharedFolder):
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        spec = WorkerSpec(job_id=self.row.job_id, plugin=self.row.plugin, operation=self.row.operation,
+                          params=self.row.params, inputs=self.row.inputs, code_dir=code, resume_sha256=resume,
+                          run_id=self.row.run_id, uses=uses, **self.storage.spec_paths(self.row.job_id))
+        return spec, fetch
 
-    def _ship_code(self, plugin: str, code_hash: str) -> Path:
-        """A plugin's code snapshot in the shared folder (copied there once)."""
-        code = self.backend.shared / "plugin-code" / code_hash
-        if not code.is_dir():
-            source = self.backend.paths.plugin_code / code_hash
-            if not source.is_dir():
-                raise JobError(f"the code snapshot {code_hash[:12]} of plugin {plugin!r} is missing")
-            tmp = Path(tempfile.mkdtemp(dir=self.backend.shared / "plugin-code"))
-            shutil.copytree(source, tmp, dirs_exist_ok=True)
-            tmp.replace(code)
-        return code
+    def _ship_code(self, plugin: str, code_hash: str) -> str:
+        """A plugin's code snapshot in the storage (copied there once)."""
+        source = self.backend.paths.plugin_code / code_hash
+        if not source.is_dir():
+            raise JobError(f"the code snapshot {code_hash[:12]} of plugin {plugin!r} is missing")
+        return self.storage.ship_code(code_hash, source)
 
     async def _apply(self, frames: list[tuple[int, bytes]], actor: Any) -> None:
         """Append frames the log does not hold yet, in order, then let the actor forget them."""
@@ -269,18 +281,15 @@ class RayAttempt(Attempt):
         actor.ack.remote(self._applied)
 
     def _import_artifacts(self, messages: list[Message]) -> None:
-        """Copy the artifacts these messages name from the shared store into the daemon's (blocking)."""
-        remote = ArtifactStore(self.backend.shared / "artifacts")
+        """Copy the artifacts these messages name from the storage into the daemon's, verified by
+        sha256 (blocking). An announced artifact or checkpoint must be there; a hash in a result's
+        outputs is copied only if the storage has it (not every hash is an artifact)."""
         for msg in messages:
-            if msg.kind in ("artifact", "checkpoint"):
-                wanted: Iterator[str] = iter([str(msg.body.get("sha256", ""))])
-            elif msg.kind == "result":
-                wanted = _shas(msg.body.get("outputs"))
-            else:
-                continue
-            for sha in wanted:
-                if _SHA.fullmatch(sha) and remote.exists(sha) and not self._local.exists(sha):
-                    _copy(remote, self._local, sha)
+            for sha in announced(msg.kind, msg.body):
+                if self._local.exists(sha):
+                    continue
+                if msg.kind != "result" or self.storage.has(sha):
+                    self.storage.get(sha, self._local)
 
     async def _stop_on_cluster(self, actor: Any) -> None:
         """Cancel: the actor stops the worker (SIGTERM, grace, SIGKILL); kill the actor if it cannot."""
@@ -315,25 +324,16 @@ def ray_request(*, resource: str, devices: int, nodes: int, gpu_type: str) -> tu
     return {"num_cpus": 0}, {"num_workers": devices, "use_gpu": gpu, "placement_strategy": placement, **typed}
 
 
+def _stop_now(actor: Any) -> None:
+    """SIGKILL the actor's worker and wait for it (blocking; an actor already gone has none)."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    try:
+        ray.get(actor.stop.remote(0.0), timeout=30)
+    except (GetTimeoutError, RayActorError):
+        pass
+
+
 class _NotStarted(Exception):
     """A cancel or a daemon stop came while the actor still waited for the cluster's resources."""
-
-
-def _shas(value: Any) -> Iterator[str]:
-    """Every artifact hash in a value (a hash, `sha:weight`, or one inside dicts and lists)."""
-    if isinstance(value, str):
-        yield from _SHA.findall(value)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _shas(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from _shas(v)
-
-
-def _copy(source: ArtifactStore, dest: ArtifactStore, sha: str) -> None:
-    """Copy one artifact between stores; the copy must hash to the same address."""
-    path = source.path(sha)
-    ref = dest.put_dir(path) if path.is_dir() else dest.put_file(path)
-    if ref.sha256 != sha:
-        raise JobError(f"artifact {sha[:12]} changed on its way between stores (it hashes to {ref.sha256[:12]})")

@@ -6,8 +6,10 @@ memory, each numbered with a per-job sequence id, until the daemon has appended 
 acknowledged their ids. The daemon is the only writer of the log: it pulls frames with `take`,
 so a daemon that restarts pulls again from the last id it appended, and nothing is lost or twice.
 
-The actor is detached and named after the job, so it outlives the daemon that started it. It
-imports nothing but the standard library: the daemon wraps it with `ray.remote`.
+The actor is detached and named after the job, so it outlives the daemon that started it. The
+daemon wraps it with `ray.remote`; what it reads and writes goes through `ray_storage` (a shared
+folder in place, or an object store: downloads before the worker starts, uploads before a frame
+that announces an artifact goes on).
 """
 
 from __future__ import annotations
@@ -42,26 +44,35 @@ class JobHost:
         self._stop_asked = False
         self._lost: str | None = None
         self._log = Path()
+        self._location = ""
 
-    def start(self, folder: str, spec: bytes, *, train: dict[str, Any] | None = None,
-              grace_s: float = 10.0) -> dict[str, Any]:
-        """Write `job.json` into the job folder and start the worker (or, given `train`, the
+    def start(self, location: str, spec: bytes, *, fetch: list[str] | None = None,
+              train: dict[str, Any] | None = None, grace_s: float = 10.0) -> dict[str, Any]:
+        """Place the job on this node (`job.json`, and with an object store the snapshots and
+        the `fetch` artifacts it reads) and start the worker (or, given `train`, the
         `ScalingConfig` fields of several devices, a Ray Train run of one worker per device);
         returns where it runs."""
+        import ray
+
+        from tunelog.daemon.jobs.ray_storage import job_folder, place_job
+
         if self._proc is not None or self._started:
             return self.where()
-        self._started = True
-        job = Path(folder)
-        (job / "work").mkdir(parents=True, exist_ok=True, mode=0o700)
-        (job / "job.json").write_bytes(spec)
+        self._started, self._location = True, location
+        job = job_folder(location, self.job_id, node_id=ray.get_runtime_context().get_node_id())
+        job.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._log = job / "worker.log"
-        if train is not None:
-            threading.Thread(target=self._train, args=(job, train, grace_s), daemon=True,
+        if train is not None:  # each Ray Train worker places the job on its own node
+            threading.Thread(target=self._train, args=(job, spec, fetch or [], train, grace_s), daemon=True,
                              name=f"ray train {self.job_id}").start()
             return self.where()
+        try:
+            place_job(location, job, spec, fetch=fetch or [])
+        except Exception as exc:  # noqa: BLE001 - e.g. an input missing or damaged in the storage
+            return {**self.where(), "error": str(exc)}
         with open(self._log, "ab") as log:
             self._proc = start_worker(job, self.job_id, stdout=subprocess.PIPE, stderr=log)
-        threading.Thread(target=self._read, daemon=True, name=f"frames {self.job_id}").start()
+        threading.Thread(target=self._read, args=(job,), daemon=True, name=f"frames {self.job_id}").start()
         return self.where()
 
     def where(self) -> dict[str, Any]:
@@ -70,11 +81,21 @@ class JobHost:
         return {"node_id": ray.get_runtime_context().get_node_id(), "host": os.uname().nodename,
                 "pid": self._proc.pid if self._proc else 0}
 
-    def _read(self) -> None:
-        """Number every frame the worker writes, until its channel closes; then wait for its exit."""
+    def _read(self, job: Path) -> None:
+        """Number every frame the worker writes (its artifacts uploaded first), until its channel
+        closes; then wait for its exit."""
+        from tunelog.daemon.jobs.ray_storage import finish_job, uploading
+
         assert self._proc is not None and self._proc.stdout is not None
-        read_frames(self._proc.stdout, self.push)
-        self.finish(self._proc.wait())
+        try:
+            read_frames(self._proc.stdout, uploading(self._location, job, self.push))
+        except Exception as exc:  # noqa: BLE001 - an upload failed: the worker must not go on unseen
+            with open(self._log, "a") as log:
+                log.write(f"tunelog: {exc}\n")
+            _killpg(self._proc.pid, signal.SIGKILL)
+        returncode = self._proc.wait()
+        finish_job(self._location, job, self.job_id)
+        self.finish(returncode)
 
     def push(self, frames: list[bytes]) -> None:
         """Number and keep frames (from our worker, or from rank 0 of a Ray Train run)."""
@@ -95,19 +116,27 @@ class JobHost:
         """Whether a stop was asked for (the Ray Train workers poll it)."""
         return self._stop_asked
 
-    def _train(self, job: Path, scaling: dict[str, Any], grace_s: float) -> None:
+    def _train(self, job: Path, spec: bytes, fetch: list[str], scaling: dict[str, Any], grace_s: float) -> None:
         """Run the worker on `scaling["num_workers"]` Ray Train workers (DDP: gloo on CPU, NCCL on
-        GPUs) and wait."""
+        GPUs) and wait. Ray Train keeps its own state in the storage too (`jobs/<id>/ray-train`)."""
         import ray
         from ray.train import FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchConfig, TorchTrainer
 
-        config = {"folder": str(job), "job_id": self.job_id, "grace_s": grace_s,
-                  "host": ray.get_runtime_context().current_actor}
+        from tunelog.daemon.jobs.ray_storage import ObjectStore, is_object_store, place_job
+
+        if is_object_store(self._location):
+            storage_path, filesystem = ObjectStore(self._location).train_storage(self.job_id)
+        else:
+            place_job(self._location, job, spec, fetch=fetch)  # the ranks share this folder
+            storage_path, filesystem = str(job / "ray-train"), None
+        config = {"location": self._location, "folder": str(job), "spec": spec, "fetch": fetch,
+                  "job_id": self.job_id, "grace_s": grace_s, "host": ray.get_runtime_context().current_actor}
         trainer = TorchTrainer(train_ddp_worker, train_loop_config=config,
                                scaling_config=ScalingConfig(**scaling),
                                torch_config=TorchConfig(backend="nccl" if scaling.get("use_gpu") else "gloo"),
-                               run_config=RunConfig(name=f"tunelog-{self.job_id}", storage_path=str(job / "ray-train"),
+                               run_config=RunConfig(name=f"tunelog-{self.job_id}", storage_path=storage_path,
+                                                    storage_filesystem=filesystem,
                                                     failure_config=FailureConfig(max_failures=0)))
         try:
             trainer.fit()
@@ -203,14 +232,23 @@ def train_ddp_worker(config: dict[str, Any]) -> None:
     Ray Train has set RANK, WORLD_SIZE and LOCAL_RANK and joined this process to a process group;
     the worker gets its own rendezvous (rank 0 picks the port and tells the others through Ray
     Train's broadcast), so accelerate in the worker sets up DDP exactly as under a local launcher. Rank 0's
-    frames go to the job's actor; a stop asked there reaches every rank as SIGTERM.
+    frames go to the job's actor (with an object store, after the artifacts they announce are
+    uploaded; each rank then has a folder of its own on its node); a stop asked there reaches
+    every rank as SIGTERM.
     """
     import socket
 
     import ray
     from ray.train.collective import broadcast_from_rank_zero
 
+    from tunelog.daemon.jobs.ray_storage import finish_job, is_object_store, job_folder, place_job, uploading
+
     rank = int(os.environ["RANK"])
+    location = str(config["location"])
+    job = Path(config["folder"])
+    if is_object_store(location):
+        job = job_folder(location, config["job_id"], node_id=ray.get_runtime_context().get_node_id(), rank=rank)
+        place_job(location, job, config["spec"], fetch=list(config["fetch"]))
     host = config["host"]
     mine = None
     if rank == 0:
@@ -219,14 +257,19 @@ def train_ddp_worker(config: dict[str, Any]) -> None:
             mine = (ray.util.get_node_ip_address(), s.getsockname()[1])  # type: ignore[no-untyped-call]
     addr, port = broadcast_from_rank_zero(mine)
     env = dict(os.environ, MASTER_ADDR=str(addr), MASTER_PORT=str(port))
-    job = Path(config["folder"])
     with open(job / "worker.log", "ab") as log:
         proc = start_worker(job, config["job_id"], stdout=subprocess.PIPE if rank == 0 else subprocess.DEVNULL,
                             stderr=log, env=env, die_with_parent=True)
 
     def forward() -> None:
         assert proc.stdout is not None
-        read_frames(proc.stdout, lambda frames: ray.get(host.push.remote(frames)))  # in order: one at a time
+        push = uploading(location, job, lambda frames: ray.get(host.push.remote(frames)))  # in order: one at a time
+        try:
+            read_frames(proc.stdout, push)
+        except Exception as exc:  # noqa: BLE001 - an upload failed: the worker must not go on unseen
+            with open(job / "worker.log", "a") as log:
+                log.write(f"tunelog: {exc}\n")
+            _killpg(proc.pid, signal.SIGKILL)
 
     reader = threading.Thread(target=forward, daemon=True) if rank == 0 else None
     if reader is not None:
@@ -243,6 +286,8 @@ def train_ddp_worker(config: dict[str, Any]) -> None:
     rc = proc.wait()
     if reader is not None:
         reader.join()
+    finish_job(location, job, config["job_id"], log_name="worker.log" if rank == 0 else f"worker-rank{rank}.log")
+    if reader is not None:
         ray.get(host.finish.remote(rc))
     if rc != 0:
         raise RuntimeError(f"rank {rank}: the worker exited with status {rc}")

@@ -190,7 +190,8 @@ def config() -> None:
 
     backend: `local` (worker processes on this machine, the default) or `ray://HOST:PORT` (a Ray
     cluster; needs `pip install 'tunelog[ray]'`; TUNELOG_RAY_ADDRESS overrides it). ray_shared: a
-    folder every Ray node and this machine reach (artifacts, job folders, plugin code); default
+    folder every Ray node and this machine reach (artifacts, job folders, plugin code), or an
+    fsspec URI such as s3://bucket/prefix (`pip install 'tunelog[s3]'`); default
     $TUNELOG_HOME/ray-shared. ray_max_jobs: jobs kept on the cluster at once (default 4).
     ray_local_ops: comma-separated PLUGIN.OPERATION patterns whose jobs stay on this machine with
     the Ray backend (default `datasets.*`; '' sends every job to the cluster).

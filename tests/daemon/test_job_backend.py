@@ -4,6 +4,7 @@ against a real cluster in test_ray_backend.py.)"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -12,8 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tunelog.daemon.jobs.backend import choose_backend, config_path
+from tunelog.daemon.jobs.backend import choose_backend, config_path, read_config
 from tunelog.daemon.paths import Paths
+from tunelog.events.errors import ValidationError
 from tunelog.frontends.cli.app import cli
 
 
@@ -30,7 +32,7 @@ def test_config_set_saves_the_ray_backend_and_the_daemon_chooses_it(tmp_path: Pa
     assert json.loads(config_path(Paths.from_env(home)).read_text()) == {"backend": "ray://head.example:10001"}
     assert config_path(Paths.from_env(home)).stat().st_mode & 0o777 == 0o600
     choice = choose_backend(Paths.from_env(home), env={})
-    assert (choice.kind, choice.address, choice.shared) == ("ray", "ray://head.example:10001", home / "ray-shared")
+    assert (choice.kind, choice.address, choice.shared) == ("ray", "ray://head.example:10001", str(home / "ray-shared"))
     # the environment wins over the saved setting; `local` switches back
     assert choose_backend(Paths.from_env(home), env={"TUNELOG_RAY_ADDRESS": "10.0.0.5:6379"}).address == "10.0.0.5:6379"
     assert tunectl(home, "daemon", "config", "set", "backend", "local")[0] == 0
@@ -59,6 +61,36 @@ def test_a_bad_setting_is_refused_by_name_and_nothing_changes(tmp_path: Path) ->
         assert code == 2 and f"{named}:" in out, out
         assert args[0] != "ray_local_ops" or "'evaluate' is not a PLUGIN.OPERATION pattern" in out, out
     assert config_path(Paths.from_env(home)).read_bytes() == before
+
+
+def test_the_shared_storage_may_be_an_fsspec_uri_and_a_bad_one_is_refused_naming_what_to_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    assert tunectl(home, "daemon", "config", "set", "ray_shared", "s3://models-bucket/tunelog/")[0] == 0
+    assert read_config(Paths.from_env(home)) == {"ray_shared": "s3://models-bucket/tunelog"}
+    choice = choose_backend(Paths.from_env(home), env={"TUNELOG_RAY_ADDRESS": "10.0.0.5:6379"})
+    assert choice.shared == "s3://models-bucket/tunelog"
+    assert tunectl(home, "daemon", "config", "set", "ray_shared", f"file://{tmp_path}/shared")[0] == 0  # a path
+    assert read_config(Paths.from_env(home))["ray_shared"] == f"{tmp_path}/shared"
+    before = config_path(Paths.from_env(home)).read_bytes()
+    for value, said, hint in (
+            ("nosuch://bucket/x", "nosuch:// is not a protocol fsspec knows", None),
+            ("gs://bucket/x", "gs:// needs the `gcsfs` package, which is not installed", "pip install gcsfs"),
+            ("s3://", "'s3://' names no bucket or path after s3://", None),
+            ("memory://x", "memory:// lives inside one process", None),
+            ("relative/dir", "'relative/dir': give an absolute path or an fsspec URI", None)):
+        code, out = tunectl(home, "daemon", "config", "set", "ray_shared", value)
+        assert code == 2 and f"ray_shared: {said}" in out, out
+        assert hint is None or f"install it here and on every Ray node: {hint}" in out, out
+    # s3fs missing: its extra's install command; a bad URI in the environment is refused when the daemon starts
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # what `import s3fs` meets where it is not installed
+    monkeypatch.delitem(importlib.import_module("fsspec.registry")._registry, "s3", raising=False)  # nor loaded
+    code, out = tunectl(home, "daemon", "config", "set", "ray_shared", "s3://bucket/x")
+    assert code == 2 and "s3:// needs the `s3fs` package" in out and "pip install 'tunelog[s3]'" in out, out
+    assert config_path(Paths.from_env(home)).read_bytes() == before
+    with pytest.raises(ValidationError, match="cannot set the shared storage"):
+        choose_backend(Paths.from_env(home), env={"TUNELOG_RAY_ADDRESS": "10.0.0.5:6379",
+                                                  "TUNELOG_RAY_SHARED": "nosuch://bucket"})
 
 
 def test_without_ray_the_backend_is_refused_with_the_install_command(tmp_path: Path,
@@ -92,7 +124,7 @@ def test_the_ray_backend_keeps_ray_max_jobs_on_the_cluster_and_leaves_devices_to
 
     paths = Paths.from_env(tmp_path / "home")
     paths.ensure()
-    backend = RayBackend(BackendChoice("ray", address="ray://head:10001", shared=tmp_path / "shared", max_jobs=3,
+    backend = RayBackend(BackendChoice("ray", address="ray://head:10001", shared=str(tmp_path / "shared"), max_jobs=3,
                                        local_ops=("datasets.*",)), paths)
     runner = JobRunner(SqliteStore(paths.db), paths, ArtifactStore(paths.artifacts), backend=backend, slots=["cpu0"])
     assert runner.slots == ["ray0", "ray1", "ray2", "cpu0"]  # ray_max_jobs jobs on the cluster at once, + local

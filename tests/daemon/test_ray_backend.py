@@ -2,7 +2,8 @@
 nodes, each with its own temp dir, fast health checks, all inside a loopback-only network
 namespace. The daemon runs as a real process with TUNELOG_RAY_ADDRESS pointing at the cluster;
 jobs run the same worker entry point inside Ray actors, their artifacts reach the daemon's store
-through a shared folder, and the daemon alone appends their events, once each."""
+through a shared folder (or an S3 bucket: moto's S3 server on 127.0.0.1, which the nodes reach
+through s3fs's usual AWS_* environment), and the daemon alone appends their events, once each."""
 
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ FAST_HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500
 
 
 CLIENT_PORT = 10001
+S3_PORT = 10002
+S3 = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}", "AWS_ACCESS_KEY_ID": "testing",
+      "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+"""How s3fs on the nodes and in the daemon finds the test's S3 server (what a cluster sets for its bucket)."""
+BUCKET = "tunelog-test"
 
 
 class LocalCluster:
@@ -73,8 +79,9 @@ def cluster() -> Iterator[LocalCluster]:
         pytest.skip(f"the Ray cluster tests run in a private network namespace: {reason}")
     root = Path(tempfile.mkdtemp(prefix="tlray", dir="/tmp"))  # short: Ray's socket paths live under it
     (root / "ray").mkdir()
-    saved = os.environ.get("RAY_TMPDIR")
-    os.environ["RAY_TMPDIR"] = str(root)  # Ray's address file, away from the shared /tmp/ray
+    env = {"RAY_TMPDIR": str(root), **S3}  # Ray's address file, away from the shared /tmp/ray; the nodes' S3
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         with netns.loopback_only():
             c = LocalCluster(root)
@@ -83,17 +90,41 @@ def cluster() -> Iterator[LocalCluster]:
             finally:
                 c.cluster.shutdown()
     finally:
-        if saved is None:
-            os.environ.pop("RAY_TMPDIR", None)
-        else:
-            os.environ["RAY_TMPDIR"] = saved
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         shutil.rmtree(root, ignore_errors=True)
 
 
-def ray_daemon(home: Path, cluster: LocalCluster, *, builtins: bool = False) -> Daemon:
+@pytest.fixture(scope="module")
+def s3(cluster: LocalCluster) -> Iterator[Any]:
+    """moto's S3 server inside the cluster's namespace, with an empty bucket; a boto3 client of it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=S3_PORT, verbose=False)
+    server.start()
+    try:
+        client = boto3.client("s3", endpoint_url=S3["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+    finally:
+        server.stop()
+
+
+def s3_keys(client: Any, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def ray_daemon(home: Path, cluster: LocalCluster, *, builtins: bool = False, shared: str = "") -> Daemon:
     """A daemon that joins the cluster as a driver, by its GCS address in TUNELOG_RAY_ADDRESS."""
     return Daemon(home, builtins=builtins, grace_s=5.0, env={
-        "TUNELOG_RAY_ADDRESS": cluster.address, "TUNELOG_RAY_SHARED": str(home.parent / "shared")}).start(timeout=60)
+        "TUNELOG_RAY_ADDRESS": cluster.address,
+        "TUNELOG_RAY_SHARED": shared or str(home.parent / "shared")}).start(timeout=60)
 
 
 def configured_daemon(home: Path) -> Daemon:
@@ -271,13 +302,16 @@ def wait_replay(d: Daemon, original: str, *, timeout: float = 30) -> str:
     raise TimeoutError(f"no replay of {original}")
 
 
+@pytest.mark.parametrize("storage", ["folder", "s3"])
 def test_a_two_device_job_trains_as_a_ray_train_ddp_run_over_both_nodes_and_reports_once(
-        tmp_path: Path, cluster: LocalCluster, tiny_model_dir: Path) -> None:
+        tmp_path: Path, cluster: LocalCluster, tiny_model_dir: Path, storage: str, request: pytest.FixtureRequest) -> None:
     """`devices=2` on the Ray backend: a TorchTrainer with two gloo workers, one per node, each
-    running the worker entry point as its rank; rank 0 alone reports, the adapter lands by sha256."""
+    running the worker entry point as its rank; rank 0 alone reports, the adapter lands by sha256.
+    On S3 each rank places the job on its own node and Ray Train keeps its state in the bucket."""
     data = write_data(tmp_path / "train.jsonl")
     home = tmp_path / "home"
-    d = ray_daemon(home, cluster, builtins=True)
+    client = request.getfixturevalue("s3") if storage == "s3" else None
+    d = ray_daemon(home, cluster, builtins=True, shared=f"s3://{BUCKET}/ddp" if client else "")
     try:
         view = submit(d, two_nodes(tiny_model_dir, data, max_steps=3, devices=2))
         assert view["run"]["state"] == "succeeded", view["run"]["nodes"]
@@ -291,5 +325,95 @@ def test_a_two_device_job_trains_as_a_ray_train_ddp_run_over_both_nodes_and_repo
         steps = [p["step"] for p in points]
         assert steps == sorted(set(steps)) and steps[-1] == 3  # one reporter: no step twice
         assert_appended_once(home, job["job_id"])
+        if client is not None:
+            keys = s3_keys(client, f"ddp/jobs/{job['job_id']}/")
+            assert any("/ray-train/" in k for k in keys), keys
+            assert {f"ddp/jobs/{job['job_id']}/worker.log", f"ddp/jobs/{job['job_id']}/worker-rank1.log"} <= set(keys)
+    finally:
+        d.stop()
+
+
+def test_on_s3_storage_a_replay_through_a_lost_node_is_bit_identical_and_the_adapter_lands_by_sha256(
+        tmp_path: Path, cluster: LocalCluster, s3: Any, tiny_model_dir: Path) -> None:
+    """`ray_shared` an s3:// URI: the plugin snapshot, the dataset artifact, the checkpoints the
+    resume on another node reads and the adapter all go through the bucket; the replay on Ray is
+    bit-identical to the local run, and the daemon's store holds the adapter, verified by sha256."""
+    data = write_data(tmp_path / "train.jsonl")
+    graph = two_nodes(tiny_model_dir, data, max_steps=12, save_every=4)
+    home = tmp_path / "home"
+    with running(home, builtins=True) as local:
+        original = submit(local, graph)["run"]["run_id"]
+    d = ray_daemon(home, cluster, builtins=True, shared=f"s3://{BUCKET}/replay")
+    replaying = subprocess.Popen([sys.executable, "-m", "tunelog.frontends.cli.main", "replay", original, "--verify",
+                                  "--json"], env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert d.get("/v1/status").json()["backend"]["shared"] == f"s3://{BUCKET}/replay"
+        run_id = wait_replay(d, original)
+        job = wait_checkpoint(d, run_id, "train", at_least=4, timeout=120)
+        cluster.kill_node(node_of(home, job["job_id"]))
+        out, err = replaying.communicate(timeout=240)
+        assert replaying.returncode == 0, (out, err)
+        report = json.loads(out)
+        assert report["verdict"] == "bit-identical", report["summary"]
+        assert not report["nodes"]["train"]["outputs"]["artifacts_differ"]
+        view = d.get(f"/v1/runs/{run_id}").json()
+        jobs = view["run"]["nodes"]["train"]["jobs"]
+        assert view["jobs"][jobs[0]]["state"] == "interrupted" and view["jobs"][jobs[-1]]["resume_of"] == jobs[0]
+        assert view["run"]["training"][jobs[-1]]["resumed_from_step"] >= 4  # a checkpoint read back from the bucket
+        adapter = view["run"]["nodes"]["train"]["outputs"]["adapter"]
+        ArtifactStore(home / "artifacts").path(adapter)  # in the daemon's store, re-hashed
+        keys = s3_keys(s3, "replay/")
+        assert f"replay/artifacts/sha256/{adapter[:2]}/{adapter}.json" in keys
+        dataset = view["run"]["nodes"]["data"]["outputs"]["dataset"]
+        assert f"replay/artifacts/sha256/{dataset[:2]}/{dataset}.json" in keys  # an input, shipped by the daemon
+        assert any(k.startswith("replay/plugin-code/") and k.endswith(".json") for k in keys)
+        assert f"replay/jobs/{jobs[-1]}/worker.log" in keys
+        assert (home / "jobs" / jobs[-1] / "worker.log").is_file()  # the log, back on the daemon's machine
+        for j in jobs:
+            assert_appended_once(home, j)
+    finally:
+        if replaying.poll() is None:
+            replaying.kill()
+        d.stop()
+        cluster.nodes.append(cluster.add_node())  # the next test gets two nodes again
+
+
+def test_on_s3_storage_a_damaged_output_or_input_object_fails_its_job_naming_the_object(
+        tmp_path: Path, cluster: LocalCluster, s3: Any) -> None:
+    """An output overwritten in the bucket while the daemon was stopped (so before it copied it),
+    and an input overwritten after it was shipped: each job fails, naming the object's URI."""
+    home, prefix = tmp_path / "home", "damaged"
+    shared = f"s3://{BUCKET}/{prefix}"
+    d = ray_daemon(home, cluster, shared=shared)
+    late = d.submit("outputs", params={"text": "late", "delay": 3})["job_id"]
+    d.wait_job(late, ("running",), timeout=60)
+    d.stop(signal.SIGTERM)  # the job goes on and uploads its report; the daemon has not copied it
+    deadline = time.monotonic() + 60
+    while not (made := [k for k in s3_keys(s3, f"{prefix}/artifacts/") if k.endswith(".json")]):
+        assert time.monotonic() < deadline, "the report never reached the bucket"
+        time.sleep(0.2)
+    report = made[0][: -len(".json")]
+    s3.put_object(Bucket=BUCKET, Key=report, Body=b"not the report")
+    d = ray_daemon(home, cluster, shared=shared)
+    try:
+        job = d.wait_job(late, ("succeeded", "failed"), timeout=60)
+        assert job["state"] == "failed", job
+        sha = report.rsplit("/", 1)[1]
+        assert f"artifact {sha[:12]} at s3://{BUCKET}/{report} is damaged" in job["error"], job["error"]
+        assert not ArtifactStore(home / "artifacts").exists(sha)  # never accepted
+
+        made = d.wait_job(d.submit("outputs", params={"text": "base"})["job_id"], ("succeeded", "failed"))
+        base = made["outputs"]["report"]
+        key = f"{prefix}/artifacts/sha256/{base[:2]}/{base}"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"tampered")
+        r = d.post("/v1/jobs", json={"plugin": "testops", "operation": "outputs", "params": {"text": "x"},
+                                     "inputs": {"data": base}})
+        assert r.status_code == 201, r.text
+        job = d.wait_job(r.json()["job"]["job_id"], ("succeeded", "failed"), timeout=60)
+        assert job["state"] == "failed", job
+        assert "could not start the job on Ray" in job["error"], job["error"]
+        assert f"artifact {base[:12]} at s3://{BUCKET}/{key} is damaged" in job["error"], job["error"]
+        maps = Path(f"/proc/{d.proc.pid}/maps").read_text()  # type: ignore[union-attr]
+        assert "libtorch" not in maps and "/torch/" not in maps  # s3fs in the daemon brings no torch
     finally:
         d.stop()

@@ -57,6 +57,7 @@ def exit(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, 
 
 def outputs(ctx: Any, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     text = str(params["text"])
+    sleep_until_stopped(ctx, float(params.get("delay", 0)))
     if inputs.get("data"):
         text += "\n" + ctx.artifact_path(inputs["data"]).read_text()
     path = Path(ctx.workdir) / "report.txt"
