@@ -107,7 +107,7 @@ def test_what_plugin_code_prints_never_reaches_stdout(tmp_path: Path, capsys: py
 CHECKS = """
 def train(params, inputs, facts):
     return [("size", f"{params['size']} > {facts['limit']}")] if params["size"] > facts["limit"] else [], \\
-        [("facts", repr(sorted(facts.items())))]
+        [("facts", repr(sorted(facts.items())))] + [("inputs", repr(inputs))] * bool(inputs)
 
 
 evaluate = 3  # not a function: no checks for this operation
@@ -127,10 +127,11 @@ def test_check_requests_answers_per_node_with_its_own_facts_over_the_shared_ones
     folder = plugin(tmp_path, GOOD, **{"checks.py": CHECKS})
     got = check_requests(folder, PKG, "checks.py", request(
         node("a", "train", 5), node("b", "train", 5, limit=9, consumers=["c"]), node("c", "evaluate", 1),
-        node("d", "merge", 1)))
+        node("d", "merge", 1), {**node("e", "train", 1), "inputs": {"model": "/m"}}))
     assert got == {"ok": True, "nodes": {
         "a": {"problems": [["size", "5 > 4"]], "warnings": [["facts", "[('cuda', False), ('limit', 4)]"]]},
         "b": {"problems": [], "warnings": [["facts", "[('consumers', ['c']), ('cuda', False), ('limit', 9)]"]]},
+        "e": {"problems": [], "warnings": [["facts", "[('cuda', False), ('limit', 4)]"], ["inputs", "{'model': '/m'}"]]},
     }}
     assert check_requests(folder, PKG, "checks", request(node("a", "train", 1)))["nodes"] == {
         "a": {"problems": [], "warnings": [["facts", "[('cuda', False), ('limit', 4)]"]]}}

@@ -409,3 +409,9 @@ def test_a_yaml_error_without_a_place_is_still_explained(tmp_path: Path) -> None
     assert result.manifest is None and result.problems[0][0] == "manifest.yaml"
     assert result.problems[0][1].startswith("is not valid YAML: ")
     assert result.problems[0][1].startswith("is not valid YAML: unacceptable character #x00ff")
+
+
+def test_a_yaml_error_names_its_line_and_column(tmp_path: Path) -> None:
+    folder = plugin_dir(tmp_path, "name: toy\n  bad: indent\n")
+    assert read_manifest(folder).problems == [
+        ("manifest.yaml", "is not valid YAML: line 2, column 6: mapping values are not allowed here")]

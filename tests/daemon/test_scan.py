@@ -126,6 +126,9 @@ def test_a_folder_that_cannot_name_itself_keeps_its_registration(tmp_path: Path)
     gone = Folder(tmp_path / "u" / "delta", "user")
     assign_keys([new, gone], {"old": row("old@user:delta", gone.path, status="removed")})
     assert keys([new, gone]) == [("gamma", None), ("delta", None)]
+    renamed = Folder(tmp_path / "u" / "beta_dir", "user")  # registered as `beta`, a name unlike its folder's
+    assign_keys([renamed], {"beta": row("beta", renamed.path)})
+    assert keys([renamed]) == [("beta", None)]
     unnamed_first = Folder(tmp_path / "a" / "alpha", "builtin")
     named_second = Folder(tmp_path / "b" / "alpha", "user", name="alpha")
     assign_keys([unnamed_first, named_second], {})
@@ -133,6 +136,10 @@ def test_a_folder_that_cannot_name_itself_keeps_its_registration(tmp_path: Path)
 
 
 def test_colliding_duplicate_keys_are_numbered(tmp_path: Path) -> None:
+    folders = [Folder(tmp_path / r / "alpha_copy", "user", name="alpha") for r in ("x", "y", "z", "w")]
+    assign_keys(folders, {})
+    assert [f.key for f in folders] == ["alpha", "alpha@user:alpha_copy", "alpha@user:alpha_copy#2",
+                                        "alpha@user:alpha_copy#3"]
     folders = [Folder(tmp_path / r / "alpha_copy", "user", name="alpha") for r in ("x", "y", "z")]
     taken = Folder(tmp_path / "w" / "thing", "user", name="alpha@user:alpha_copy#2")
     assign_keys([*folders, taken], {})
@@ -168,6 +175,8 @@ def test_a_duplicate_is_refused_naming_both_folders(tmp_path: Path) -> None:
         error=f"duplicate plugin name 'alpha': {f.path} declares it but {f.owner} already provides it; "
               f"{f.path} is ignored",
         problems=[{"where": "name", "message": f"'alpha' is already provided by {f.owner}"}])
+    at = Folder(tmp_path / "u" / "copy@2", "user", name="alpha", key="alpha@user:copy@2", owner=f.owner)
+    assert duplicate(at).problems == [{"where": "name", "message": f"'alpha' is already provided by {f.owner}"}]
 
 
 def test_unchanged_means_the_registration_holds_exactly_this_content(tmp_path: Path) -> None:
