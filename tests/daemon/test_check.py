@@ -215,6 +215,10 @@ def test_run_check_without_a_result_line_says_how_the_child_ended(tmp_path: Path
     died = imported(plugin(tmp_path, "import os, sys\nsys.stderr.write('dying now\\n')\nos._exit(3)\n"), ["train"])
     assert died == CheckResult(False, error="the import check exited with status 3 and no result",
                                traceback="dying now\n")
+    garbled = imported(plugin(tmp_path, "import os\nos.write(1, b'\\xff\\n')\nos.write(2, b'\\xfe')\nos._exit(5)\n"),
+                       ["train"])  # not UTF-8: read with replacement characters
+    assert garbled == CheckResult(False, error="the import check exited with status 5 and no result",
+                                  traceback="\ufffd")
     odd = imported(plugin(tmp_path, "import os\nos.write(1, b'[1, 2]\\n')\nos._exit(0)\n"), ["train"])
     assert odd.error == "the import check exited with status 0 and no result"
     long = imported(plugin(tmp_path, "import os, sys\nsys.stderr.write('x' * 5000 + 'END')\nos._exit(1)\n"), ["train"])
@@ -227,7 +231,8 @@ def test_run_check_gives_up_after_its_timeout(tmp_path: Path) -> None:
 
 
 def test_run_checks_answers_per_node(tmp_path: Path) -> None:
-    folder = plugin(tmp_path, GOOD, **{"checks.py": "import json\n" + CHECKS,
+    in_own_folder = "from pathlib import Path\n\nassert Path.cwd() == Path(__file__).parent, 'runs in its own folder'\n"
+    folder = plugin(tmp_path, GOOD, **{"checks.py": "import json\n" + in_own_folder + CHECKS,
                                        "json.py": "raise ImportError('a plugin module shadowed the stdlib')\n"})
     assert checked(folder, request(node("a", "train", 5), node("c", "evaluate", 9))) == {"ok": True, "nodes": {
         "a": {"problems": [["size", "5 > 4"]], "warnings": [["facts", "[('cuda', False), ('limit', 4)]"]]}}}

@@ -109,12 +109,14 @@ def test_coerce_keeps_one_canonical_form() -> None:
 
 def test_validate_params_applies_copied_defaults_and_counts_problems() -> None:
     o = op({"tags": {"type": "list", "description": "tags", "default": [1]},
+            "nested": {"type": "object", "description": "nested", "default": {"a": [1]}},
             "lr": {"type": "number", "description": "rate", "default": 1},
             "seed": {"type": "integer", "description": "the seed"}})
     got = validate_params(o, {"seed": 2})
-    assert got == {"tags": [1], "lr": 1.0, "seed": 2} and type(got["lr"]) is float
+    assert got == {"tags": [1], "nested": {"a": [1]}, "lr": 1.0, "seed": 2} and type(got["lr"]) is float
     got["tags"].append(2)
-    assert o.params["tags"].default == [1]
+    got["nested"]["a"].append(2)  # a job changing its parameters never changes the declared defaults
+    assert (o.params["tags"].default, o.params["nested"].default) == ([1], {"a": [1]})
     with pytest.raises(ValidationError) as info:
         validate_params(o, {})
     assert info.value.message == "invalid params: 1 problem"

@@ -52,7 +52,7 @@ def test_discover_finds_plugin_folders_in_root_order_then_by_name(tmp_path: Path
     (user / "no_manifest").mkdir()
     (user / "loose.yaml").write_text("name: loose\n")
     (user / "manifest.yaml").write_text("name: root\n")  # a root's own manifest is no plugin folder
-    got = discover([(builtin, "builtin"), (user, "user"), (tmp_path / "missing", "user"), (user, "user")])
+    got = discover([(builtin, "builtin"), (tmp_path / "missing", "user"), (user, "user"), (user, "user")])
     assert got == [(b, "builtin"), (c, "user"), (a, "user")]  # a root given twice counts once
 
 
@@ -64,7 +64,7 @@ def test_read_folder_hashes_it_and_reads_its_declared_name(tmp_path: Path) -> No
     assert read_folder(broken, "builtin") == Folder(broken, "builtin", digest=code_hash(broken), name="")
     (path / "gone.py").symlink_to(tmp_path / "nowhere.py")  # listed, but cannot be read
     unreadable = read_folder(path, "user")
-    assert (unreadable.digest, unreadable.name) == ("", "")
+    assert (unreadable.path, unreadable.source, unreadable.digest, unreadable.name) == (path, "user", "", "")
     assert unreadable.error.startswith("the plugin folder could not be read: [Errno 2] No such file or directory")
 
 
