@@ -415,3 +415,30 @@ def test_a_yaml_error_names_its_line_and_column(tmp_path: Path) -> None:
     folder = plugin_dir(tmp_path, "name: toy\n  bad: indent\n")
     assert read_manifest(folder).problems == [
         ("manifest.yaml", "is not valid YAML: line 2, column 6: mapping values are not allowed here")]
+
+
+def test_a_good_operation_keeps_its_ports(tmp_path: Path) -> None:
+    op = read_manifest(plugin_dir(tmp_path, GOOD)).manifest.operations["train"]  # type: ignore[union-attr]
+    assert (sorted(op.inputs), list(op.outputs), op.inputs["base"].required) == (["base", "data"], ["adapter"], False)
+
+
+def test_knobs_naming_parameters_of_an_operation_whose_params_are_not_a_mapping(tmp_path: Path) -> None:
+    got = problems(tmp_path, with_op(params=["epochs"], devices_param="epochs", uses_param="epochs"))
+    assert got == [("operations.train.params", "must be a mapping of names to specs"),
+                   ("operations.train.devices_param", "must name an integer parameter of the operation, got 'epochs'"),
+                   ("operations.train.uses_param", "must name a list-of-strings parameter of the operation, got 'epochs'")]
+    assert problems(tmp_path, with_op(uses_param=["modules"])) == [
+        ("operations.train.uses_param", "expected str | null, got array"),
+        ("operations.train.uses_param", "must name a list-of-strings parameter of the operation, got ['modules']")]
+
+
+def test_parameter_spec_texts(tmp_path: Path) -> None:
+    raw = with_op(params={"c": {"type": "integer", "description": "x", "items": "string"},
+                          "e": {"type": "string", "description": "x", "choices": []}},
+                  outputs={"o": {"type": "tensor", "description": "x"}})
+    assert problems(tmp_path, raw) == [
+        ("operations.train.outputs.o.type", "unknown port type 'tensor' (one of: dataset, model, adapter, checkpoint, "
+                                            "report, text, path, json, any)"),
+        ("operations.train.params.c.items", "only a list parameter declares `items`"),
+        ("operations.train.params.e.choices", "must list at least one value"),
+    ]
