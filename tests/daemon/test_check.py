@@ -239,10 +239,13 @@ def test_run_checks_answers_per_node(tmp_path: Path) -> None:
 
 
 def test_run_checks_without_a_result_line_says_how_the_child_ended(tmp_path: Path) -> None:
-    folder = plugin(tmp_path, GOOD, **{"checks.py": "import os, sys\nsys.stderr.write('first\\nlast words\\n')\n"
+    folder = plugin(tmp_path, GOOD, **{"checks.py": "import os, sys\nsys.stderr.write('first\\nsecond\\nlast words\\n')\n"
                                                     "os._exit(2)\n"})
     assert checked(folder, request()) == {"ok": False,
                                           "error": "the checks exited with status 2 and no result: last words"}
+    (folder / "checks.py").write_text("import os\nos.write(1, b'\\xff\\n')\nos.write(2, b'\\xfe')\nos._exit(6)\n")
+    assert checked(folder, request()) == {"ok": False,  # not UTF-8: read with replacement characters
+                                          "error": "the checks exited with status 6 and no result: \ufffd"}
     (folder / "checks.py").write_text("import os\nos._exit(4)\n")
     assert checked(folder, request()) == {"ok": False, "error": "the checks exited with status 4 and no result"}
     (folder / "checks.py").write_text("import os\nos.write(1, b'\"text\"\\n')\nos._exit(0)\n")
