@@ -24,7 +24,7 @@ _PY_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
     "list": (list,), "object": (dict,),
 }
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _ARTIFACT_PORTS = frozenset({"dataset", "adapter", "checkpoint"})
 """Ports whose value is always the sha256 of a stored artifact."""
 _STRING_PORTS = frozenset({"model", "text", "path"})
@@ -144,7 +144,7 @@ def validate_inputs(op: OperationSpec, inputs: Any, *, where: str = "inputs") ->
 
 def port_problem(kind: str, value: Any) -> str | None:
     """Why `value` cannot be given to an input port of type `kind`, or None when it can."""
-    if kind in _ARTIFACT_PORTS and not (isinstance(value, str) and _SHA256.match(value)):
+    if kind in _ARTIFACT_PORTS and not (isinstance(value, str) and _SHA256.fullmatch(value)):
         return f"a {kind} input is the sha256 of a stored artifact (64 hex digits), got {value!r}"
     if kind in _STRING_PORTS and not (isinstance(value, str) and value):
         return f"a {kind} input is a non-empty string, got {json_type(value)}"

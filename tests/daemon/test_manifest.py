@@ -242,3 +242,203 @@ def test_uses_param_must_name_a_list_of_strings_parameter(tmp_path: Path) -> Non
     (tmp_path / "ok").mkdir()
     op = read_manifest(plugin_dir(tmp_path / "ok", raw)).manifest.operations["train"]  # type: ignore[union-attr]
     assert op.uses_param == "rewards"
+
+
+# -- each rule's edge and text ------------------------------------------------------------------
+
+def with_op(**changes: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(GOOD)
+    raw["operations"]["train"].update(changes)
+    return raw
+
+
+def fresh_dir(tmp_path: Path) -> Path:
+    """A new plugin folder (with its backend.py) on each call."""
+    parent = tmp_path / str(len(list(tmp_path.iterdir())))
+    parent.mkdir()
+    return plugin_dir(parent, {})
+
+
+def problems(tmp_path: Path, raw: Any) -> list[tuple[str, str]]:
+    return check_manifest(raw, folder=fresh_dir(tmp_path)).problems
+
+
+def test_a_missing_manifest_says_why_it_cannot_be_read(tmp_path: Path) -> None:
+    assert read_manifest(tmp_path) == type(read_manifest(tmp_path))(
+        None, [("manifest.yaml", "cannot be read: No such file or directory")])
+    assert check_manifest(None, folder=tmp_path).problems == [
+        ("manifest.yaml", "must be a mapping with name, version, description, operations")]
+
+
+@pytest.mark.parametrize(("name", "ok"), [("a", True), ("a" * 64, True), ("a_1", True), ("a" * 65, False),
+                                          ("1a", False), ("_a", False), ("aB", False), ("a-b", False), ("", False)])
+def test_plugin_names(tmp_path: Path, name: str, ok: bool) -> None:
+    result = check_manifest({**GOOD, "name": name}, folder=plugin_dir(tmp_path, GOOD))
+    assert (result.manifest is not None, result.name) == (ok, name if ok else None)
+    assert declared_name(yaml.safe_dump({"name": name}).encode()) == (name if ok else None)
+    if not ok:
+        assert result.problems == [("name", f"{name!r} is not a valid plugin name: use lowercase letters, digits and "
+                                            "underscores, starting with a letter (at most 64 characters)")]
+
+
+def test_a_well_formed_name_is_kept_even_when_other_fields_are_bad(tmp_path: Path) -> None:
+    result = check_manifest({**GOOD, "version": None}, folder=plugin_dir(tmp_path, GOOD))
+    assert (result.manifest, result.name) == (None, "toy")
+    assert result.problems == [("version", "expected str, got null")]
+    assert check_manifest({**GOOD, "name": 5}, folder=fresh_dir(tmp_path)).name is None
+    assert declared_name(b"- name: toy\n") is None and declared_name(b"name: 5\n") is None
+
+
+def test_top_level_field_texts(tmp_path: Path) -> None:
+    raw = {"name": "toy", "version": 2, "descr": "x", 5: "y", "operations": GOOD["operations"]}
+    assert problems(tmp_path, raw) == [
+        ("version", 'expected str, got int (quote it in YAML: "2")'),
+        ("descr", "unknown field (expected one of: name, version, description, operations, ui_component, presets, "
+                  "checks)"),
+        ("5", "unknown field (expected one of: name, version, description, operations, ui_component, presets, "
+              "checks)"),
+        ("description", "required field is missing"),
+    ]
+    assert problems(tmp_path, {**GOOD, "version": True}) == [("version", "expected str, got bool")]
+
+
+@pytest.mark.parametrize("ops", [None, {}, ["train"], "train"])
+def test_operations_must_be_a_non_empty_mapping(tmp_path: Path, ops: Any) -> None:
+    assert problems(tmp_path, {**GOOD, "operations": ops}) == [
+        ("operations", "must map each operation name to its description, ports and params")]
+
+
+def test_operation_names_and_shapes(tmp_path: Path) -> None:
+    raw = {**GOOD, "operations": {"class": {"description": "x"}, "_hidden": {"description": "x"},
+                                  "two words": {"description": "x"}, "ok": "not a mapping", 3: {"description": "x"}}}
+    named = "an operation name must be a Python identifier not starting with `_`: backend.py defines a function of " \
+            "that name"
+    assert problems(tmp_path, raw) == [
+        ("operations.class", named), ("operations._hidden", named), ("operations.two words", named),
+        ("operations.ok", "must be a mapping with description, inputs, outputs and params"),
+        ("operations.3", named)]
+
+
+def test_ports_and_params_must_be_mappings_of_named_specs(tmp_path: Path) -> None:
+    raw = with_op(inputs=["data"], outputs={"for": {"type": "json", "description": "x"}, "ok": "json"},
+                  params={"lr": {"type": "number", "description": "x", "minimum": "0"}, "b": None})
+    assert problems(tmp_path, raw) == [
+        ("operations.train.inputs", "must be a mapping of names to specs"),
+        ("operations.train.outputs.for", "a port or parameter name must be a Python identifier"),
+        ("operations.train.outputs.ok", "must be a mapping with at least `type` and `description`"),
+        ("operations.train.params.lr.minimum", 'expected float | null, got str'),
+        ("operations.train.params.b", "must be a mapping with at least `type` and `description`"),
+    ]
+    ok = with_op(inputs=None, outputs={}, params=None)  # empty or null parts are no ports, no params
+    result = check_manifest(ok, folder=fresh_dir(tmp_path))
+    op = result.manifest.operations["train"]  # type: ignore[union-attr]
+    assert (op.inputs, op.outputs, op.params) == ({}, {}, {})
+
+
+def test_enum_fields_list_their_choices(tmp_path: Path) -> None:
+    raw = with_op(resource="tpu", params={"a": {"type": "list", "items": "strin", "description": "x"},
+                                          "b": {"type": "float", "description": "x"}})
+    assert problems(tmp_path, raw) == [
+        ("operations.train.resource", "'tpu' is not one of: cpu, gpu, any"),
+        ("operations.train.params.a.items", "'strin' is not one of: string, integer, number, boolean, list, object"),
+        ("operations.train.params.b.type", "'float' is not one of: string, integer, number, boolean, list, object"),
+    ]
+
+
+@pytest.mark.parametrize(("knob", "kind"), [("devices_param", "an integer"), ("nodes_param", "an integer"),
+                                            ("gpu_type_param", "a string")])
+def test_resource_knobs_name_a_parameter_of_their_type(tmp_path: Path, knob: str, kind: str) -> None:
+    wrong = "method" if kind == "an integer" else "epochs"
+    assert problems(tmp_path, with_op(**{knob: wrong})) == [
+        (f"operations.train.{knob}", f"must name {kind} parameter of the operation, got {wrong!r}")]
+    right = "epochs" if kind == "an integer" else "method"
+    assert problems(tmp_path, with_op(**{knob: right})) == []
+    assert problems(tmp_path, with_op(**{knob: "nope"}))[0][1].endswith("got 'nope'")
+
+
+def test_uses_param_names_a_list_of_strings(tmp_path: Path) -> None:
+    params = {**GOOD["operations"]["train"]["params"],
+              "ints": {"type": "list", "items": "integer", "description": "x", "default": []},
+              "names": {"type": "list", "items": "string", "description": "x", "default": []}}
+    for uses, ok in [("ints", False), ("modules", True), ("names", True), ("nope", False)]:
+        got = problems(tmp_path, with_op(params=params, uses_param=uses))
+        assert got == ([] if ok else [("operations.train.uses_param",
+                                       f"must name a list-of-strings parameter of the operation, got {uses!r}")]), uses
+    assert problems(tmp_path, with_op(params=params, uses_param=3)) == [
+        ("operations.train.uses_param", 'expected str | null, got int (quote it in YAML: "3")'),
+        ("operations.train.uses_param", "must name a list-of-strings parameter of the operation, got 3")]
+
+
+def test_param_defaults_are_checked_only_when_the_spec_itself_is_sound(tmp_path: Path) -> None:
+    raw = with_op(params={
+        "a": {"type": "integer", "description": "x", "choices": [1, "2"], "default": 3},
+        "b": {"type": "integer", "description": "x", "choices": [1, 2], "default": 3},
+        "c": {"type": "number", "description": "x", "minimum": 0.5, "maximum": 0.5, "default": 0.5},
+        "d": {"type": "string", "description": "x", "maximum": 1},
+    })
+    assert problems(tmp_path, raw) == [
+        ("operations.train.params.a.choices[1]", "expected integer, got string"),
+        ("operations.train.params.b.default", "3 is not one of the choices: 1, 2"),
+        ("operations.train.params.d.maximum", "only integer and number parameters have bounds"),
+    ]
+
+
+def test_files_a_manifest_names_must_be_files_inside_its_folder(tmp_path: Path) -> None:
+    folder = plugin_dir(tmp_path, GOOD)
+    (folder / "ui").mkdir()
+    (tmp_path / "outside.py").write_text("")
+    for name, problem in [("../outside.py", "'../outside.py' must be a file inside the plugin folder"),
+                          (str(tmp_path / "outside.py"), f"{str(tmp_path / 'outside.py')!r} must be a file inside the "
+                                                         "plugin folder"),
+                          ("ui", "names 'ui', which is not a file in the plugin folder")]:
+        for field in ("ui_component", "checks", "presets"):
+            assert check_manifest({**GOOD, field: name}, folder=folder).problems == [(field, problem)]
+    (folder / "ui" / "view.py").write_text("")
+    assert check_manifest({**GOOD, "ui_component": "ui/view.py"}, folder=folder).problems == []
+    assert check_manifest({**GOOD, "ui_component": None}, folder=folder).problems == []
+    (folder / "backend.py").unlink()
+    (folder / "backend.py").mkdir()
+    assert check_manifest(GOOD, folder=folder).problems == [
+        ("backend.py", "is missing: a plugin implements each operation as a function in backend.py")]
+
+
+def test_a_yaml_error_without_a_place_is_still_explained(tmp_path: Path) -> None:
+    folder = plugin_dir(tmp_path, "name: toy\n")
+    (folder / "manifest.yaml").write_bytes(b"name: \xff\xfe\n")  # not UTF-8: a reader error, no problem mark
+    result = read_manifest(folder)
+    assert result.manifest is None and result.problems[0][0] == "manifest.yaml"
+    assert result.problems[0][1].startswith("is not valid YAML: ")
+    assert result.problems[0][1].startswith("is not valid YAML: unacceptable character #x00ff")
+
+
+def test_a_yaml_error_names_its_line_and_column(tmp_path: Path) -> None:
+    folder = plugin_dir(tmp_path, "name: toy\n  bad: indent\n")
+    assert read_manifest(folder).problems == [
+        ("manifest.yaml", "is not valid YAML: line 2, column 6: mapping values are not allowed here")]
+
+
+def test_a_good_operation_keeps_its_ports(tmp_path: Path) -> None:
+    op = read_manifest(plugin_dir(tmp_path, GOOD)).manifest.operations["train"]  # type: ignore[union-attr]
+    assert (sorted(op.inputs), list(op.outputs), op.inputs["base"].required) == (["base", "data"], ["adapter"], False)
+
+
+def test_knobs_naming_parameters_of_an_operation_whose_params_are_not_a_mapping(tmp_path: Path) -> None:
+    got = problems(tmp_path, with_op(params=["epochs"], devices_param="epochs", uses_param="epochs"))
+    assert got == [("operations.train.params", "must be a mapping of names to specs"),
+                   ("operations.train.devices_param", "must name an integer parameter of the operation, got 'epochs'"),
+                   ("operations.train.uses_param", "must name a list-of-strings parameter of the operation, got 'epochs'")]
+    assert problems(tmp_path, with_op(uses_param=["modules"])) == [
+        ("operations.train.uses_param", "expected str | null, got array"),
+        ("operations.train.uses_param", "must name a list-of-strings parameter of the operation, got ['modules']")]
+
+
+def test_parameter_spec_texts(tmp_path: Path) -> None:
+    raw = with_op(params={"c": {"type": "integer", "description": "x", "items": "string"},
+                          "e": {"type": "string", "description": "x", "choices": []}},
+                  outputs={"o": {"type": "tensor", "description": "x"}})
+    assert problems(tmp_path, raw) == [
+        ("operations.train.outputs.o.type", "unknown port type 'tensor' (one of: dataset, model, adapter, checkpoint, "
+                                            "report, text, path, json, any)"),
+        ("operations.train.params.c.items", "only a list parameter declares `items`"),
+        ("operations.train.params.e.choices", "must list at least one value"),
+    ]
