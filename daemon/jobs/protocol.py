@@ -64,10 +64,13 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _to_builtin(obj: Any) -> Any:
-    """Make numpy/torch scalars and paths sendable; anything else is a plugin bug."""
+    """Make numpy/torch scalars and arrays and paths sendable; anything else is a plugin bug.
+
+    `tolist` first: it turns a scalar into a number and an array into a list, where `item` refuses
+    an array of more than one value."""
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
-    for method in ("item", "tolist"):
+    for method in ("tolist", "item"):
         convert = getattr(obj, method, None)
         if callable(convert):
             return convert()

@@ -1,0 +1,335 @@
+"""One job's attempt, the daemon's side of a worker: the worker's messages turned into events in the
+real SQLite log (batched, in order, to the streams a job may write), the terminal event for each
+way a worker ends, the worker's command line, environment and spec file, and the refusals before a
+worker starts. Fast and in-process: the messages are the `Message`s a worker's frames decode to;
+tests/daemon/test_jobs.py runs the same code with real worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from tests.daemon.jobs_support import Env, make_env
+from tunelog.daemon.jobs.attempt import Attempt
+from tunelog.daemon.jobs.protocol import Message
+from tunelog.events import jobs as J
+from tunelog.events.base import Envelope
+from tunelog.events.errors import JobError
+from tunelog.events.plugins import PluginRemoved
+
+pytestmark = pytest.mark.anyio
+
+NOTE = PluginRemoved(name="note", path="/p")
+"""A non-job event for `ctx.emit`."""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    return make_env(tmp_path)
+
+
+def attempt(env: Env, *, slot: str = "cpu0", run_id: str | None = None, operation: str = "env",
+            **params: Any) -> Attempt:
+    row = env.submit(env.runner(), operation, run_id=run_id, **params)
+    return Attempt(row, slot, store=env.store, paths=env.paths, python=sys.executable, grace_s=2.0, flush_s=0.01)
+
+
+def appended(env: Env, stream: str) -> list[Envelope]:
+    return [e for e in env.store.read(stream=stream) if e.type != "job-queued"]
+
+
+def emitted(event: Any, stream: str) -> Message:
+    return Message("event", {"stream": stream, "type": event.tag, "schema_version": event.schema_version,
+                             "payload": msgspec.json.encode(event).decode()})
+
+
+def test_progress_metrics_and_log_lines_wait_for_one_flush_in_that_order(env: Env) -> None:
+    a = attempt(env)
+    jid, stream = a.row.job_id, a.stream
+    a.note("tunelog: from the daemon")
+    a._handle(Message("progress", {"step": 1, "total": 9, "message": "first"}))
+    a._handle(Message("progress", {"step": 2}))  # only the latest progress is kept
+    points = [{"step": i, "loss": 1.0} for i in range(1001)]
+    for p in points:
+        a._handle(Message("metrics", p))
+    a._handle(Message("log", {"line": 7}))
+    assert appended(env, stream) == []
+    a._flush()
+    assert [e.event for e in appended(env, stream)] == [
+        J.JobProgress(job_id=jid, step=2, total=None, message=""),
+        J.JobMetrics(job_id=jid, points=points[:1000]), J.JobMetrics(job_id=jid, points=points[1000:]),
+        J.JobLog(job_id=jid, lines=["tunelog: from the daemon", "7"])]
+    assert len({e.position for e in appended(env, stream)}) == 4 and env.store.stream_version(stream) == 5
+    a._flush()
+    assert len(appended(env, stream)) == 4, "a second flush sent the buffers again"
+    a._handle(Message("progress", {"step": "3", "total": 9, "message": 5}))
+    a._flush()
+    assert appended(env, stream)[-1].event == J.JobProgress(job_id=jid, step=3, total=9, message="5")
+
+
+def test_artifacts_and_checkpoints_are_appended_at_once_after_what_was_buffered(env: Env) -> None:
+    a = attempt(env)
+    jid = a.row.job_id
+    a._handle(Message("log", {"line": "saving"}))
+    a._handle(Message("artifact", {"name": "adapter", "sha256": "a1", "size": 5}))
+    a._handle(Message("artifact", {"name": "folder", "sha256": "a2", "size": 6, "kind": "dir"}))
+    a._handle(Message("checkpoint", {"step": 4, "sha256": "c1", "size": 7}))
+    envs = appended(env, a.stream)
+    assert [e.event for e in envs] == [
+        J.JobLog(job_id=jid, lines=["saving"]), J.JobArtifact(job_id=jid, name="adapter", sha256="a1", size=5),
+        J.JobArtifact(job_id=jid, name="folder", sha256="a2", size=6, kind="dir"),
+        J.JobCheckpointed(job_id=jid, step=4, sha256="c1", size=7)]
+    assert envs[0].position + 1 == envs[1].position and envs[2].version == envs[1].version + 1
+
+
+def test_a_message_of_an_unknown_kind_is_noted_in_the_log(env: Env) -> None:
+    a = attempt(env)
+    a._handle(Message("telemetry", {"x": 1}))
+    a._flush()
+    assert [e.event for e in appended(env, a.stream)] == [
+        J.JobLog(job_id=a.row.job_id, lines=["tunelog: ignored a message of unknown kind 'telemetry'"])]
+
+
+@pytest.mark.parametrize(("msg", "error"), [
+    (Message("log", {}), "the worker sent a malformed 'log' message (KeyError('line'))"),
+    (Message("progress", {"total": 3}), "the worker sent a malformed 'progress' message (KeyError('step'))"),
+    (Message("progress", {"step": "x"}),
+     "the worker sent a malformed 'progress' message (ValueError(\"invalid literal for int() with base 10: 'x'\"))"),
+    (Message("progress", {"step": None}), "the worker sent a malformed 'progress' message (TypeError("),
+    (Message("artifact", {"name": "a", "size": 1}), "the worker sent a malformed 'artifact' message (KeyError('sha256'))"),
+    (Message("artifact", {"name": "a", "sha256": "s", "size": "big"}),
+     "the worker sent a malformed 'artifact' message (ValidationError('Expected `int`, got `str` - at `$.size`'))"),
+    (Message("checkpoint", {"sha256": "s", "size": 1}), "the worker sent a malformed 'checkpoint' message (KeyError('step'))"),
+    (Message("result", {}), "the worker sent a malformed 'result' message (KeyError('outputs'))"),
+    (Message("result", {"outputs": 3}), "the worker sent a malformed 'result' message (TypeError("),
+    (Message("event", {"type": "x"}), "the worker sent a malformed 'event' message (KeyError('stream'))"),
+])
+def test_a_malformed_message_is_a_job_error_naming_its_kind_and_appends_nothing(env: Env, msg: Message,
+                                                                                 error: str) -> None:
+    a = attempt(env)
+    with pytest.raises(JobError) as err:
+        a._handle(msg)
+    assert err.value.message.startswith(error)
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    a._flush()
+    assert appended(env, a.stream) == []
+
+
+def test_events_a_job_emits_go_to_its_own_streams_only(env: Env) -> None:
+    a = attempt(env, run_id="r1")
+    jid, stream = a.row.job_id, a.stream
+    merge = "merge-0123456789abcdef"
+    a._handle(Message("log", {"line": "before"}))
+    a._handle(emitted(NOTE, stream))  # with what was buffered, in one append
+    a._handle(Message("log", {"line": "between"}))
+    a._handle(emitted(NOTE, "run-r1"))  # the buffer goes first, to the job's stream
+    a._handle(emitted(NOTE, merge))
+    refused = [emitted(NOTE, "daemon"), emitted(NOTE, "run-r2"), emitted(NOTE, "merge-0123456789abcde"),
+               emitted(NOTE, merge + "0"), emitted(NOTE, "merge-0123456789ABCDEF"),
+               emitted(J.JobSucceeded(job_id=jid, outputs={}, duration_s=0.0), stream)]
+    for msg in refused:
+        a._handle(msg)
+    a._handle(Message("event", {"stream": stream, "type": "plugin-removed", "schema_version": 1, "payload": "{"}))
+    a._handle(Message("event", {"stream": stream, "type": "plugin-removed", "payload": "{}"}))
+    a._handle(Message("event", {"stream": stream, "type": "plugin-removed", "schema_version": 1,
+                                "payload": '{"type": "plugin-removed", "name": 3, "path": "/p"}'}))
+    a._flush()
+    mine = appended(env, stream)
+    assert [e.event for e in mine[:3]] == [J.JobLog(job_id=jid, lines=["before"]), NOTE,
+                                           J.JobLog(job_id=jid, lines=["between"])]
+    assert mine[0].position + 1 == mine[1].position
+    [to_run] = env.store.read(stream="run-r1")
+    [to_merge] = env.store.read(stream=merge)
+    assert to_run.position == mine[2].position + 1
+    for envelope in (to_run, to_merge):
+        assert (envelope.event, envelope.causation_id, envelope.correlation_id) == (NOTE, stream, "r1")
+    assert mine[1].causation_id is None and mine[1].correlation_id is None
+    [log] = mine[3:]
+    allowed = f"non-job events to {stream}, run-r1 or merge-<sha256[:16]>"
+    assert log.event.lines[:6] == [f"tunelog: refused a {m.body['type']!r} event for stream {m.body['stream']!r}: "
+                                   f"a job may emit only {allowed}" for m in refused]
+    assert [line.split(":")[:2] for line in log.event.lines[6:]] == [
+        ["tunelog", " refused an unreadable 'plugin-removed' event"]] * 3
+    assert log.event.lines[7] == "tunelog: refused an unreadable 'plugin-removed' event: 'schema_version'"
+    assert "Expected `str`, got `int`" in log.event.lines[8]
+    assert env.store.read(stream="daemon") == []
+
+
+def test_a_job_outside_a_run_may_write_only_its_own_stream(env: Env) -> None:
+    a = attempt(env)
+    a._handle(emitted(NOTE, "run-r1"))
+    a._flush()
+    [log] = [e.event for e in appended(env, a.stream)]
+    assert log.lines == [f"tunelog: refused a 'plugin-removed' event for stream 'run-r1': a job may emit only "
+                         f"non-job events to {a.stream} or merge-<sha256[:16]>"]
+
+
+def outcome(env: Env, rc: int, *messages: Message, log: str = "", stop: str | None = None) -> J.JobFailed | Any:
+    a = attempt(env)
+    a.folder.mkdir(parents=True)
+    a.log_path.write_text(log)
+    for msg in messages:
+        a._handle(msg)
+    if stop:
+        a.request_stop(stop)
+    return a._outcome(rc)
+
+
+def failed(job_id: str, error: str, cause: str, **kw: Any) -> J.JobFailed:
+    return J.JobFailed(job_id=job_id, error=error, cause=cause, **kw)
+
+
+def test_how_the_worker_ended_decides_the_terminal_event(env: Env) -> None:
+    def jid(event: Any) -> str:
+        return str(event.job_id)
+
+    done = outcome(env, 0, Message("result", {"outputs": {"adapter": "a1"}}), stop="cancel")
+    assert isinstance(done, J.JobSucceeded) and done.outputs == {"adapter": "a1"} and 0 <= done.duration_s < 30
+    assert done.duration_s == round(done.duration_s, 3)
+    e = outcome(env, 0, log="one\ntwo\n")
+    assert e == failed(jid(e), "worker exited with status 0 before returning a result", "exit", exit_code=0,
+                       last_lines=["one", "two"])
+    e = outcome(env, 3)
+    assert e == failed(jid(e), "worker exited with status 3 before returning a result", "exit", exit_code=3)
+    e = outcome(env, -11)
+    assert e == failed(jid(e), "worker died from SIGSEGV (Segmentation fault)", "signal", signal="SIGSEGV")
+    e = outcome(env, -9)
+    assert e in (failed(jid(e), "killed by SIGKILL (out of memory?)", "signal", signal="SIGKILL"),
+                 failed(jid(e), "killed by the kernel's out-of-memory killer", "oom", signal="SIGKILL"))
+    e = outcome(env, -34)
+    assert e == failed(jid(e), "worker died from SIGRTMIN (Real-time signal 0)", "signal", signal="SIGRTMIN")
+    e = outcome(env, 1, Message("error", {"error": "ValueError: bad row", "traceback": "Traceback ...",
+                                          "error_type": "ValueError", "message": "bad row\nrow 3", "hint": "fix it",
+                                          "problems": [{"where": "row 3"}, "not a problem", {"where": "row 4"}]}))
+    assert e == failed(jid(e), "ValueError: bad row", "exception", exit_code=1, traceback="Traceback ...",
+                       error_type="ValueError", message="bad row\nrow 3", hint="fix it",
+                       problems=[{"where": "row 3"}, {"where": "row 4"}])
+    e = outcome(env, -15, Message("error", {"hint": "", "problems": "row 3"}))
+    assert e == failed(jid(e), "the operation raised", "exception", signal="SIGTERM")
+    for raised in ["MemoryError", "OutOfMemoryError: CUDA out of memory"]:
+        e = outcome(env, 1, Message("error", {"error": raised}))
+        assert e == failed(jid(e), raised, "oom", exit_code=1)
+    e = outcome(env, 1, Message("error", {"error": "RuntimeError: MemoryError"}))
+    assert e.cause == "exception"
+
+
+def test_a_lost_worker_and_a_stopped_one_end_as_such(env: Env) -> None:
+    a = attempt(env)
+    a._lost = "the worker sent a frame of 99 bytes"
+    a._handle(Message("error", {"error": "ValueError"}))
+    e = a._outcome(-9)
+    assert (e.error, e.cause, e.exit_code, e.signal) == ("lost contact with the worker: the worker sent a frame of 99 "
+                                                         "bytes", "lost", None, "SIGKILL")
+    assert isinstance(e, J.JobFailed) and e.error_type == "" and e.last_lines == []
+    cancelled = outcome(env, -15, stop="cancel")
+    assert cancelled == J.JobCancelled(job_id=cancelled.job_id, forced=False)
+    assert outcome(env, -15, stop="shutdown") is None  # never started: still queued for the next daemon
+
+
+def test_a_stop_request_is_kept_once_and_ignored_after_a_result(env: Env) -> None:
+    a = attempt(env)
+    a.request_stop("cancel")
+    a.request_stop("shutdown")
+    assert a._stop_reason == "cancel" and a._stop.is_set()
+    b = attempt(env)
+    b._handle(Message("result", {"outputs": {}}))
+    b.request_stop("cancel")
+    assert b._stop_reason is None and not b._stop.is_set()
+
+
+async def test_a_job_stopped_before_its_worker_started(env: Env) -> None:
+    shut = attempt(env)
+    shut.request_stop("shutdown")
+    await shut.run()
+    assert appended(env, shut.stream) == []
+    cancel = attempt(env)
+    cancel.note("tunelog: about to be cancelled")
+    cancel.request_stop("cancel")
+    await cancel.run()
+    assert [e.event for e in appended(env, cancel.stream)] == [
+        J.JobLog(job_id=cancel.row.job_id, lines=["tunelog: about to be cancelled"]),
+        J.JobCancelled(job_id=cancel.row.job_id)]
+
+
+async def test_a_worker_that_cannot_start_fails_the_job_saying_why(env: Env) -> None:
+    missing = attempt(env)
+    missing._code_dir = env.paths.plugin_code / ("0" * 64)
+    await missing.run()
+    [e] = [e.event for e in appended(env, missing.stream)]
+    assert e == J.JobFailed(job_id=missing.row.job_id, cause="start", error=(
+        f"could not start the worker: the code snapshot {env.code_hash[:12]} of plugin 'testops' is missing"))
+    uses = attempt(env)
+    uses.row = msgspec.structs.replace(uses.row, uses={"helper": "ab" * 32, "other": env.code_hash})
+    await uses.run()
+    [e] = [e.event for e in appended(env, uses.stream)]
+    assert e.error == ("could not start the worker: the code snapshot of plugin helper (abababababab) that the job "
+                       "calls is missing") and e.cause == "start"
+    assert not uses.folder.exists()
+    resume = attempt(env)
+    resume.row = msgspec.structs.replace(resume.row, resume_of="nope")
+    await resume.run()
+    [e] = [e.event for e in appended(env, resume.stream)]
+    assert e.error == "could not start the worker: job nope has no checkpoint to resume from"
+
+
+def test_the_checkpoint_a_resumed_job_starts_from(env: Env) -> None:
+    a = attempt(env)
+    assert a._resume_sha() is None
+    prev = a.row.job_id
+    a.row = msgspec.structs.replace(a.row, resume_of=prev)
+    with pytest.raises(JobError, match=f"^job {prev} has no checkpoint to resume from$"):
+        a._resume_sha()
+    env.store.append(a.stream, [J.JobCheckpointed(job_id=prev, step=3, sha256="c3", size=1)])
+    assert a._resume_sha() == "c3"
+    a.row = msgspec.structs.replace(a.row, resume_checkpoint="c1")
+    assert a._resume_sha() == "c1"
+
+
+def test_the_worker_command_and_environment_follow_the_slot(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("TUNELOG_TEST_INHERITED", "yes")
+    worker = ["-m", "tunelog.daemon.jobs.worker", "job.json"]
+    one = attempt(env)
+    assert one._command() == [sys.executable, "-P", *worker]
+    cpu = attempt(env, slot="cpu0,cpu1,cpu2")._command()
+    assert cpu[:8] == [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "3",
+                       "--master_port"] and cpu[8].isdigit() and cpu[9:] == worker
+    gpu = attempt(env, slot="gpu1,gpu3")._command()
+    assert "accelerate" in " ".join(gpu) and gpu[-3:] == worker and "--num_processes" in gpu
+    assert gpu[gpu.index("--num_processes") + 1] == "2" and gpu[gpu.index("--main_process_port") + 1].isdigit()
+    seen = one._env()
+    assert {k: seen[k] for k in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "TUNELOG_JOB_ID",
+                                 "TUNELOG_TEST_INHERITED")} == {
+        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "TUNELOG_JOB_ID": one.row.job_id,
+        "TUNELOG_TEST_INHERITED": "yes"}
+    assert "CUDA_VISIBLE_DEVICES" not in seen and "TUNELOG_JOB_ID" not in os.environ
+    assert attempt(env, slot="gpu1,gpu3")._env()["CUDA_VISIBLE_DEVICES"] == "1,3"
+    assert attempt(env, slot="gpu0")._env()["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+async def test_a_worker_runs_from_a_private_spec_and_its_start_and_end_are_logged(env: Env) -> None:
+    a = attempt(env, run_id="r7")
+    a.row = msgspec.structs.replace(a.row, uses={"testops": env.code_hash}, inputs={"x": 1})
+    await a.run()
+    jid = a.row.job_id
+    events = appended(env, a.stream)
+    started, done = events[0].event, events[-1].event
+    assert started == J.JobStarted(job_id=jid, pid=started.pid, slot="cpu0", log_path=str(a.log_path), run_id="r7")
+    assert isinstance(done, J.JobSucceeded), done
+    assert done.outputs["seen"]["cwd"] == str(env.paths.jobs / jid) and done.outputs["seen"]["job_id"] == jid
+    spec = json.loads((a.folder / "job.json").read_text())
+    snapshots = str(env.paths.plugin_code / env.code_hash)
+    assert spec == {"job_id": jid, "plugin": "testops", "operation": "env", "params": a.row.params, "inputs": {"x": 1},
+                    "code_dir": snapshots, "artifacts": str(env.paths.artifacts), "workdir": str(a.folder / "work"),
+                    "resume_sha256": None, "run_id": "r7", "cache_dir": str(env.paths.home / "cache"),
+                    "uses": {"testops": snapshots}}
+    assert stat.S_IMODE((a.folder / "job.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE(a.log_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(a.folder.stat().st_mode) == 0o700
