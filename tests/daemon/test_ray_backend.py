@@ -261,22 +261,8 @@ def test_a_local_run_replayed_on_ray_through_a_lost_node_verifies_bit_identical_
         assert local.get("/v1/status").json()["backend"] == {"kind": "local"}
         original = submit(local, graph)["run"]["run_id"]
     d = ray_daemon(home, cluster, builtins=True)
-    replaying = subprocess.Popen([sys.executable, "-m", "tunelog.frontends.cli.main", "replay", original, "--verify",
-                                  "--json"], env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        run_id = wait_replay(d, original)
-        job = wait_checkpoint(d, run_id, "train", at_least=4, timeout=120)
-        cluster.kill_node(node_of(home, job["job_id"]))
-        out, err = replaying.communicate(timeout=240)
-        assert replaying.returncode == 0, (out, err)
-        report = json.loads(out)
-        assert report["verdict"] == "bit-identical", report["summary"]
-        assert report["nodes"]["train"]["verdict"] == "bit-identical", report["nodes"]["train"]
-        assert not report["nodes"]["train"]["outputs"]["artifacts_differ"]  # the adapter folder, by sha256
-        view = d.get(f"/v1/runs/{run_id}").json()
-        jobs = view["run"]["nodes"]["train"]["jobs"]
-        assert view["jobs"][jobs[0]]["state"] == "interrupted" and view["jobs"][jobs[-1]]["resume_of"] == jobs[0]
-        assert view["run"]["training"][jobs[-1]]["resumed_from_step"] >= 4
+        view, jobs = replay_losing_a_node(d, home, cluster, original)
         assert all(view["jobs"][j]["slot"].startswith("ray") for j in jobs)  # the trainer ran on the cluster
         prepared = view["jobs"][view["run"]["nodes"]["data"]["job_id"]]
         assert not prepared["slot"].startswith("ray"), prepared  # the dataset job ran here, by the default rule
@@ -285,10 +271,33 @@ def test_a_local_run_replayed_on_ray_through_a_lost_node_verifies_bit_identical_
         for j in jobs:
             assert_appended_once(home, j)
     finally:
-        if replaying.poll() is None:
-            replaying.kill()
         d.stop()
         cluster.nodes.append(cluster.add_node())  # the next test gets two nodes again
+
+
+def replay_losing_a_node(d: Daemon, home: Path, cluster: Any, original: str) -> tuple[dict[str, Any], list[str]]:
+    """`replay --verify` of `original` on the cluster, killing the node of its training job after a
+    checkpoint: the replay resumes elsewhere and is bit-identical. (The run's view, the train node's jobs.)"""
+    replaying = subprocess.Popen([sys.executable, "-m", "tunelog.frontends.cli.main", "replay", original, "--verify",
+                                  "--json"], env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = wait_replay(d, original)
+        job = wait_checkpoint(d, run_id, "train", at_least=4, timeout=120)
+        cluster.kill_node(node_of(home, job["job_id"]))
+        out, err = replaying.communicate(timeout=240)
+    finally:
+        if replaying.poll() is None:
+            replaying.kill()
+    assert replaying.returncode == 0, (out, err)
+    report = json.loads(out)
+    assert report["verdict"] == "bit-identical", report["summary"]
+    assert report["nodes"]["train"]["verdict"] == "bit-identical", report["nodes"]["train"]
+    assert not report["nodes"]["train"]["outputs"]["artifacts_differ"]  # the adapter folder, by sha256
+    view = d.get(f"/v1/runs/{run_id}").json()
+    jobs = view["run"]["nodes"]["train"]["jobs"]
+    assert view["jobs"][jobs[0]]["state"] == "interrupted" and view["jobs"][jobs[-1]]["resume_of"] == jobs[0]
+    assert view["run"]["training"][jobs[-1]]["resumed_from_step"] >= 4
+    return view, jobs
 
 
 def wait_replay(d: Daemon, original: str, *, timeout: float = 30) -> str:
@@ -344,22 +353,9 @@ def test_on_s3_storage_a_replay_through_a_lost_node_is_bit_identical_and_the_ada
     with running(home, builtins=True) as local:
         original = submit(local, graph)["run"]["run_id"]
     d = ray_daemon(home, cluster, builtins=True, shared=f"s3://{BUCKET}/replay")
-    replaying = subprocess.Popen([sys.executable, "-m", "tunelog.frontends.cli.main", "replay", original, "--verify",
-                                  "--json"], env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert d.get("/v1/status").json()["backend"]["shared"] == f"s3://{BUCKET}/replay"
-        run_id = wait_replay(d, original)
-        job = wait_checkpoint(d, run_id, "train", at_least=4, timeout=120)
-        cluster.kill_node(node_of(home, job["job_id"]))
-        out, err = replaying.communicate(timeout=240)
-        assert replaying.returncode == 0, (out, err)
-        report = json.loads(out)
-        assert report["verdict"] == "bit-identical", report["summary"]
-        assert not report["nodes"]["train"]["outputs"]["artifacts_differ"]
-        view = d.get(f"/v1/runs/{run_id}").json()
-        jobs = view["run"]["nodes"]["train"]["jobs"]
-        assert view["jobs"][jobs[0]]["state"] == "interrupted" and view["jobs"][jobs[-1]]["resume_of"] == jobs[0]
-        assert view["run"]["training"][jobs[-1]]["resumed_from_step"] >= 4  # a checkpoint read back from the bucket
+        view, jobs = replay_losing_a_node(d, home, cluster, original)  # resumed from a checkpoint in the bucket
         adapter = view["run"]["nodes"]["train"]["outputs"]["adapter"]
         ArtifactStore(home / "artifacts").path(adapter)  # in the daemon's store, re-hashed
         keys = s3_keys(s3, "replay/")
@@ -372,8 +368,6 @@ def test_on_s3_storage_a_replay_through_a_lost_node_is_bit_identical_and_the_ada
         for j in jobs:
             assert_appended_once(home, j)
     finally:
-        if replaying.poll() is None:
-            replaying.kill()
         d.stop()
         cluster.nodes.append(cluster.add_node())  # the next test gets two nodes again
 
