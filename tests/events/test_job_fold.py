@@ -189,3 +189,13 @@ def test_core_folds_count_and_index_only_what_the_store_filters_jobs_by(table: s
     fold = {f.table: f for f in CORE_FOLDS}[table]
     expected = {"jobs": (("state",), (("state", "queued_position"), ("queued_position",)))}.get(table, ((), ()))
     assert (fold.counted, fold.indexes) == expected
+
+
+def test_a_progress_step_lower_than_pending_metrics_is_kept_as_one_by_one() -> None:
+    """Metrics to step 5, then a progress message back at step 2 (an evaluation pass) and nothing
+    after: the batched fold must write the metrics before the progress, not over it at the end."""
+    row = replace(ROW, state="running", step=1, metrics={"loss": 3.0})
+    envs = [at(8, metrics({"step": 5, "loss": 1.0})), at(9, J.JobProgress(job_id="j1", step=2, message="eval"))]
+    one_by_one = functools.reduce(evolve_job, envs, row)
+    assert one_by_one == replace(row, step=2, message="eval", metrics={"loss": 1.0, "step": 5})
+    assert evolve_jobs(row, envs) == one_by_one
