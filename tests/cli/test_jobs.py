@@ -29,7 +29,7 @@ def test_submit_list_show(daemon: Daemon) -> None:
     out = daemon.tunectl("jobs", "submit", "testops.outputs", "--set", "text=hi there", "--set", "extra=[1, 2]")
     assert out.returncode == 2  # `extra` is not a parameter of testops.outputs
     job = submit(daemon, "outputs", "text=hi there")
-    assert job["params"] == {"text": "hi there"} and job["state"] == "queued"
+    assert job["params"] == {"text": "hi there", "delay": 0.0} and job["state"] == "queued"  # with its default
     done = wait_state(daemon, job["job_id"], "succeeded")
     assert done["outputs"]["text"] == "hi there"
     listed = {r["job_id"]: r for r in daemon.json("jobs", "list", "--state", "succeeded")}

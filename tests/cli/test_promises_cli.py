@@ -25,13 +25,18 @@ def test_ctrl_c_while_following_a_run_exits_130_and_leaves_the_run_going(daemon:
     out = daemon.tunectl("workflow", "submit", str(graph), "--detach", "--json", "--no-cache")
     assert out.returncode == 0, out.stderr
     run_id = json.loads(out.stdout)["run"]["run_id"]
-    with subprocess.Popen([*MODULE, "runs", "follow", run_id], env=daemon.env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as follow:
+    # faulthandler: if the client hangs after Ctrl-C, SIGABRT makes it print where it is stuck.
+    with subprocess.Popen([*MODULE, "runs", "follow", run_id], env={**daemon.env, "PYTHONFAULTHANDLER": "1"},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as follow:
         try:
             assert follow.stdout is not None
             assert follow.stdout.readline().strip()  # following has begun once it prints
             follow.send_signal(signal.SIGINT)
-            _, err = follow.communicate(timeout=30)
+            try:
+                _, err = follow.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                follow.send_signal(signal.SIGABRT)
+                pytest.fail(f"`runs follow` still ran 30 s after Ctrl-C; its threads:\n{follow.communicate(timeout=10)[1]}")
             assert follow.returncode == 130, err
         finally:
             if follow.poll() is None:
