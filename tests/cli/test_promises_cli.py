@@ -27,7 +27,9 @@ def test_ctrl_c_while_following_a_run_exits_130_and_leaves_the_run_going(daemon:
     run_id = json.loads(out.stdout)["run"]["run_id"]
     # faulthandler: if the client hangs after Ctrl-C, SIGABRT makes it print where it is stuck.
     with subprocess.Popen([*MODULE, "runs", "follow", run_id], env={**daemon.env, "PYTHONFAULTHANDLER": "1"},
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as follow:
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          # as from a terminal: a suite started in the background (`&`) passes SIGINT ignored
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as follow:
         try:
             assert follow.stdout is not None
             assert follow.stdout.readline().strip()  # following has begun once it prints
