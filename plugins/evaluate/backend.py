@@ -66,6 +66,10 @@ def generate(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) ->
     prompts = params.get("prompts")
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
         raise ValidationError("params.prompts: expected a non-empty list of non-empty strings")
+    from .checks import generate as refusals
+
+    for where, problem in refusals(params, inputs, {})[0]:  # before the model loads
+        raise ValidationError(f"params.{where}: {problem}")
     named = _named_adapters(ctx, inputs, include_base=bool(params.get("include_base", True)))
     base_dir = model_folder(ctx, inputs.get("model"))
     from tunelog.plugins.common.models import load_tokenizer
@@ -95,10 +99,6 @@ def generate(ctx: JobContext, params: dict[str, Any], inputs: dict[str, Any]) ->
     from .streaming import Progress
 
     progress = Progress(ctx, variants=variants, total=len(prompts) * len(variants), stream=bool(params.get("stream")))
-    from .checks import generate as refusals
-
-    for where, problem in refusals(params, inputs, {})[0]:
-        raise ValidationError(f"params.{where}: {problem}")
     size = int(params.get("batch_size", 1))
     report: dict[str, dict[str, str]] = {}
     for i in range(0, len(prompts), size):

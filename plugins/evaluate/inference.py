@@ -156,8 +156,3 @@ def _answer(tokenizer: Any, new: list[int], *, eos: int | None, pad: int, max_ne
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
     ended = cut >= 0 or (len(new) > 0 and new[-1] == eos) or len(new) < max_new_tokens
     return Generation(text=text[:cut] if cut >= 0 else text, tokens=len(new), finish="stop" if ended else "length")
-
-
-def generate(model: Any, tokenizer: Any, name: str, ids: list[int], **settings: Any) -> str:
-    """Decoded new text of variant `name` for one prompt (see `complete` for the settings)."""
-    return complete(model, tokenizer, name, ids, **settings).text

@@ -94,7 +94,7 @@ def test_the_streamer_reports_growing_prefixes_at_most_once_per_interval(tmp_pat
                                 streamer=progress.streamer(tokenizer, "base", ()))
     progress.finish("base", answer.text)
     texts = [_streamed(body["message"])["answers"]["base"] for _, body in got]
-    assert answer.text == inference.generate(model, tokenizer, "base", ids, max_new_tokens=60)
+    assert answer.text == inference.complete(model, tokenizer, "base", ids, max_new_tokens=60).text  # no streamer
     assert answer.tokens == 60 and texts[0] == "" and texts[-1] == answer.text
     assert all(answer.text.startswith(t) for t in texts)
     growing = texts[:-1]  # the last message holds the final text, which the last partial may already equal
