@@ -164,7 +164,8 @@ class RayAttempt(Attempt):
                     except (GetTimeoutError, ActorUnavailableError):
                         continue
                     except RayActorError as exc:
-                        lost = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                        lost = "lost the Ray node running it: " + (str(exc).splitlines()[0] if str(exc)
+                                                                    else type(exc).__name__)
                         break
                     try:
                         await self._apply(reply["frames"], actor)
@@ -193,7 +194,7 @@ class RayAttempt(Attempt):
             if self._stop_reason == "cancel":
                 self._forced = True
                 return self._stopped()
-            return J.JobInterrupted(job_id=self.row.job_id, reason=f"lost the Ray node running it: {lost}")
+            return J.JobInterrupted(job_id=self.row.job_id, reason=lost)
         return self._outcome(int(reply["returncode"]))
 
     def _start_or_attach(self) -> Any:

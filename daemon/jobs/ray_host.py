@@ -39,6 +39,7 @@ class JobHost:
         self._done = threading.Condition()
         self._proc: subprocess.Popen[bytes] | None = None
         self._returncode: int | None = None
+        self._rank0_returncode: int | None = None  # a Ray Train run's rank 0 worker, once it ended
         self._forced = False
         self._started = False
         self._stop_asked = False
@@ -105,6 +106,11 @@ class JobHost:
                 self._next += 1
             self._done.notify_all()
 
+    def rank0_ended(self, returncode: int) -> None:
+        """A Ray Train run's rank 0 worker has ended; the job ends when the whole run has."""
+        with self._done:
+            self._rank0_returncode = returncode
+
     def finish(self, returncode: int) -> None:
         """The worker has ended (the first exit status counts)."""
         with self._done:
@@ -138,6 +144,8 @@ class JobHost:
                                run_config=RunConfig(name=f"tunelog-{self.job_id}", storage_path=storage_path,
                                                     storage_filesystem=filesystem,
                                                     failure_config=FailureConfig(max_failures=0)))
+        # The job ends when `fit` returns, not when rank 0's worker does: every rank has then kept
+        # its log in the storage, so the daemon never reports an end before the last log is there.
         try:
             trainer.fit()
             self.finish(0)
@@ -145,9 +153,11 @@ class JobHost:
             with open(self._log, "a") as log:
                 log.write(f"tunelog: the Ray Train run failed: {exc}\n")
             with self._done:
-                if self._returncode is None:  # rank 0's worker never ended: the group lost a worker or node
-                    self._lost = f"the Ray Train run failed before the worker ended ({type(exc).__name__})"
-            self.finish(1)
+                rank0 = self._rank0_returncode
+                if rank0 is None:  # rank 0's worker never ended: the group lost a worker or node
+                    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+                    self._lost = f"the Ray Train run lost a worker or its node before rank 0 ended: {first[:300]}"
+            self.finish(rank0 if rank0 else 1)
 
     def take(self, after: int, wait_s: float = 1.0) -> dict[str, Any]:
         """Frames with ids above `after` (waiting up to `wait_s` for one), and the exit status once
@@ -288,7 +298,7 @@ def train_ddp_worker(config: dict[str, Any]) -> None:
         reader.join()
     finish_job(location, job, config["job_id"], log_name="worker.log" if rank == 0 else f"worker-rank{rank}.log")
     if reader is not None:
-        ray.get(host.finish.remote(rc))
+        ray.get(host.rank0_ended.remote(rc))
     if rc != 0:
         raise RuntimeError(f"rank {rank}: the worker exited with status {rc}")
 

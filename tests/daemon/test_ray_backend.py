@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.daemon.daemon_proc import Daemon, running
-from tests.daemon.test_training_runs import submit, two_nodes, wait_checkpoint, write_data
+from tests.daemon.test_training_runs import submit, two_nodes, wait_checkpoint, wait_run, write_data
 from tests.support import netns
 from tunelog.store.artifacts import ArtifactStore
 
@@ -338,6 +338,58 @@ def test_a_two_device_job_trains_as_a_ray_train_ddp_run_over_both_nodes_and_repo
             keys = s3_keys(client, f"ddp/jobs/{job['job_id']}/")
             assert any("/ray-train/" in k for k in keys), keys
             assert {f"ddp/jobs/{job['job_id']}/worker.log", f"ddp/jobs/{job['job_id']}/worker-rank1.log"} <= set(keys)
+    finally:
+        d.stop()
+
+
+def rank_worker(job_id: str, rank: int) -> int | None:
+    """The pid of the worker process a Ray Train run started as `rank` for this job, if it runs."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            env = (entry / "environ").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if b"tunelog.daemon.jobs.worker" in cmd and f"RANK={rank}".encode() in env and job_id in cwd:
+            return int(entry.name)
+    return None
+
+
+def test_a_rank_whose_worker_dies_interrupts_the_two_device_job_and_the_run_resumes_it(
+        tmp_path: Path, cluster: LocalCluster, tiny_model_dir: Path) -> None:
+    """Rank 1's worker SIGKILLed mid-run (as the OOM killer would): the Ray Train run fails, the job
+    does not succeed on rank 0's word but is interrupted with a reason naming the failed run, and
+    the run resumes the node as a new job that trains to the end."""
+    data = write_data(tmp_path / "train.jsonl")
+    home = tmp_path / "home"
+    d = ray_daemon(home, cluster, builtins=True)
+    try:
+        r = d.post("/v1/runs", json={"graph": two_nodes(tiny_model_dir, data, max_steps=400, devices=2)})
+        assert r.status_code == 201, r.text
+        run_id = r.json()["run"]["run_id"]
+        deadline = time.monotonic() + 300
+        while not (job_id := d.get(f"/v1/runs/{run_id}").json()["run"]["nodes"]["train"].get("job_id")):
+            assert time.monotonic() < deadline, "the train node never got a job"
+            time.sleep(0.2)
+        wait_progress(d, job_id, 1, timeout=300)
+        pid = rank_worker(job_id, 1)
+        assert pid is not None, "rank 1's worker was not found running"
+        os.kill(pid, signal.SIGKILL)
+        view = wait_run(d, run_id, timeout=600)
+        first = view["jobs"][job_id]
+        assert first["state"] == "interrupted", first
+        assert (first["step"] or 0) < 400, first  # it did not train to the end on rank 0 alone
+        reason = [json.loads(p)["reason"] for k, p, _ in events(home, job_id) if k == "job-interrupted"]
+        assert len(reason) == 1 and reason[0].startswith(
+            "the Ray Train run lost a worker or its node before rank 0 ended: "), reason
+        node = view["run"]["nodes"]["train"]
+        assert node["jobs"][0] == job_id and len(node["jobs"]) == 2, node
+        assert view["run"]["state"] == "succeeded", node
+        assert view["jobs"][node["jobs"][1]]["state"] == "succeeded"
+        assert node["outputs"]["metrics"]["steps"] == 400 and node["outputs"]["metrics"]["processes"] == 2
     finally:
         d.stop()
 
