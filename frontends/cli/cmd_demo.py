@@ -127,7 +127,8 @@ def demo(model: str | None, stage: str, steps: int | None, sft_steps: int, as_js
 
     Starts the daemon if needed, then runs two recorded runs (base answers; prepare -> train ->
     generate) and prints each question with the base and the tuned answer. Control questions that
-    are not in the training data must keep their correct answers. About 5-10 minutes on 2 cores.
+    are not in the training data must keep their correct answers. About 4 minutes on 2 idle cores
+    (the first start of the daemon and the model load included).
 
     With --stage dpo: one run `sft -> dpo` teaching a style the base model does not follow (end
     every answer with a fixed sign-off), then the share of held-out answers in that style for the
