@@ -47,7 +47,9 @@ def sqlite_errors(what: str) -> Iterator[None]:
     except sqlite3.IntegrityError as exc:
         raise ConflictError(f"{what}: {exc}", hint="re-read the stream and retry") from exc
     except sqlite3.OperationalError as exc:
-        hint = "is another tunelog daemon using this data directory?" if "locked" in str(exc) else None
+        hint = ("is another tunelog daemon using this data directory?" if "locked" in str(exc)
+                else "check that the folder exists and that you may write to it" if "unable to open" in str(exc)
+                else None)
         raise TunelogError(f"{what}: {exc}", hint=hint) from exc
     except sqlite3.DatabaseError as exc:
         raise TunelogError(f"{what}: the database is damaged ({exc})",

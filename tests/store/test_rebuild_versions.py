@@ -60,6 +60,19 @@ def test_a_rebuild_upcasts_old_rows_and_equals_the_live_projection(tmp_path: Pat
     store.close()
 
 
+def test_a_type_stored_only_at_an_old_version_is_upcast_by_a_rebuild(tmp_path: Path) -> None:
+    """No payload of the type is at today's version: the rebuild must still see it as stale."""
+    SqliteStore(tmp_path / "log.sqlite", folds=FOLDS).close()
+    conn = sqlite3.connect(tmp_path / "log.sqlite", isolation_level=None)
+    conn.execute("INSERT INTO events (position, stream, version, type, schema_version, time, payload) "
+                 "VALUES (1, 'b', 1, 'test-titled', 1, 3.5, '{\"type\":\"test-titled\",\"key\":\"b\",\"title\":\"b1\"}')")
+    conn.close()
+    store = SqliteStore(tmp_path / "log.sqlite", folds=FOLDS)
+    assert store.rebuild() == 1
+    assert rows(store) == {"b1": {"names": ["b1"], "last_position": 1, "time": 3.5}}
+    store.close()
+
+
 def test_the_type_index_holds_schema_versions(tmp_path: Path) -> None:
     SqliteStore(tmp_path / "log.sqlite", folds=FOLDS).close()
     with sqlite3.connect(tmp_path / "log.sqlite") as conn:
