@@ -8,7 +8,9 @@ Real workers running whole runs: tests/daemon/test_runs.py and test_reproduce.py
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -466,3 +468,26 @@ def test_one_run_that_cannot_advance_does_not_stop_the_others(tmp_path: Path, ca
     assert s.runs.find(stuck.run_id).nodes["x"].state == "queued"
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [f"run {stuck.run_id}"]
     s.store.close()
+
+
+@pytest.mark.timeout(60)  # reading a FIFO would block the daemon's loop until a writer comes
+def test_a_path_input_that_is_not_a_file_or_folder_fails_its_node_and_only_it(s: Services, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    sock_path = tmp_path / "sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    try:
+        row = s.runs.submit({"nodes": {"f": {"op": "ex.use", "inputs": {"file": str(fifo)}},
+                                       "s": {"op": "ex.use", "inputs": {"file": str(sock_path)}},
+                                       "m": {"op": "ex.use", "inputs": {"file": "/proc/self/mem"}}}})
+        later = s.runs.submit({"nodes": {"x": {"op": "ex.gen"}}})
+        s.runs.advance()
+    finally:
+        sock.close()
+    failed = {e.node: e.error for t, e in run_events(s, row.run_id) if t == "node-failed"}
+    assert failed == {"f": f"could not start: input 'file' is not a file or folder: {fifo}",
+                      "s": f"could not start: input 'file' is not a file or folder: {sock_path}",
+                      "m": "could not start: cannot read input 'file' (/proc/self/mem): Input/output error"}
+    assert s.runs.find(row.run_id).state == "failed"
+    assert s.runs.find(later.run_id).nodes["x"].state == "queued"
