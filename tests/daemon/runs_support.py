@@ -4,6 +4,8 @@ store with the job runner's scheduler not started, and the events a job's worker
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +83,21 @@ def job_of(s: Services, run_id: str, node: str) -> str:
 
 
 
-def services(home: Path, plugin_dir: Path) -> Services:
+def plugins(root: Path) -> Path:
+    """`root` with the two test plugins written into it."""
+    root.mkdir(exist_ok=True)
+    write_plugin(root, EX)
+    write_plugin(root, RW)
+    return root
+
+
+@contextmanager
+def services(home: Path, plugin_dir: Path) -> Iterator[Services]:
     """Services over a new data dir with the plugins of `plugin_dir` loaded; jobs stay queued."""
     s = build_services(Paths.from_env(home), version="test", plugin_dirs=[plugin_dir], builtin_dir=Path(os.devnull),
                        slots=["cpu0"])
     anyio.run(s.plugins.scan)
-    return s
+    try:
+        yield s
+    finally:
+        s.store.close()

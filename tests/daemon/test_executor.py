@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 from tests.daemon import runs_support as support
-from tests.daemon.runs_support import EX, RW, end, job_of, run_events, states, write_plugin
+from tests.daemon.runs_support import end, job_of, run_events, states
 from tunelog.daemon.runs.executor import path_hashes, used_code
 from tunelog.daemon.runs.graph import cache_key
 from tunelog.daemon.services import Services
@@ -31,19 +31,10 @@ from tunelog.events.streams import job_stream, run_stream
 from tunelog.store.artifacts import sha256_file, tree_digest
 
 
-@pytest.fixture(scope="module")
-def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("plugins")
-    write_plugin(root, EX)
-    write_plugin(root, RW)
-    return root
-
-
 @pytest.fixture
-def s(tmp_path: Path, plugin_dir: Path) -> Iterator[Services]:
-    services = support.services(tmp_path / "home", plugin_dir)
-    yield services
-    services.store.close()
+def s(tmp_path: Path) -> Iterator[Services]:
+    with support.services(tmp_path / "home", support.plugins(tmp_path / "plugins")) as services:
+        yield services
 
 
 CHAIN = {"description": "a chain", "nodes": {
@@ -450,24 +441,19 @@ def test_a_fork_runs_the_forked_node_from_its_checkpoint_and_everything_downstre
 
 def test_one_run_that_cannot_advance_does_not_stop_the_others(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An interrupted node whose plugin is gone cannot be started again: the pass logs it and goes on."""
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    write_plugin(plugins, EX)
-    write_plugin(plugins, RW)
-    s = support.services(tmp_path / "home", plugins)
-    stuck = s.runs.submit({"nodes": {"x": {"op": "rw.score"}}})
-    later = s.runs.submit({"nodes": {"y": {"op": "ex.gen"}}})
-    s.runs.advance()
-    end(s, job_of(s, stuck.run_id, "x"), "interrupted", checkpoint=(1, "1" * 64))
-    end(s, job_of(s, later.run_id, "y"))
-    shutil.rmtree(plugins / "rw")
-    anyio.run(s.plugins.scan)
-    with caplog.at_level(logging.WARNING, logger="tunelog.daemon.runs.executor"):
+    plugins = support.plugins(tmp_path / "plugins")
+    with support.services(tmp_path / "home", plugins) as s:
+        stuck, later = s.runs.submit({"nodes": {"x": {"op": "rw.score"}}}), s.runs.submit({"nodes": {"y": {"op": "ex.gen"}}})
         s.runs.advance()
-    assert s.runs.find(later.run_id).state == "succeeded"
-    assert s.runs.find(stuck.run_id).nodes["x"].state == "queued"
+        end(s, job_of(s, stuck.run_id, "x"), "interrupted", checkpoint=(1, "1" * 64))
+        end(s, job_of(s, later.run_id, "y"))
+        shutil.rmtree(plugins / "rw")
+        anyio.run(s.plugins.scan)
+        with caplog.at_level(logging.WARNING, logger="tunelog.daemon.runs.executor"):
+            s.runs.advance()
+        assert s.runs.find(later.run_id).state == "succeeded"
+        assert s.runs.find(stuck.run_id).nodes["x"].state == "queued"
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [f"run {stuck.run_id}"]
-    s.store.close()
 
 
 @pytest.mark.timeout(60)  # reading a FIFO would block the daemon's loop until a writer comes

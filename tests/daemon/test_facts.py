@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.daemon import runs_support as support
-from tests.daemon.runs_support import EX, RW, end, job_of, write_plugin
+from tests.daemon.runs_support import end, job_of
 from tunelog.daemon.runs.facts import checkpoints, lineage_rows, loss_curve, node_jobs, run_facts
 from tunelog.daemon.runs.reproduce import fork, forked_graph, pick_checkpoint, replay
 from tunelog.daemon.services import Services
@@ -27,19 +27,10 @@ TRAIN = {"description": "train then use", "nodes": {
 }}
 
 
-@pytest.fixture(scope="module")
-def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("plugins")
-    write_plugin(root, EX)
-    write_plugin(root, RW)
-    return root
-
-
 @pytest.fixture
-def s(tmp_path: Path, plugin_dir: Path) -> Iterator[Services]:
-    services = support.services(tmp_path / "home", plugin_dir)
-    yield services
-    services.store.close()
+def s(tmp_path: Path) -> Iterator[Services]:
+    with support.services(tmp_path / "home", support.plugins(tmp_path / "plugins")) as services:
+        yield services
 
 
 def training(run_id: str, job_id: str, seed: int) -> R.TrainingStarted:
