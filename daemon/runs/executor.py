@@ -205,12 +205,14 @@ class RunExecutor:
                 await self._wake.wait()
 
     def advance(self) -> None:
-        """One pass over every running run."""
+        """One pass over every running run; one that cannot advance is logged and the others go on."""
         for row in self.tables.runs.select(order="submitted_position", where={"state": RunState.RUNNING}):
             try:
                 self._advance(row)
             except TunelogError as exc:
                 log.warning("run %s: %s", row.run_id, exc)
+            except Exception:  # damaged data: the runs after it must still advance
+                log.exception("run %s: could not advance", row.run_id)
 
     def _advance(self, row: RunRow) -> None:
         for node_id in row.order:

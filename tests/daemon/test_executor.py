@@ -477,3 +477,16 @@ def test_a_path_input_that_is_not_a_file_or_folder_fails_its_node_and_only_it(s:
                       "m": "could not start: cannot read input 'file' (/proc/self/mem): Input/output error"}
     assert s.runs.find(row.run_id).state == "failed"
     assert s.runs.find(later.run_id).nodes["x"].state == "queued"
+
+
+def test_a_run_whose_recorded_graph_is_damaged_does_not_stop_the_others(s: Services,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    before = s.runs.submit({"nodes": {"x": {"op": "ex.gen"}}}).run_id
+    s.store.append(run_stream("r-damaged"), [R.RunSubmitted(run_id="r-damaged", graph={"nodes": {}}, order=["x"],
+                                                            code={})])
+    later = s.runs.submit({"nodes": {"y": {"op": "ex.gen"}}})
+    with caplog.at_level(logging.WARNING, logger="tunelog.daemon.runs.executor"):
+        s.runs.advance()
+    assert s.runs.find(before).nodes["x"].state == "queued" and s.runs.find(later.run_id).nodes["y"].state == "queued"
+    (record,) = caplog.records
+    assert record.getMessage() == "run r-damaged: could not advance" and record.exc_info is not None
