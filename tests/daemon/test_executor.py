@@ -490,3 +490,20 @@ def test_a_run_whose_recorded_graph_is_damaged_does_not_stop_the_others(s: Servi
     assert s.runs.find(before).nodes["x"].state == "queued" and s.runs.find(later.run_id).nodes["y"].state == "queued"
     (record,) = caplog.records
     assert record.getMessage() == "run r-damaged: could not advance" and record.exc_info is not None
+
+
+def test_the_loop_advances_a_run_once_it_is_submitted(s: Services) -> None:
+    async def main() -> None:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                await tg.start(s.runs.run)
+                row = s.runs.submit({"nodes": {"x": {"op": "ex.gen"}}})  # wakes the loop
+                while s.runs.find(row.run_id).nodes["x"].state != "queued":
+                    await anyio.sleep(0.01)
+                end(s, job_of(s, row.run_id, "x"))
+                s.runs.wake()
+                while s.runs.find(row.run_id).state != "succeeded":
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+
+    anyio.run(main)
