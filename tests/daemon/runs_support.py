@@ -43,7 +43,7 @@ EX = {"name": "ex", "version": "1.2", "description": "executor test plugin", "op
               "params": {"rewards": {"type": "list", "items": "string", "description": "operations", "default": []}}},
 }}
 RW = {"name": "rw", "version": "3", "description": "rewards", "operations": {
-    "score": {"description": "a reward", "resource": "cpu"}}}
+    "score": {"description": "a reward", "resource": "cpu", "outputs": {"value": port("json")}}}}
 
 
 def write_plugin(root: Path, manifest: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from tests.daemon import runs_support as support
 from tests.daemon.runs_support import end, job_of, run_events, states
-from tunelog.daemon.runs.executor import path_hashes, used_code
+from tunelog.daemon.runs.executor import RunExecutor, path_hashes, used_code
 from tunelog.daemon.runs.graph import cache_key
 from tunelog.daemon.services import Services
 from tunelog.events import jobs as J
@@ -249,6 +249,9 @@ def test_cancel_stops_active_jobs_skips_pending_nodes_and_ends_the_run_cancelled
     row = s.runs.find(row.run_id)
     assert states(row) == {"a": "cancelled", "b": "skipped", "c": "completed"} and row.state == "cancelled"
     assert row.nodes["b"].error == "the run was cancelled"
+    plain = s.runs.submit({"nodes": {"x": {"op": "ex.gen"}}})
+    s.runs.cancel(plain.run_id)
+    assert [e.reason for t, e in run_events(s, plain.run_id) if t == "run-cancel-requested"] == ["cancelled by user"]
     with pytest.raises(JobError, match=f"run {row.run_id} is cancelled; only a running run can be cancelled"):
         s.runs.cancel(row.run_id)
 
@@ -444,15 +447,21 @@ def test_one_run_that_cannot_advance_does_not_stop_the_others(tmp_path: Path, ca
     plugins = support.plugins(tmp_path / "plugins")
     with support.services(tmp_path / "home", plugins) as s:
         stuck, later = s.runs.submit({"nodes": {"x": {"op": "rw.score"}}}), s.runs.submit({"nodes": {"y": {"op": "ex.gen"}}})
+        done = s.runs.submit({"nodes": {"z": {"op": "rw.score"}}})
         s.runs.advance()
         end(s, job_of(s, stuck.run_id, "x"), "interrupted", checkpoint=(1, "1" * 64))
         end(s, job_of(s, later.run_id, "y"))
+        end(s, job_of(s, done.run_id, "z"), outputs={"value": 1})
         shutil.rmtree(plugins / "rw")
         anyio.run(s.plugins.scan)
         with caplog.at_level(logging.WARNING, logger="tunelog.daemon.runs.executor"):
             s.runs.advance()
         assert s.runs.find(later.run_id).state == "succeeded"
         assert s.runs.find(stuck.run_id).nodes["x"].state == "queued"
+        # A job that succeeded still completes its node; its output types are unknown without the plugin.
+        (completed,) = [e for t, e in run_events(s, done.run_id) if t == "node-completed"]
+        assert (completed.outputs, completed.output_types) == ({"value": 1}, {})
+        assert s.runs.find(done.run_id).state == "succeeded"
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [f"run {stuck.run_id}"]
 
 
@@ -507,3 +516,17 @@ def test_the_loop_advances_a_run_once_it_is_submitted(s: Services) -> None:
                 tg.cancel_scope.cancel()
 
     anyio.run(main)
+
+
+def test_the_resume_budget_counts_the_attempts_after_the_first_that_started(s: Services) -> None:
+    once = RunExecutor(s.store, s.plugins, s.jobs, max_resumes=1)
+    row = s.runs.submit({"nodes": {"x": {"op": "ex.gen"}}})
+    once.advance()
+    end(s, job_of(s, row.run_id, "x"), "interrupted")
+    once.advance()
+    node = s.runs.find(row.run_id).nodes["x"]
+    assert node.state == "queued" and len(node.jobs) == 2  # the first attempt is not a resume
+    end(s, job_of(s, row.run_id, "x"), "interrupted")
+    once.advance()
+    node = s.runs.find(row.run_id).nodes["x"]
+    assert node.state == "failed" and len(node.jobs) == 2
