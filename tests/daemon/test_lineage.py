@@ -19,8 +19,8 @@ def shape(node: dict[str, Any]) -> Any:
 
 
 def test_the_tree_is_rooted_at_the_oldest_ancestor_and_marks_the_focus() -> None:
-    runs = [run("r1", 1, jobs=["j1", "j2", "j3"]), run("r2", 5, replay_of="r1"), run("r3", 9, fork="r1"),
-            run("r4", 12, replay_of="r3"), run("other", 13)]
+    runs = [run("r3", 9, fork="r1"), run("r1", 1, jobs=["j1", "j2", "j3"]), run("r2", 5, replay_of="r1"),
+            run("r4", 12, replay_of="r3"), run("other", 13)]  # children come in submitted order
     jobs = {"j1": {"state": "interrupted", "checkpoint_step": 2}, "j2": {"state": "interrupted", "resume_of": "j1",
                                                                           "checkpoint_step": 4},
             "j3": {"state": "succeeded", "resume_of": "j2"}}
@@ -64,7 +64,7 @@ def test_exports_of_an_adapter_show_under_it_directly_or_through_a_merge() -> No
                                                                                       "adapter": other}}}},
                    "nodes": {"export": {"state": "completed", "inputs": {"adapter": a}}}}
     adapters = [{"sha256": a, "source": "run", "run_id": "r1", "node": "t", "created_at": 1.0}]
-    tree = lineage("r1", [trained, merged_export, lora_export], adapters=adapters)
+    tree = lineage("r1", [trained, lora_export, merged_export], adapters=adapters)  # exports in submitted order
     assert shape(tree) == ("run", "r1", "origin", [
         ("adapter", a, "produced", [("export", "e1:export", "exported", []), ("export", "e2:export", "exported", [])]),
     ])
