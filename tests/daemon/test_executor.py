@@ -143,6 +143,9 @@ def test_a_retried_command_id_answers_with_its_run_and_another_commands_id_is_re
     with pytest.raises(ConflictError, match="command id 'job-1' was already used for another command"):
         s.runs.submit(CHAIN, command_id="job-1")
     assert s.tables.jobs.get(job.job_id) is not None
+    s.store.append("workflow-w", [R.WorkflowSaved(name="w", version=1, graph={})], command_id="wf-1")
+    with pytest.raises(ConflictError, match="command id 'wf-1' was already used for another command"):
+        s.runs.submit(CHAIN, command_id="wf-1")  # an event without a run_id field
 
 
 def test_path_inputs_are_hashed_into_the_key_so_an_edited_file_runs_again(s: Services, tmp_path: Path) -> None:
@@ -337,10 +340,17 @@ def test_device_requests_the_daemon_cannot_give_are_refused_at_submit_naming_eac
         s.runs.submit({"nodes": {"card": {"op": "ex.wide", "params": {"card": "A100"}}}})
     assert second.value.hint is not None and second.value.hint.startswith("leave gpu_type empty")
     assert s.store.head() == head
-    ok = s.runs.submit({"nodes": {"fine": {"op": "ex.wide"}}})
+    with pytest.raises(ValidationError) as none:
+        s.runs.submit({"nodes": {"zero": {"op": "ex.wide", "params": {"gpus": 0}}}})
+    assert none.value.problems == [{"where": "nodes.zero.params.gpus", "message": "must be at least 1"}]
+    assert none.value.hint is None
+    assert s.store.head() == head
+    ok = s.runs.submit({"nodes": {"fine": {"op": "ex.wide"}, "one": {"op": "ex.wide", "params": {"machines": 1}}}})
     s.runs.advance()
     job = s.tables.jobs.get(job_of(s, ok.run_id, "fine"))
     assert job is not None and (job.devices, job.nodes, job.gpu_type) == (1, 0, "")
+    job = s.tables.jobs.get(job_of(s, ok.run_id, "one"))
+    assert job is not None and (job.devices, job.nodes) == (1, 1)  # what the operation asks for goes to the job
 
 
 def test_a_registered_model_name_is_recorded_as_its_reference(s: Services) -> None:

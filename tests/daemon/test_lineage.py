@@ -80,6 +80,8 @@ def test_a_cycle_in_damaged_data_ends_and_a_fork_without_a_step_names_only_its_n
                                                                                          "", "b")
     assert [(c["id"], c["relation"], c.get("focus")) for c in tree["children"]] == [("a", "replay", True)]
     assert tree["children"][0]["children"] == []
+    c = {"run_id": "c", "state": "failed", "replay_of": "b", "submitted_position": 3}
+    assert lineage("a", [{**a, "replay_of": "b"}, {**b, "forked_from": {"run": "c", "node": "n"}}, c])["id"] in "bc"
     assert parent_of({"replay_of": "x", "forked_from": {"run": "y"}}) == "x"
     assert parent_of({"forked_from": {"run": "y"}}) == "y" and parent_of({"forked_from": None}) is None
 
@@ -150,6 +152,7 @@ def test_a_merge_lists_its_weighted_inputs_and_what_it_made() -> None:
     assert (merge["kind"], merge["id"], merge["run_id"], merge["relation"], merge["state"]) == (
         "merge", "m:merge", "m", "merged", "completed")
     assert merge["label"] == f"combine of 5 adapter(s) on {'9' * 12}"
+    assert {k["state"] for k in merge["children"]} == {""}
     assert [(k["kind"], k["id"], k["run_id"], k["relation"], k["label"]) for k in merge["children"]] == [
         ("adapter", a, None, "input", "weight 0.25"), ("adapter", b, None, "input", "weight 1"),
         ("adapter", c, None, "input", "weight 1"), ("adapter", d, None, "input", "weight 2"),
@@ -174,7 +177,7 @@ def test_exports_are_found_through_lists_and_wiring_and_labelled_with_their_sett
               "nodes": {"e": {"state": "skipped"}}}
     listed = {"run_id": "l", "state": "succeeded", "submitted_position": 4,
               "graph": {"nodes": {"e": {"op": "export.gguf", "params": {"outtype": "f16", "quant": "q4"},
-                                        "inputs": {"adapters": ["z", a]}}}},
+                                        "inputs": {"bits": 4, "adapters": ["z", a]}}}},
               "nodes": {"e": {"state": "completed", "outputs": {"gguf": "g" * 64, "size": 3, "report": "r" * 64}}}}
     other = {"run_id": "o", "state": "succeeded", "submitted_position": 2,
              "graph": {"nodes": {"e": {"op": "export.gguf", "inputs": {"model": "b" * 64}},
