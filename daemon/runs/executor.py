@@ -54,13 +54,19 @@ def used_code(code: dict[str, str]) -> dict[str, str]:
 
 def path_hashes(op: OperationSpec, inputs: dict[str, Any]) -> dict[str, str]:
     """sha256 of each local file or folder given to a `path` port: an edited data file must not
-    be answered from the cache, and a replay must see that it drifted."""
+    be answered from the cache, and a replay must see that it drifted. Anything else there (a FIFO,
+    a socket) is refused: reading a FIFO would block the daemon until a writer came."""
     out = {}
     for port, spec in op.inputs.items():
         value = inputs.get(port)
         if spec.type == "path" and isinstance(value, str) and os.path.exists(value):
             p = Path(value)
-            out[port] = tree_digest(p)[0] if p.is_dir() else sha256_file(p)
+            if not (p.is_dir() or p.is_file()):
+                raise JobError(f"input {port!r} is not a file or folder: {value}")
+            try:
+                out[port] = tree_digest(p)[0] if p.is_dir() else sha256_file(p)
+            except OSError as exc:
+                raise JobError(f"cannot read input {port!r} ({value}): {exc.strerror or exc}") from exc
     return out
 
 
@@ -199,12 +205,14 @@ class RunExecutor:
                 await self._wake.wait()
 
     def advance(self) -> None:
-        """One pass over every running run."""
+        """One pass over every running run; one that cannot advance is logged and the others go on."""
         for row in self.tables.runs.select(order="submitted_position", where={"state": RunState.RUNNING}):
             try:
                 self._advance(row)
             except TunelogError as exc:
                 log.warning("run %s: %s", row.run_id, exc)
+            except Exception:  # damaged data: the runs after it must still advance
+                log.exception("run %s: could not advance", row.run_id)
 
     def _advance(self, row: RunRow) -> None:
         for node_id in row.order:
