@@ -323,6 +323,10 @@ class RunExecutor:
                                     outputs=job.outputs, output_types=types)]
         if job.state == JobState.INTERRUPTED and not row.cancel_requested and self._resumes(node) < self.max_resumes:
             spec = row.graph["nodes"][node_id]
-            return self._start(row, node_id, node, spec)  # continues from the job's checkpoint, if any
+            try:
+                return self._start(row, node_id, node, spec)  # continues from the job's checkpoint, if any
+            except TunelogError as exc:  # e.g. its plugin is gone: the run must end, not wait for ever
+                return [R.NodeFailed(run_id=row.run_id, node=node_id, job_id=job.job_id, state="failed",
+                                     error=f"could not resume: {exc.message}")]
         return [R.NodeFailed(run_id=row.run_id, node=node_id, job_id=job.job_id, state=job.state,
                              error=job.error or job.state)]
