@@ -10,15 +10,17 @@ import json
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import msgspec
 import pytest
 
 from tests.daemon.jobs_support import Env, make_env
 from tunelog.daemon.jobs.attempt import Attempt
-from tunelog.daemon.jobs.protocol import Message
+from tunelog.daemon.jobs.protocol import Message, encode_frame
 from tunelog.events import jobs as J
 from tunelog.events.base import Envelope
 from tunelog.events.errors import JobError
@@ -324,6 +326,7 @@ async def test_a_worker_runs_from_a_private_spec_and_its_start_and_end_are_logge
     assert started == J.JobStarted(job_id=jid, pid=started.pid, slot="cpu0", log_path=str(a.log_path), run_id="r7")
     assert isinstance(done, J.JobSucceeded), done
     assert done.outputs["seen"]["cwd"] == str(env.paths.jobs / jid) and done.outputs["seen"]["job_id"] == jid
+    assert done.outputs["seen"]["pgid_is_pid"] is True and done.outputs["seen"]["no_bytecode"] is True
     spec = json.loads((a.folder / "job.json").read_text())
     snapshots = str(env.paths.plugin_code / env.code_hash)
     assert spec == {"job_id": jid, "plugin": "testops", "operation": "env", "params": a.row.params, "inputs": {"x": 1},
@@ -333,3 +336,71 @@ async def test_a_worker_runs_from_a_private_spec_and_its_start_and_end_are_logge
     assert stat.S_IMODE((a.folder / "job.json").stat().st_mode) == 0o600
     assert stat.S_IMODE(a.log_path.stat().st_mode) == 0o600
     assert stat.S_IMODE(a.folder.stat().st_mode) == 0o700
+
+
+def stand_in(tmp_path: Path, script: str) -> str:
+    """A stand-in for the worker's interpreter: a shell script run instead of `python -P -m
+    tunelog.daemon.jobs.worker job.json` (it ignores those arguments), for the ways a worker can
+    misbehave that the real worker never does. A real process with the real pipe and process group."""
+    path = tmp_path / "stand-in-python"
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def gone(pgid: int, timeout: float = 5.0) -> bool:
+    """Whether the process group is gone within `timeout` (a killed orphan is reaped by init, later)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+async def test_a_worker_whose_channel_breaks_is_killed_with_its_group_and_the_job_lost(env: Env, tmp_path: Path) -> None:
+    a = attempt(env)
+    # a child left in the group, then a frame header announcing 4 GiB
+    a.python = stand_in(tmp_path, "sleep 60 &\nprintf '\\377\\377\\377\\377'\nwait")
+    with anyio.fail_after(20):
+        await a.run()
+    started, done = (e.event for e in appended(env, a.stream))
+    assert isinstance(done, J.JobFailed)
+    assert (done.cause, done.error, done.signal, done.exit_code) == (
+        "lost", "lost contact with the worker: the worker sent a frame of 4294967295 bytes (limit 67108864)",
+        "SIGKILL", None)
+    assert gone(started.pid)
+
+
+@pytest.mark.parametrize(("kind", "body", "ending"), [
+    ("result", {"outputs": {"a": 1}}, "job-succeeded"),
+    ("error", {"error": "ValueError: bad"}, "job-failed"),
+])
+async def test_a_worker_that_answered_and_lingers_is_killed_after_the_grace_period(
+        env: Env, tmp_path: Path, kind: str, body: dict[str, Any], ending: str) -> None:
+    a = attempt(env)
+    a.grace_s = 0.5
+    octal = "".join(f"\\{b:03o}" for b in encode_frame(kind, body))  # printf's escapes
+    a.python = stand_in(tmp_path, f"sleep 60 &\nprintf '{octal}'\nwait")
+    started = time.monotonic()
+    with anyio.fail_after(20):
+        await a.run()
+    took = time.monotonic() - started
+    events = [e.event for e in appended(env, a.stream)]
+    assert [e.tag for e in events] == ["job-started", ending] and 0.5 <= took < 10
+    assert gone(events[0].pid)
+    if kind == "result":
+        assert events[-1].outputs == {"a": 1}
+    else:
+        assert (events[-1].error, events[-1].cause, events[-1].signal) == ("ValueError: bad", "exception", "SIGKILL")
+
+
+async def test_a_worker_that_cannot_be_executed_fails_the_job_at_start(env: Env, tmp_path: Path) -> None:
+    a = attempt(env)
+    a.python = str(tmp_path / "no-such-python")
+    await a.run()
+    [e] = [e.event for e in appended(env, a.stream)]
+    assert isinstance(e, J.JobFailed) and e.cause == "start"
+    assert e.error.startswith("could not start the worker: [Errno 2] No such file or directory")

@@ -363,9 +363,16 @@ async def test_the_scheduler_starts_the_next_job_when_one_ends(env: Env) -> None
     assert runner._token is None and runner._thread is None
 
 
-def test_where_jobs_run_is_local_unless_the_settings_choose_ray(env: Env) -> None:
+def test_where_jobs_run_is_local_unless_the_settings_choose_ray(env: Env, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TUNELOG_RAY_ADDRESS", raising=False)
     assert env.runner().backend_status() == {"kind": "local"}
     assert job_backend(env.paths) is None
+    monkeypatch.setenv("TUNELOG_RAY_ADDRESS", "ray://head:10001")  # nothing connects until a job runs
+    monkeypatch.setenv("TUNELOG_RAY_SHARED", str(tmp_path / "shared"))
+    backend = job_backend(env.paths)
+    assert isinstance(backend, RayBackend) and (backend.address, backend.location) == ("ray://head:10001",
+                                                                                       str(tmp_path / "shared"))
 
 
 def test_a_resource_uses_slots_of_one_kind(env: Env) -> None:
