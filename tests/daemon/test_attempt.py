@@ -20,6 +20,7 @@ import pytest
 
 from tests.daemon.jobs_support import Env, make_env
 from tunelog.daemon.jobs.attempt import Attempt
+from tunelog.daemon.jobs.processes import oom_kills
 from tunelog.daemon.jobs.protocol import Message, encode_frame
 from tunelog.events import jobs as J
 from tunelog.events.base import Envelope
@@ -173,8 +174,13 @@ def test_a_job_outside_a_run_may_write_only_its_own_stream(env: Env) -> None:
                          f"non-job events to {a.stream} or merge-<sha256[:16]>"]
 
 
-def outcome(env: Env, rc: int, *messages: Message, log: str = "", stop: str | None = None) -> J.JobFailed | Any:
+def outcome(env: Env, rc: int, *messages: Message, log: str = "", stop: str | None = None, ran_s: float = 0.0,
+            oom_kills_during: int = 0) -> J.JobFailed | Any:
+    """The terminal event of a worker that ran `ran_s` seconds, during which the kernel's OOM killer
+    (its count in our cgroup, read before and after) struck `oom_kills_during` times."""
     a = attempt(env)
+    a._started -= ran_s
+    a._oom_before = oom_kills() - oom_kills_during
     a.folder.mkdir(parents=True)
     a.log_path.write_text(log)
     for msg in messages:
@@ -192,9 +198,9 @@ def test_how_the_worker_ended_decides_the_terminal_event(env: Env) -> None:
     def jid(event: Any) -> str:
         return str(event.job_id)
 
-    done = outcome(env, 0, Message("result", {"outputs": {"adapter": "a1"}}), stop="cancel")
-    assert isinstance(done, J.JobSucceeded) and done.outputs == {"adapter": "a1"} and 0 <= done.duration_s < 30
-    assert done.duration_s == round(done.duration_s, 3)
+    done = outcome(env, 0, Message("result", {"outputs": {"adapter": "a1"}}), stop="cancel", ran_s=1.23456)
+    assert isinstance(done, J.JobSucceeded) and done.outputs == {"adapter": "a1"} and 1.234 <= done.duration_s < 30
+    assert done.duration_s == round(done.duration_s, 3) != round(done.duration_s, 2)
     e = outcome(env, 0, log="one\ntwo\n")
     assert e == failed(jid(e), "worker exited with status 0 before returning a result", "exit", exit_code=0,
                        last_lines=["one", "two"])
@@ -203,8 +209,11 @@ def test_how_the_worker_ended_decides_the_terminal_event(env: Env) -> None:
     e = outcome(env, -11)
     assert e == failed(jid(e), "worker died from SIGSEGV (Segmentation fault)", "signal", signal="SIGSEGV")
     e = outcome(env, -9)
-    assert e in (failed(jid(e), "killed by SIGKILL (out of memory?)", "signal", signal="SIGKILL"),
-                 failed(jid(e), "killed by the kernel's out-of-memory killer", "oom", signal="SIGKILL"))
+    assert e == failed(jid(e), "killed by SIGKILL (out of memory?)", "signal", signal="SIGKILL")
+    e = outcome(env, -9, oom_kills_during=1)
+    assert e == failed(jid(e), "killed by the kernel's out-of-memory killer", "oom", signal="SIGKILL")
+    e = outcome(env, -32)  # glibc has no description for it
+    assert e == failed(jid(e), "worker died from signal 32 (unknown signal)", "signal", signal="signal 32")
     e = outcome(env, -34)
     assert e == failed(jid(e), "worker died from SIGRTMIN (Real-time signal 0)", "signal", signal="SIGRTMIN")
     e = outcome(env, 1, Message("error", {"error": "ValueError: bad row", "traceback": "Traceback ...",
@@ -297,6 +306,8 @@ def test_the_checkpoint_a_resumed_job_starts_from(env: Env) -> None:
 def test_the_worker_command_and_environment_follow_the_slot(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setenv("TUNELOG_TEST_INHERITED", "yes")
+    for name in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"):
+        monkeypatch.delenv(name, raising=False)
     worker = ["-m", "tunelog.daemon.jobs.worker", "job.json"]
     one = attempt(env)
     assert one._command() == [sys.executable, "-P", *worker]
@@ -325,6 +336,7 @@ async def test_a_worker_runs_from_a_private_spec_and_its_start_and_end_are_logge
     started, done = events[0].event, events[-1].event
     assert started == J.JobStarted(job_id=jid, pid=started.pid, slot="cpu0", log_path=str(a.log_path), run_id="r7")
     assert isinstance(done, J.JobSucceeded), done
+    assert (a.folder / "worker.pid").read_text().split()[0] == str(started.pid)  # how a dead daemon's heir finds it
     assert done.outputs["seen"]["cwd"] == str(env.paths.jobs / jid) and done.outputs["seen"]["job_id"] == jid
     assert done.outputs["seen"]["pgid_is_pid"] is True and done.outputs["seen"]["no_bytecode"] is True
     spec = json.loads((a.folder / "job.json").read_text())
