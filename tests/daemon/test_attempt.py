@@ -394,8 +394,14 @@ async def test_a_worker_that_answered_and_lingers_is_killed_after_the_grace_peri
         env: Env, tmp_path: Path, kind: str, body: dict[str, Any], ending: str) -> None:
     a = attempt(env)
     a.grace_s = 0.5
+    # The job's folder is there already (a daemon that died before the worker started): the spec
+    # is written anew, the log goes on.
+    a.folder.mkdir(mode=0o700, parents=True)
+    (a.folder / "job.json").write_text("x" * 10_000)
+    a.log_path.write_text("from before\n")
     octal = "".join(f"\\{b:03o}" for b in encode_frame(kind, body))  # printf's escapes
-    a.python = stand_in(tmp_path, f"sleep 60 &\nprintf '{octal}'\nwait")
+    a.python = stand_in(tmp_path, "sleep 60 &\necho 'to the log' >&2\n: > made-by-worker\n"
+                                  f"readlink /proc/self/fd/0 > stdin-is\nprintf '{octal}'\nwait")
     started = time.monotonic()
     with anyio.fail_after(20):
         await a.run()
@@ -403,10 +409,15 @@ async def test_a_worker_that_answered_and_lingers_is_killed_after_the_grace_peri
     events = [e.event for e in appended(env, a.stream)]
     assert [e.tag for e in events] == ["job-started", ending] and 0.5 <= took < 10
     assert gone(events[0].pid)
+    assert json.loads((a.folder / "job.json").read_text())["job_id"] == a.row.job_id
+    assert a.log_path.read_text() == "from before\nto the log\n"
+    assert stat.S_IMODE((a.folder / "made-by-worker").stat().st_mode) == 0o600  # the daemon's umask
+    assert (a.folder / "stdin-is").read_text() == "/dev/null\n"
     if kind == "result":
         assert events[-1].outputs == {"a": 1}
     else:
-        assert (events[-1].error, events[-1].cause, events[-1].signal) == ("ValueError: bad", "exception", "SIGKILL")
+        assert (events[-1].error, events[-1].cause, events[-1].signal, events[-1].last_lines) == (
+            "ValueError: bad", "exception", "SIGKILL", ["from before", "to the log"])
 
 
 async def test_a_worker_that_cannot_be_executed_fails_the_job_at_start(env: Env, tmp_path: Path) -> None:
