@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
 import time
@@ -277,11 +278,12 @@ async def test_a_worker_that_cannot_start_fails_the_job_saying_why(env: Env) -> 
     assert e == J.JobFailed(job_id=missing.row.job_id, cause="start", error=(
         f"could not start the worker: the code snapshot {env.code_hash[:12]} of plugin 'testops' is missing"))
     uses = attempt(env)
-    uses.row = msgspec.structs.replace(uses.row, uses={"helper": "ab" * 32, "other": env.code_hash})
+    uses.row = msgspec.structs.replace(uses.row, uses={"helper": "ab" * 32, "other": env.code_hash,
+                                                       "third": "cd" * 32})
     await uses.run()
     [e] = [e.event for e in appended(env, uses.stream)]
-    assert e.error == ("could not start the worker: the code snapshot of plugin helper (abababababab) that the job "
-                       "calls is missing") and e.cause == "start"
+    assert e.error == ("could not start the worker: the code snapshot of plugin helper (abababababab), "
+                       "third (cdcdcdcdcdcd) that the job calls is missing") and e.cause == "start"
     assert not uses.folder.exists()
     resume = attempt(env)
     resume.row = msgspec.structs.replace(resume.row, resume_of="nope")
@@ -418,6 +420,17 @@ async def test_a_worker_that_answered_and_lingers_is_killed_after_the_grace_peri
     else:
         assert (events[-1].error, events[-1].cause, events[-1].signal, events[-1].last_lines) == (
             "ValueError: bad", "exception", "SIGKILL", ["from before", "to the log"])
+
+
+async def test_a_worker_that_exits_without_answering_fails_with_its_status_and_log(env: Env, tmp_path: Path) -> None:
+    a = attempt(env)
+    shutil.rmtree(env.paths.jobs)  # removed while the daemon runs: made again
+    a.python = stand_in(tmp_path, "echo 'giving up' >&2\nexit 3")
+    with anyio.fail_after(20):
+        await a.run()
+    [_, e] = [e.event for e in appended(env, a.stream)]
+    assert e == J.JobFailed(job_id=a.row.job_id, error="worker exited with status 3 before returning a result",
+                            cause="exit", exit_code=3, last_lines=["giving up"])
 
 
 async def test_a_worker_that_cannot_be_executed_fails_the_job_at_start(env: Env, tmp_path: Path) -> None:
