@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 
 _POINTS_PER_EVENT = 1000
 _MERGE_STREAM = re.compile(r"merge-[0-9a-f]{16}")
+"""Lineage streams of merges (events/merges.py), named by their output artifact."""
 _OUT_OF_MEMORY = ("MemoryError", "OutOfMemoryError")
 """What an operation that ran out of memory raises: Python's allocator, torch's CUDA/XPU one."""
-"""Lineage streams of merges (events/merges.py), named by their output artifact."""
 
 
 class Attempt:
