@@ -433,6 +433,31 @@ async def test_a_worker_that_exits_without_answering_fails_with_its_status_and_l
                             cause="exit", exit_code=3, last_lines=["giving up"])
 
 
+@pytest.mark.parametrize(("on_term", "reason", "forced"), [
+    ("exit 0", "cancel", False), ("", "cancel", True), ("", "shutdown", True)])
+async def test_a_running_worker_is_stopped_by_sigterm_then_sigkill_after_the_grace_period(
+        env: Env, tmp_path: Path, on_term: str, reason: str, forced: bool) -> None:
+    a = attempt(env)
+    a.grace_s = 0.5
+    # `trap '' TERM` ignores SIGTERM in the script and in the child it leaves in the group.
+    a.python = stand_in(tmp_path, f"trap '{on_term}' TERM\nsleep 60 &\n: > ready\nwait\nwait")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(a.run)
+        with anyio.fail_after(20):
+            while not (a.folder / "ready").exists():
+                await anyio.sleep(0.01)
+        asked = time.monotonic()
+        a.request_stop(reason)
+    took = time.monotonic() - asked
+    events = [e.event for e in appended(env, a.stream)]
+    assert gone(events[0].pid)
+    if reason == "cancel":
+        assert events[1:] == [J.JobCancelled(job_id=a.row.job_id, forced=forced)]
+    else:
+        assert events[1:] == [J.JobInterrupted(job_id=a.row.job_id, reason="daemon stopped")]
+    assert 0.5 <= took < 10 or not forced
+
+
 async def test_a_worker_that_cannot_be_executed_fails_the_job_at_start(env: Env, tmp_path: Path) -> None:
     a = attempt(env)
     a.python = str(tmp_path / "no-such-python")
