@@ -69,6 +69,9 @@ def test_slots_come_from_tunelog_gpus_then_cuda_visible_devices_then_nvidia_smi(
                    "echo '  MIG 1g.10gb Device 0: (UUID: MIG-b)'\necho 'GPU 1: A100 (UUID: GPU-c)'\n")
     smi.chmod(0o755)
     assert detect_slots({"CUDA_VISIBLE_DEVICES": " "}) == ["gpu0", "gpu1"]
+    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA "
+                   "driver.'\nexit 9\n")  # a broken driver: no GPU, and no error either
+    assert detect_slots({}) == ["cpu0"]
     smi.write_text("#!/nonexistent/interpreter\n")  # cannot be started: OSError
     assert detect_slots({}) == ["cpu0"]
 
@@ -206,6 +209,7 @@ def test_a_resumed_job_and_its_chosen_checkpoint_must_exist(env: Env) -> None:
                                                    "run it again from the start")
     with pytest.raises(ValidationError) as verr:
         queue(runner, resume_checkpoint="c1")
+    assert verr.value.message == "cannot queue the job"
     assert refused(verr) == [("resume_checkpoint", "needs resume_of: the job that saved the checkpoint")]
     env.store.append(f"job-{plain}", [J.JobCheckpointed(job_id=plain, step=3, sha256="c3" * 8, size=1),
                                       J.JobCheckpointed(job_id=plain, step=6, sha256="c6" * 8, size=1)])
@@ -213,6 +217,7 @@ def test_a_resumed_job_and_its_chosen_checkpoint_must_exist(env: Env) -> None:
     env.store.append(f"job-{other}", [J.JobCheckpointed(job_id=other, step=9, sha256="c9" * 8, size=1)])
     with pytest.raises(ValidationError) as verr:
         queue(runner, resume_of=plain, resume_checkpoint="c9" * 8)
+    assert verr.value.message == "cannot queue the job"
     assert refused(verr) == [("resume_checkpoint", f"c9c9c9c9c9c9 is not a checkpoint of job {plain} (its steps: 3, 6)")]
     assert queue(runner, resume_of=plain, resume_checkpoint="c3" * 8)
     assert queue(runner, resume_of=plain)
@@ -245,7 +250,11 @@ def test_cancelling_a_job_no_worker_holds(env: Env) -> None:
 
 def test_find_by_id_or_prefix_names_up_to_ten_matches(env: Env) -> None:
     runner = env.runner()
-    ids = [queue(runner) for _ in range(11)]
+    ids = [queue(runner) for _ in range(10)]
+    ten = os.path.commonprefix(ids)
+    with pytest.raises(ValidationError, match=f"^{ten!r} matches 10 jobs"):
+        runner.find(ten)
+    ids.append(queue(runner))
     common = os.path.commonprefix(ids)
     with pytest.raises(ValidationError) as err:
         runner.find(common)
@@ -376,6 +385,7 @@ def test_where_jobs_run_is_local_unless_the_settings_choose_ray(env: Env, tmp_pa
     backend = job_backend(env.paths)
     assert isinstance(backend, RayBackend) and (backend.address, backend.location) == ("ray://head:10001",
                                                                                        str(tmp_path / "shared"))
+    assert backend.paths == env.paths
 
 
 def test_a_resource_uses_slots_of_one_kind(env: Env) -> None:
