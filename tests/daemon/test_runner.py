@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,10 @@ import pytest
 
 from tests.daemon.jobs_support import Env, make_env, running
 from tunelog.daemon.jobs.backend import BackendChoice
+from tunelog.daemon.jobs.processes import record_worker
 from tunelog.daemon.jobs.ray_backend import RayBackend
 from tunelog.daemon.jobs.runner import JobRunner, _pick_slots, _usable, detect_slots, job_backend, new_job_id
+from tunelog.daemon.jobs.warm import WarmWorkers
 from tunelog.events import jobs as J
 from tunelog.events.errors import ConflictError, JobError, NotFoundError, ValidationError
 from tunelog.events.plugins import PluginRemoved
@@ -47,6 +51,15 @@ def ray_runner(env: Env, tmp_path: Path, *, max_jobs: int, local_ops: tuple[str,
     choice = BackendChoice("ray", address="ray://head:10001", shared=str(tmp_path / "shared"), max_jobs=max_jobs,
                            local_ops=local_ops)
     return env.runner(backend=RayBackend(choice, env.paths), slots=slots or ["cpu0"])
+
+
+def in_a_plain_thread(fn: Callable[[], str]) -> str:
+    """`fn` called from a thread anyio did not start (as a web server's or the CLI's would be)."""
+    out: list[str] = []
+    thread = threading.Thread(target=lambda: out.append(fn()))
+    thread.start()
+    thread.join(timeout=30)
+    return out[0]
 
 
 def refused(err: pytest.ExceptionInfo[Any]) -> list[tuple[str, str]]:
@@ -86,6 +99,7 @@ def test_job_ids_are_time_ordered_hex_and_strictly_increasing_within_a_milliseco
     # (ids made faster than one per millisecond run ahead of it).
     assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False)) and stamps[0] >= before
     assert stamps[-1] <= max(after, stamps[0] + len(ids) - 1)
+    assert stamps[0] - after < 60_000  # ahead of the clock by the ids made in a burst at most, not by minutes
     assert len({i[11:] for i in ids}) == 200
 
 
@@ -189,6 +203,7 @@ def test_submit_refuses_a_bad_resource_and_a_gpu_job_without_gpus(env: Env) -> N
     runner = env.runner()
     with pytest.raises(ValidationError) as err:
         queue(runner, resource="tpu")
+    assert err.value.message == "cannot queue the job"
     assert refused(err) == [("resource", "'tpu' is not one of cpu, gpu, any")]
     with pytest.raises(JobError) as job_err:
         queue(runner, resource="gpu")
@@ -282,20 +297,26 @@ def test_two_matches_are_counted(env: Env) -> None:
 
 def test_reconcile_interrupts_only_what_a_previous_daemon_started(env: Env, tmp_path: Path) -> None:
     old = env.runner()
-    left, no_pid, queued = queue(old), queue(old), queue(old)
+    left, no_pid, queued, forked = queue(old), queue(old), queue(old), queue(old)
     leftover = subprocess.Popen(["sleep", "60"], start_new_session=True, env={**os.environ, "TUNELOG_JOB_ID": left})
+    # A worker forked by the warm host has the host's environment: it is known by its worker.pid.
+    from_host = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    (env.paths.jobs / forked).mkdir()
+    record_worker(env.paths.jobs / forked, from_host.pid)
     try:
         env.store.append(f"job-{left}", [J.JobStarted(job_id=left, pid=leftover.pid, slot="cpu0", log_path="x")])
+        env.store.append(f"job-{forked}", [J.JobStarted(job_id=forked, pid=from_host.pid, slot="cpu0", log_path="x")])
         env.store.append(f"job-{no_pid}", [J.JobStarted(job_id=no_pid, pid=0, slot="cpu0", log_path="x")])
         runner = env.runner()
         mine = queue(runner)  # queued after this runner was made: started by it, not a dead daemon
         env.store.append(f"job-{mine}", [J.JobStarted(job_id=mine, pid=0, slot="cpu0", log_path="x")])
-        assert runner.reconcile() == [left, no_pid]
-        assert leftover.wait(timeout=5) == -9
+        assert runner.reconcile() == [left, no_pid, forked]
+        assert leftover.wait(timeout=5) == from_host.wait(timeout=5) == -9
     finally:
-        leftover.kill()
-        leftover.wait()
-    for job in (left, no_pid):
+        for proc in (leftover, from_host):
+            proc.kill()
+            proc.wait()
+    for job in (left, no_pid, forked):
         assert env.store.read(stream=f"job-{job}")[-1].event == J.JobInterrupted(job_id=job, reason="daemon restarted")
     assert env.store.get("jobs", mine).state == "running" and env.store.get("jobs", queued).state == "queued"
     assert runner.reconcile() == []
@@ -329,15 +350,28 @@ async def test_the_scheduler_gives_each_queued_job_slots_of_its_kind_oldest_firs
 
 
 async def test_a_claimed_job_is_supervised_with_the_runners_settings(env: Env) -> None:
-    runner = env.runner(slots=["cpu0"], grace_s=3.5, flush_s=0.05, python="/opt/py")
+    warm = WarmWorkers(python=sys.executable, log_path=env.paths.log_file, cwd=env.paths.home)  # never started
+    runner = env.runner(slots=["cpu0"], grace_s=3.5, flush_s=0.05, python="/opt/py", warm=warm)
     job = queue(runner)
     async with anyio.create_task_group() as tg:
         runner._start_ready(tg)
         attempt = runner._attempts[job]
         assert (attempt.slot, attempt.grace_s, attempt.flush_s, attempt.python, attempt.warm) == (
-            "cpu0", 3.5, 0.05, "/opt/py", None)
+            "cpu0", 3.5, 0.05, "/opt/py", warm)
     default = env.runner()
     assert (default.grace_s, default.flush_s, default.python) == (2.0, 0.2, sys.executable)
+
+
+async def test_shutdown_waits_for_its_attempts_and_a_job_whose_worker_never_started_stays_queued(env: Env) -> None:
+    runner = env.runner(slots=["cpu0", "cpu1"])
+    jobs = [queue(runner), queue(runner)]
+    async with anyio.create_task_group() as tg:
+        runner._start_ready(tg)
+        assert len(runner._attempts) == 2
+        await runner.shutdown()  # asks them to stop before they start a worker
+        assert runner._attempts == {} and runner._busy == {}
+    for job in jobs:
+        assert [e.type for e in env.store.read(stream=f"job-{job}")] == ["job-queued"]
 
 
 async def test_a_stopping_runner_claims_nothing(env: Env) -> None:
@@ -370,7 +404,7 @@ async def test_the_scheduler_starts_the_next_job_when_one_ends(env: Env) -> None
             assert (await env.wait(job, timeout=10)).state == "failed"
         later = queue(runner)  # submit wakes the scheduler
         assert (await env.wait(later, timeout=10)).state == "failed"
-        other = await anyio.to_thread.run_sync(lambda: queue(runner))  # its wake-up crosses into the loop
+        other = await anyio.to_thread.run_sync(lambda: in_a_plain_thread(lambda: queue(runner)))
         assert (await env.wait(other, timeout=10)).state == "failed"
     assert runner._token is None and runner._thread is None
 
