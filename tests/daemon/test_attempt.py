@@ -458,6 +458,20 @@ async def test_a_running_worker_is_stopped_by_sigterm_then_sigkill_after_the_gra
     assert 0.5 <= took < 10 or not forced
 
 
+async def test_what_a_running_worker_sends_is_appended_while_it_runs(env: Env, tmp_path: Path) -> None:
+    a = attempt(env)
+    octal = "".join(f"\\{b:03o}" for b in encode_frame("log", {"line": "halfway"}))
+    a.python = stand_in(tmp_path, f"printf '{octal}'\nsleep 60 &\nwait")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(a.run)
+        with anyio.fail_after(20):  # the flush loop appends it, not the end of the job
+            while not env.store.read(stream=a.stream, types=["job-log"]):
+                await anyio.sleep(0.01)
+        assert env.store.read(stream=a.stream, types=["job-cancelled"]) == []
+        a.request_stop("cancel")
+    assert [e.event.tag for e in appended(env, a.stream)] == ["job-started", "job-log", "job-cancelled"]
+
+
 async def test_a_worker_that_cannot_be_executed_fails_the_job_at_start(env: Env, tmp_path: Path) -> None:
     a = attempt(env)
     a.python = str(tmp_path / "no-such-python")
