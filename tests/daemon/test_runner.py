@@ -194,7 +194,13 @@ def test_with_the_ray_backend_a_local_operation_is_told_to_leave_ray_local_ops(e
     with pytest.raises(ValidationError, match="cannot queue the job"):
         runner.check_devices(resource="any", devices=0, where=None)
     # A job for the cluster may ask for a GPU this machine lacks; a local one may not.
-    assert queue(runner, plugin="lora_trainer", operation="train", resource="gpu", devices=4, nodes=2)
+    remote = queue(runner, plugin="lora_trainer", operation="train", resource="gpu", devices=4, nodes=2,
+                   gpu_type="A100")
+    assert env.store.get("jobs", remote).gpu_type == "A100"
+    narrow = ray_runner(env, tmp_path, max_jobs=1, local_ops=("testops.sl*",))
+    with pytest.raises(ValidationError, match="cannot queue the job"):
+        queue(narrow, operation="sleep", devices=2, nodes=2)  # kept local by the rule for its operation
+    assert queue(narrow, operation="outputs", devices=2, nodes=2)  # not matched: the cluster's
     with pytest.raises(JobError, match="needs a GPU and this machine has none"):
         queue(runner, resource="gpu")
 
@@ -210,6 +216,8 @@ def test_submit_refuses_a_bad_resource_and_a_gpu_job_without_gpus(env: Env) -> N
     assert (job_err.value.message, job_err.value.hint) == ("the job needs a GPU and this machine has none",
                                                            "set TUNELOG_GPUS if nvidia-smi cannot see your GPUs")
     assert queue(env.runner(slots=["cpu0", "gpu0"]), resource="gpu")
+    with pytest.raises(JobError, match="needs 2 CPU slots"):  # CPU slots, though two GPU slots are free
+        queue(env.runner(slots=["cpu0", "gpu0", "gpu1"]), resource="cpu", devices=2)
     assert env.store.read(types=["job-queued"])[0].event.resource == "gpu"
 
 
