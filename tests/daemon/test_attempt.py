@@ -440,7 +440,7 @@ async def test_a_running_worker_is_stopped_by_sigterm_then_sigkill_after_the_gra
     a = attempt(env)
     a.grace_s = 0.5
     # `trap '' TERM` ignores SIGTERM in the script and in the child it leaves in the group.
-    a.python = stand_in(tmp_path, f"trap '{on_term}' TERM\nsleep 60 &\n: > ready\nwait\nwait")
+    a.python = stand_in(tmp_path, f"trap '{on_term}' TERM\n: > ready\nwhile :; do sleep 0.05; done")
     async with anyio.create_task_group() as tg:
         tg.start_soon(a.run)
         with anyio.fail_after(20):
@@ -454,7 +454,7 @@ async def test_a_running_worker_is_stopped_by_sigterm_then_sigkill_after_the_gra
     if reason == "cancel":
         assert events[1:] == [J.JobCancelled(job_id=a.row.job_id, forced=forced)]
     else:
-        assert events[1:] == [J.JobInterrupted(job_id=a.row.job_id, reason="daemon stopped")]
+        assert events[1:] == [J.JobInterrupted(job_id=a.row.job_id, reason="daemon stopped")], events
     assert 0.5 <= took < 10 or not forced
 
 
@@ -470,6 +470,21 @@ async def test_what_a_running_worker_sends_is_appended_while_it_runs(env: Env, t
         assert env.store.read(stream=a.stream, types=["job-cancelled"]) == []
         a.request_stop("cancel")
     assert [e.event.tag for e in appended(env, a.stream)] == ["job-started", "job-log", "job-cancelled"]
+
+
+async def test_a_worker_whose_supervisor_is_cancelled_is_killed_and_the_job_interrupted(env: Env,
+                                                                                       tmp_path: Path) -> None:
+    a = attempt(env)
+    a.python = stand_in(tmp_path, "trap '' TERM\nsleep 60 &\n: > ready\nwait\nwait")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(a.run)
+        with anyio.fail_after(20):
+            while not (a.folder / "ready").exists():
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()  # the daemon's task group torn down, no stop request
+    events = [e.event for e in appended(env, a.stream)]
+    assert events[1:] == [J.JobInterrupted(job_id=a.row.job_id, reason="daemon stopped")], events
+    assert gone(events[0].pid)
 
 
 async def test_a_worker_that_cannot_be_executed_fails_the_job_at_start(env: Env, tmp_path: Path) -> None:
