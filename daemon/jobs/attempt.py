@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 
 _POINTS_PER_EVENT = 1000
 _MERGE_STREAM = re.compile(r"merge-[0-9a-f]{16}")
+"""Lineage streams of merges (events/merges.py), named by their output artifact."""
 _OUT_OF_MEMORY = ("MemoryError", "OutOfMemoryError")
 """What an operation that ran out of memory raises: Python's allocator, torch's CUDA/XPU one."""
-"""Lineage streams of merges (events/merges.py), named by their output artifact."""
 
 
 class Attempt:
@@ -101,7 +101,10 @@ class Attempt:
 
     async def _run_worker(self) -> Event | None:
         try:
-            proc = await self._spawn()
+            # Shielded: a cancel landing while the process is being created would lose its handle
+            # and leave the worker running with no one to reap it.
+            with anyio.CancelScope(shield=True):
+                proc = await self._spawn()
         except (OSError, JobError) as exc:
             return self._failed(f"could not start the worker: {exc}", cause="start")
         self._proc, self._started, self._oom_before = proc, time.monotonic(), oom_kills()

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import msgspec
 import pytest
 
 from tests.daemon.jobs_support import Env, make_env
 from tunelog.daemon.jobs.attempt import Attempt
-from tunelog.daemon.jobs.protocol import Message
+from tunelog.daemon.jobs.processes import oom_kills
+from tunelog.daemon.jobs.protocol import Message, encode_frame
 from tunelog.events import jobs as J
 from tunelog.events.base import Envelope
 from tunelog.events.errors import JobError
@@ -171,8 +175,13 @@ def test_a_job_outside_a_run_may_write_only_its_own_stream(env: Env) -> None:
                          f"non-job events to {a.stream} or merge-<sha256[:16]>"]
 
 
-def outcome(env: Env, rc: int, *messages: Message, log: str = "", stop: str | None = None) -> J.JobFailed | Any:
+def outcome(env: Env, rc: int, *messages: Message, log: str = "", stop: str | None = None, ran_s: float = 0.0,
+            oom_kills_during: int = 0) -> J.JobFailed | Any:
+    """The terminal event of a worker that ran `ran_s` seconds, during which the kernel's OOM killer
+    (its count in our cgroup, read before and after) struck `oom_kills_during` times."""
     a = attempt(env)
+    a._started -= ran_s
+    a._oom_before = oom_kills() - oom_kills_during
     a.folder.mkdir(parents=True)
     a.log_path.write_text(log)
     for msg in messages:
@@ -190,9 +199,9 @@ def test_how_the_worker_ended_decides_the_terminal_event(env: Env) -> None:
     def jid(event: Any) -> str:
         return str(event.job_id)
 
-    done = outcome(env, 0, Message("result", {"outputs": {"adapter": "a1"}}), stop="cancel")
-    assert isinstance(done, J.JobSucceeded) and done.outputs == {"adapter": "a1"} and 0 <= done.duration_s < 30
-    assert done.duration_s == round(done.duration_s, 3)
+    done = outcome(env, 0, Message("result", {"outputs": {"adapter": "a1"}}), stop="cancel", ran_s=1.23456)
+    assert isinstance(done, J.JobSucceeded) and done.outputs == {"adapter": "a1"} and 1.234 <= done.duration_s < 30
+    assert done.duration_s == round(done.duration_s, 3) != round(done.duration_s, 2)
     e = outcome(env, 0, log="one\ntwo\n")
     assert e == failed(jid(e), "worker exited with status 0 before returning a result", "exit", exit_code=0,
                        last_lines=["one", "two"])
@@ -201,8 +210,11 @@ def test_how_the_worker_ended_decides_the_terminal_event(env: Env) -> None:
     e = outcome(env, -11)
     assert e == failed(jid(e), "worker died from SIGSEGV (Segmentation fault)", "signal", signal="SIGSEGV")
     e = outcome(env, -9)
-    assert e in (failed(jid(e), "killed by SIGKILL (out of memory?)", "signal", signal="SIGKILL"),
-                 failed(jid(e), "killed by the kernel's out-of-memory killer", "oom", signal="SIGKILL"))
+    assert e == failed(jid(e), "killed by SIGKILL (out of memory?)", "signal", signal="SIGKILL")
+    e = outcome(env, -9, oom_kills_during=1)
+    assert e == failed(jid(e), "killed by the kernel's out-of-memory killer", "oom", signal="SIGKILL")
+    e = outcome(env, -32)  # glibc has no description for it
+    assert e == failed(jid(e), "worker died from signal 32 (unknown signal)", "signal", signal="signal 32")
     e = outcome(env, -34)
     assert e == failed(jid(e), "worker died from SIGRTMIN (Real-time signal 0)", "signal", signal="SIGRTMIN")
     e = outcome(env, 1, Message("error", {"error": "ValueError: bad row", "traceback": "Traceback ...",
@@ -266,11 +278,12 @@ async def test_a_worker_that_cannot_start_fails_the_job_saying_why(env: Env) -> 
     assert e == J.JobFailed(job_id=missing.row.job_id, cause="start", error=(
         f"could not start the worker: the code snapshot {env.code_hash[:12]} of plugin 'testops' is missing"))
     uses = attempt(env)
-    uses.row = msgspec.structs.replace(uses.row, uses={"helper": "ab" * 32, "other": env.code_hash})
+    uses.row = msgspec.structs.replace(uses.row, uses={"helper": "ab" * 32, "other": env.code_hash,
+                                                       "third": "cd" * 32})
     await uses.run()
     [e] = [e.event for e in appended(env, uses.stream)]
-    assert e.error == ("could not start the worker: the code snapshot of plugin helper (abababababab) that the job "
-                       "calls is missing") and e.cause == "start"
+    assert e.error == ("could not start the worker: the code snapshot of plugin helper (abababababab), "
+                       "third (cdcdcdcdcdcd) that the job calls is missing") and e.cause == "start"
     assert not uses.folder.exists()
     resume = attempt(env)
     resume.row = msgspec.structs.replace(resume.row, resume_of="nope")
@@ -295,6 +308,8 @@ def test_the_checkpoint_a_resumed_job_starts_from(env: Env) -> None:
 def test_the_worker_command_and_environment_follow_the_slot(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setenv("TUNELOG_TEST_INHERITED", "yes")
+    for name in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"):
+        monkeypatch.delenv(name, raising=False)
     worker = ["-m", "tunelog.daemon.jobs.worker", "job.json"]
     one = attempt(env)
     assert one._command() == [sys.executable, "-P", *worker]
@@ -323,7 +338,9 @@ async def test_a_worker_runs_from_a_private_spec_and_its_start_and_end_are_logge
     started, done = events[0].event, events[-1].event
     assert started == J.JobStarted(job_id=jid, pid=started.pid, slot="cpu0", log_path=str(a.log_path), run_id="r7")
     assert isinstance(done, J.JobSucceeded), done
+    assert (a.folder / "worker.pid").read_text().split()[0] == str(started.pid)  # how a dead daemon's heir finds it
     assert done.outputs["seen"]["cwd"] == str(env.paths.jobs / jid) and done.outputs["seen"]["job_id"] == jid
+    assert done.outputs["seen"]["pgid_is_pid"] is True and done.outputs["seen"]["no_bytecode"] is True
     spec = json.loads((a.folder / "job.json").read_text())
     snapshots = str(env.paths.plugin_code / env.code_hash)
     assert spec == {"job_id": jid, "plugin": "testops", "operation": "env", "params": a.row.params, "inputs": {"x": 1},
@@ -333,3 +350,147 @@ async def test_a_worker_runs_from_a_private_spec_and_its_start_and_end_are_logge
     assert stat.S_IMODE((a.folder / "job.json").stat().st_mode) == 0o600
     assert stat.S_IMODE(a.log_path.stat().st_mode) == 0o600
     assert stat.S_IMODE(a.folder.stat().st_mode) == 0o700
+
+
+def stand_in(tmp_path: Path, script: str) -> str:
+    """A stand-in for the worker's interpreter: a shell script run instead of `python -P -m
+    tunelog.daemon.jobs.worker job.json` (it ignores those arguments), for the ways a worker can
+    misbehave that the real worker never does. A real process with the real pipe and process group."""
+    path = tmp_path / "stand-in-python"
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def gone(pgid: int, timeout: float = 5.0) -> bool:
+    """Whether the process group is gone within `timeout` (a killed orphan is reaped by init, later)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+async def test_a_worker_whose_channel_breaks_is_killed_with_its_group_and_the_job_lost(env: Env, tmp_path: Path) -> None:
+    a = attempt(env)
+    # a child left in the group, then a frame header announcing 4 GiB
+    a.python = stand_in(tmp_path, "sleep 60 &\nprintf '\\377\\377\\377\\377'\nwait")
+    with anyio.fail_after(20):
+        await a.run()
+    started, done = (e.event for e in appended(env, a.stream))
+    assert isinstance(done, J.JobFailed)
+    assert (done.cause, done.error, done.signal, done.exit_code) == (
+        "lost", "lost contact with the worker: the worker sent a frame of 4294967295 bytes (limit 67108864)",
+        "SIGKILL", None)
+    assert gone(started.pid)
+
+
+@pytest.mark.parametrize(("kind", "body", "ending"), [
+    ("result", {"outputs": {"a": 1}}, "job-succeeded"),
+    ("error", {"error": "ValueError: bad"}, "job-failed"),
+])
+async def test_a_worker_that_answered_and_lingers_is_killed_after_the_grace_period(
+        env: Env, tmp_path: Path, kind: str, body: dict[str, Any], ending: str) -> None:
+    a = attempt(env)
+    a.grace_s = 0.5
+    # The job's folder is there already (a daemon that died before the worker started): the spec
+    # is written anew, the log goes on.
+    a.folder.mkdir(mode=0o700, parents=True)
+    (a.folder / "job.json").write_text("x" * 10_000)
+    a.log_path.write_text("from before\n")
+    octal = "".join(f"\\{b:03o}" for b in encode_frame(kind, body))  # printf's escapes
+    a.python = stand_in(tmp_path, "sleep 60 &\necho 'to the log' >&2\n: > made-by-worker\n"
+                                  f"readlink /proc/self/fd/0 > stdin-is\nprintf '{octal}'\nwait")
+    started = time.monotonic()
+    with anyio.fail_after(20):
+        await a.run()
+    took = time.monotonic() - started
+    events = [e.event for e in appended(env, a.stream)]
+    assert [e.tag for e in events] == ["job-started", ending] and 0.5 <= took < 10
+    assert gone(events[0].pid)
+    assert json.loads((a.folder / "job.json").read_text())["job_id"] == a.row.job_id
+    assert a.log_path.read_text() == "from before\nto the log\n"
+    assert stat.S_IMODE((a.folder / "made-by-worker").stat().st_mode) == 0o600  # the daemon's umask
+    assert (a.folder / "stdin-is").read_text() == "/dev/null\n"
+    if kind == "result":
+        assert events[-1].outputs == {"a": 1}
+    else:
+        assert (events[-1].error, events[-1].cause, events[-1].signal, events[-1].last_lines) == (
+            "ValueError: bad", "exception", "SIGKILL", ["from before", "to the log"])
+
+
+async def test_a_worker_that_exits_without_answering_fails_with_its_status_and_log(env: Env, tmp_path: Path) -> None:
+    a = attempt(env)
+    shutil.rmtree(env.paths.jobs)  # removed while the daemon runs: made again
+    a.python = stand_in(tmp_path, "echo 'giving up' >&2\nexit 3")
+    with anyio.fail_after(20):
+        await a.run()
+    [_, e] = [e.event for e in appended(env, a.stream)]
+    assert e == J.JobFailed(job_id=a.row.job_id, error="worker exited with status 3 before returning a result",
+                            cause="exit", exit_code=3, last_lines=["giving up"])
+
+
+@pytest.mark.parametrize(("on_term", "reason", "forced"), [
+    ("exit 0", "cancel", False), ("", "cancel", True), ("", "shutdown", True)])
+async def test_a_running_worker_is_stopped_by_sigterm_then_sigkill_after_the_grace_period(
+        env: Env, tmp_path: Path, on_term: str, reason: str, forced: bool) -> None:
+    a = attempt(env)
+    a.grace_s = 0.5
+    # `trap '' TERM` ignores SIGTERM in the script and in the child it leaves in the group.
+    a.python = stand_in(tmp_path, f"trap '{on_term}' TERM\n: > ready\nwhile :; do sleep 0.05; done")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(a.run)
+        with anyio.fail_after(20):
+            while not (a.folder / "ready").exists():
+                await anyio.sleep(0.01)
+        asked = time.monotonic()
+        a.request_stop(reason)
+    took = time.monotonic() - asked
+    events = [e.event for e in appended(env, a.stream)]
+    assert gone(events[0].pid)
+    if reason == "cancel":
+        assert events[1:] == [J.JobCancelled(job_id=a.row.job_id, forced=forced)]
+    else:
+        assert events[1:] == [J.JobInterrupted(job_id=a.row.job_id, reason="daemon stopped")], events
+    assert 0.5 <= took < 10 or not forced
+
+
+async def test_what_a_running_worker_sends_is_appended_while_it_runs(env: Env, tmp_path: Path) -> None:
+    a = attempt(env)
+    octal = "".join(f"\\{b:03o}" for b in encode_frame("log", {"line": "halfway"}))
+    a.python = stand_in(tmp_path, f"printf '{octal}'\nsleep 60 &\nwait")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(a.run)
+        with anyio.fail_after(20):  # the flush loop appends it, not the end of the job
+            while not env.store.read(stream=a.stream, types=["job-log"]):
+                await anyio.sleep(0.01)
+        assert env.store.read(stream=a.stream, types=["job-cancelled"]) == []
+        a.request_stop("cancel")
+    assert [e.event.tag for e in appended(env, a.stream)] == ["job-started", "job-log", "job-cancelled"]
+
+
+async def test_a_worker_whose_supervisor_is_cancelled_is_killed_and_the_job_interrupted(env: Env,
+                                                                                       tmp_path: Path) -> None:
+    a = attempt(env)
+    a.python = stand_in(tmp_path, "trap '' TERM\nsleep 60 &\n: > ready\nwait\nwait")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(a.run)
+        with anyio.fail_after(20):
+            while not (a.folder / "ready").exists():
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()  # the daemon's task group torn down, no stop request
+    events = [e.event for e in appended(env, a.stream)]
+    assert events[1:] == [J.JobInterrupted(job_id=a.row.job_id, reason="daemon stopped")], events
+    assert gone(events[0].pid)
+
+
+async def test_a_worker_that_cannot_be_executed_fails_the_job_at_start(env: Env, tmp_path: Path) -> None:
+    a = attempt(env)
+    a.python = str(tmp_path / "no-such-python")
+    await a.run()
+    [e] = [e.event for e in appended(env, a.stream)]
+    assert isinstance(e, J.JobFailed) and e.cause == "start"
+    assert e.error.startswith("could not start the worker: [Errno 2] No such file or directory")
