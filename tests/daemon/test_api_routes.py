@@ -20,7 +20,7 @@ from tunelog.daemon.api import events as events_api
 from tunelog.daemon.api.events import PAGE, Query, follow
 from tunelog.daemon.services import Notifier, Services
 from tunelog.events.base import event_types
-from tunelog.events.jobs import JobStarted
+from tunelog.events.jobs import JobCancelled, JobStarted
 from tunelog.events.runs import ModelAdded, ModelRemoved, RunFinished
 from tunelog.events.state import all_folds
 from tunelog.events.streams import job_stream, run_stream
@@ -97,6 +97,8 @@ def test_a_job_is_shown_by_a_prefix_and_cancelled_with_its_reason(api: API) -> N
     assert reasons == ["not needed"]
     other = submit_job(client)
     ok(client.post(f"/v1/jobs/{other['job_id']}/cancel", json={"command_id": "cancel-1"}), 202)
+    tagged = s.store.append("command-lookup", [], command_id="cancel-1")  # an empty append looks the id up
+    assert [e.type for e in tagged] == ["job-cancel-requested", "job-cancelled"]
     assert [e.event.reason for e in s.store.read(stream=job_stream(other["job_id"]), types=["job-cancel-requested"])] == [
         "cancelled by user"]
 
@@ -136,13 +138,16 @@ def test_status_names_this_daemon_its_projections_counts_and_busy_slots(fresh: A
     job = submit_job(client)
     submit_job(client)
     s.store.append(job_stream(job["job_id"]), [JobStarted(job_id=job["job_id"], pid=7, slot="gpu0", log_path="x")])
+    ended = submit_job(client)["job_id"]  # ran on gpu1 and ended: the slot is free
+    s.store.append(job_stream(ended), [JobStarted(job_id=ended, pid=8, slot="gpu1", log_path="y"),
+                                       JobCancelled(job_id=ended)])
     body = ok(client.get("/v1/status"))
     head = s.store.head()
     assert {k: body[k] for k in ("version", "pid", "data_dir", "socket", "log_file", "head")} == {
         "version": "test-1.2", "pid": os.getpid(), "data_dir": str(s.paths.home), "socket": str(s.paths.socket),
         "log_file": str(s.paths.log_file), "head": head}
     assert body["projections"] == {f.table: head for f in all_folds()}
-    assert body["jobs"] == {"queued": 1, "running": 1} and body["plugins"] == {"failed": 1, "loaded": 2}
+    assert body["jobs"] == {"queued": 1, "running": 1, "cancelled": 1} and body["plugins"] == {"failed": 1, "loaded": 2}
     assert body["slots"] == {"cpu0": None, "gpu0": job["job_id"], "gpu1": None}
     assert body["backend"] == {"kind": "local"}
     assert 0 <= body["uptime_s"] < 600 and round(body["uptime_s"], 3) == body["uptime_s"]
