@@ -227,6 +227,7 @@ def test_a_bad_event_query_names_every_field_and_where_types_are_listed(api: API
                                 {"where": "type", "message": "unknown event type 'a'"},
                                 {"where": "type", "message": "unknown event type 'bogus'"},
                                 {"where": "follow", "message": "must be 0 or 1, got 'yes'"}]}
+    assert [e["position"] for e in ok(client.get("/v1/events", params={"limit": 1}))["events"]] == [1]  # from the start
     for follow_value in ("0", "false"):
         assert ok(client.get("/v1/events", params={"limit": 1, "follow": follow_value}))["events"]
     assert error(client.get("/v1/events", params={"limit": "0"}), 422)["problems"][0]["where"] == "limit"
