@@ -189,6 +189,7 @@ def model_events(s: Services, name: str) -> list[int]:
 def test_events_page_by_position_with_the_next_cursor(api: API) -> None:
     client, s = api
     mine = model_events(s, "paged")
+    s.store.append("model-later", [ModelAdded(name="later", ref="x")])  # the head moves past the stream
     stream = {"stream": "model-paged"}
     two = ok(client.get("/v1/events", params={**stream, "limit": 2}))
     assert [e["position"] for e in two["events"]] == mine[:2] and two["next_after"] == mine[1]
@@ -228,6 +229,9 @@ def test_a_bad_event_query_names_every_field_and_where_types_are_listed(api: API
                                 {"where": "type", "message": "unknown event type 'bogus'"},
                                 {"where": "follow", "message": "must be 0 or 1, got 'yes'"}]}
     assert [e["position"] for e in ok(client.get("/v1/events", params={"limit": 1}))["events"]] == [1]  # from the start
+    long = error(client.get("/v1/events", params={"type": "t" * 50, "follow": "f" * 50}), 422)["problems"]
+    assert long == [{"where": "type", "message": f"unknown event type {'t' * 40!r}"},
+                    {"where": "follow", "message": f"must be 0 or 1, got {'f' * 40!r}"}]
     for follow_value in ("0", "false"):
         assert ok(client.get("/v1/events", params={"limit": 1, "follow": follow_value}))["events"]
     assert error(client.get("/v1/events", params={"limit": "0"}), 422)["problems"][0]["where"] == "limit"
