@@ -398,6 +398,11 @@ class JobRunner:
         else:
             anyio.from_thread.run_sync(fn, token=token)
 
+    @property
+    def stopping(self) -> bool:
+        """Whether the daemon is stopping: no job is taken any more, the next daemon takes them."""
+        return self._stopping
+
     async def shutdown(self) -> None:
         """Stop starting jobs; stop running workers (SIGTERM, grace, SIGKILL) and mark them interrupted.
 

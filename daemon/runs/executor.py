@@ -244,6 +244,8 @@ class RunExecutor:
         try:
             return self._start(row, node_id, node, spec)
         except TunelogError as exc:  # e.g. the plugin is gone or its job cannot be queued
+            if self.jobs.stopping:  # not the node's fault: the next daemon starts it
+                raise
             return [R.NodeFailed(run_id=row.run_id, node=node_id, job_id="", state="failed",
                                  error=f"could not start: {exc.message}")]
 
@@ -326,6 +328,8 @@ class RunExecutor:
             try:
                 return self._start(row, node_id, node, spec)  # continues from the job's checkpoint, if any
             except TunelogError as exc:  # e.g. its plugin is gone: the run must end, not wait for ever
+                if self.jobs.stopping:  # not the node's fault: the next daemon resumes it
+                    raise
                 return [R.NodeFailed(run_id=row.run_id, node=node_id, job_id=job.job_id, state="failed",
                                      error=f"could not resume: {exc.message}")]
         return [R.NodeFailed(run_id=row.run_id, node=node_id, job_id=job.job_id, state=job.state,

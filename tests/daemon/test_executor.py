@@ -544,3 +544,18 @@ def test_the_resume_budget_counts_the_attempts_after_the_first_that_started(s: S
     once.advance()
     node = s.runs.find(row.run_id).nodes["x"]
     assert node.state == "failed" and len(node.jobs) == 2
+
+
+def test_nodes_the_stopping_daemon_cannot_start_are_left_for_the_next_one_not_failed(s: Services) -> None:
+    """While the job runner shuts down it takes no job: an interrupted node to resume and a pending
+    node whose input just arrived stay as they are (the next daemon starts them), not failed."""
+    row = s.runs.submit(CHAIN)
+    s.runs.advance()
+    end(s, job_of(s, row.run_id, "a"), outputs={"rows": [1, 2]})
+    end(s, job_of(s, row.run_id, "c"), "interrupted", checkpoint=(1, "1" * 64))
+    anyio.run(s.jobs.shutdown)
+    assert s.jobs.stopping
+    s.runs.advance()
+    row = s.runs.find(row.run_id)
+    assert (row.state, states(row)) == ("running", {"a": "completed", "b": "pending", "c": "queued"})
+    assert not [e for t, e in run_events(s, row.run_id) if t == "node-failed"]
