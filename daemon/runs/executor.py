@@ -241,13 +241,19 @@ class RunExecutor:
             return [R.NodeSkipped(run_id=row.run_id, node=node_id, reason=f"upstream node {bad[0]!r} did not complete")]
         if any(row.nodes[u].state not in NODE_DONE for u in upstream):
             return []
+        return self._start_or_fail(row, node_id, node, spec, job_id="", verb="start")
+
+    def _start_or_fail(self, row: RunRow, node_id: str, node: NodeRow, spec: dict[str, Any], *,
+                       job_id: str, verb: str) -> list[Event]:
+        """Start (or resume) the node, or fail it saying why it could not (e.g. its plugin is gone),
+        so its run ends instead of waiting for ever; while the daemon stops, leave it for the next."""
         try:
             return self._start(row, node_id, node, spec)
-        except TunelogError as exc:  # e.g. the plugin is gone or its job cannot be queued
+        except TunelogError as exc:
             if self.jobs.stopping:  # not the node's fault: the next daemon starts it
                 raise
-            return [R.NodeFailed(run_id=row.run_id, node=node_id, job_id="", state="failed",
-                                 error=f"could not start: {exc.message}")]
+            return [R.NodeFailed(run_id=row.run_id, node=node_id, job_id=job_id, state="failed",
+                                 error=f"could not {verb}: {exc.message}")]
 
     def _start(self, row: RunRow, node_id: str, node: NodeRow, spec: dict[str, Any]) -> list[Event]:
         inputs = {port: substitute(v, lambda node, out: row.nodes[node].outputs.get(out))
@@ -324,13 +330,7 @@ class RunExecutor:
             return [R.NodeCompleted(run_id=row.run_id, node=node_id, job_id=job.job_id, cache_key=node.cache_key,
                                     outputs=job.outputs, output_types=types)]
         if job.state == JobState.INTERRUPTED and not row.cancel_requested and self._resumes(node) < self.max_resumes:
-            spec = row.graph["nodes"][node_id]
-            try:
-                return self._start(row, node_id, node, spec)  # continues from the job's checkpoint, if any
-            except TunelogError as exc:  # e.g. its plugin is gone: the run must end, not wait for ever
-                if self.jobs.stopping:  # not the node's fault: the next daemon resumes it
-                    raise
-                return [R.NodeFailed(run_id=row.run_id, node=node_id, job_id=job.job_id, state="failed",
-                                     error=f"could not resume: {exc.message}")]
+            # Continues from the job's checkpoint, if any.
+            return self._start_or_fail(row, node_id, node, row.graph["nodes"][node_id], job_id=job.job_id, verb="resume")
         return [R.NodeFailed(run_id=row.run_id, node=node_id, job_id=job.job_id, state=job.state,
                              error=job.error or job.state)]
