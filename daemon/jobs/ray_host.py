@@ -25,8 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from tunelog.daemon.jobs.processes import signal_name
+
 _HEADER = struct.Struct(">I")
 _TAIL_BYTES = 32_768
+_SETTLE_S = 10.0
+"""How long a rank whose worker failed waits for the other ranks' exit status before it raises."""
 
 
 class JobHost:
@@ -39,7 +43,7 @@ class JobHost:
         self._done = threading.Condition()
         self._proc: subprocess.Popen[bytes] | None = None
         self._returncode: int | None = None
-        self._rank0_returncode: int | None = None  # a Ray Train run's rank 0 worker, once it ended
+        self._rank_ends: dict[int, int] = {}  # a Ray Train run's ranks whose worker ended: exit status
         self._forced = False
         self._started = False
         self._stop_asked = False
@@ -106,10 +110,15 @@ class JobHost:
                 self._next += 1
             self._done.notify_all()
 
-    def rank0_ended(self, returncode: int) -> None:
-        """A Ray Train run's rank 0 worker has ended; the job ends when the whole run has."""
+    def rank_ended(self, rank: int, returncode: int) -> None:
+        """A Ray Train run's rank has seen its worker end; the job ends when the whole run has."""
         with self._done:
-            self._rank0_returncode = returncode
+            self._rank_ends[rank] = returncode
+
+    def rank_ends(self) -> dict[int, int]:
+        """The ranks whose worker has ended so far, and their exit status."""
+        with self._done:
+            return dict(self._rank_ends)
 
     def finish(self, returncode: int) -> None:
         """The worker has ended (the first exit status counts)."""
@@ -153,11 +162,10 @@ class JobHost:
             with open(self._log, "a") as log:
                 log.write(f"tunelog: the Ray Train run failed: {exc}\n")
             with self._done:
-                rank0 = self._rank0_returncode
-                if rank0 is None:  # rank 0's worker never ended: the group lost a worker or node
-                    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-                    self._lost = f"the Ray Train run lost a worker or its node before rank 0 ended: {first[:300]}"
-            self.finish(rank0 if rank0 else 1)
+                returncode, lost = ray_train_outcome(dict(self._rank_ends), str(exc) or type(exc).__name__,
+                                                     stop_asked=self._stop_asked)
+                self._lost = lost
+            self.finish(returncode)
 
     def take(self, after: int, wait_s: float = 1.0) -> dict[str, Any]:
         """Frames with ids above `after` (waiting up to `wait_s` for one), and the exit status once
@@ -294,13 +302,42 @@ def train_ddp_worker(config: dict[str, Any]) -> None:
             break
         time.sleep(0.5)
     rc = proc.wait()
+    ray.get(host.rank_ended.remote(rank, rc))  # at once: which rank failed first decides the outcome
     if reader is not None:
         reader.join()
     finish_job(location, job, config["job_id"], log_name="worker.log" if rank == 0 else f"worker-rank{rank}.log")
-    if reader is not None:
-        ray.get(host.rank0_ended.remote(rc))
     if rc != 0:
+        # Ray Train ends the other ranks as soon as one raises: give a rank whose worker was
+        # killed (and so did not fail on its own) the time to say so before this one raises.
+        deadline = time.monotonic() + _SETTLE_S
+        while len(ray.get(host.rank_ends.remote())) < int(os.environ["WORLD_SIZE"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
         raise RuntimeError(f"rank {rank}: the worker exited with status {rc}")
+
+
+def ray_train_outcome(ends: dict[int, int], error: str, *, stop_asked: bool) -> tuple[int, str | None]:
+    """(exit status, reason the job was lost or None) of a Ray Train run whose `fit` raised.
+
+    `ends` holds the exit status of each rank's worker that ended while its Ray Train worker lived.
+    A worker that died from a signal (the OOM killer's SIGKILL), or a failure no rank reported (a
+    Ray Train worker or its node died), lost a member of the group: the other ranks' collective
+    errors follow from it, whichever rank noticed first, so the job is interrupted and its run
+    resumes it. Workers that only exited with an error status failed the job, with rank 0's
+    status where rank 0 failed. A stop asked for is never a loss: its own outcome counts.
+    """
+    first = next((line.strip() for line in error.splitlines() if line.strip()), "")[:300]
+    killed = sorted(rank for rank, rc in ends.items() if rc < 0)
+    failed = {rank: rc for rank, rc in ends.items() if rc > 0}
+    returncode = ends.get(0) or next(iter(failed.values()), 1)
+    if stop_asked:
+        return returncode, None
+    if killed:
+        rank = killed[0]
+        return returncode, (f"the Ray Train run lost a worker: rank {rank}'s worker died from "
+                            f"{signal_name(-ends[rank])}; {first}")
+    if not failed:
+        return returncode, f"the Ray Train run lost a worker or its node: {first}"
+    return returncode, None
 
 
 def _killpg(pgid: int, sig: int) -> None:

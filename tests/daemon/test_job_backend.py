@@ -172,3 +172,27 @@ def test_a_node_asks_the_ray_cluster_for_devices_nodes_and_a_gpu_type_and_this_m
         assert refused.value.problems[0]["where"] == field
         assert hint in str(refused.value.hint)
     assert store.head() == head  # nothing queued
+
+
+@pytest.mark.parametrize("ends", [{1: -9}, {0: 1, 1: -9}, {1: -9, 0: 1}])
+def test_a_ray_train_rank_killed_by_a_signal_loses_the_job_whichever_rank_failed_first(ends: dict[int, int]) -> None:
+    """The killed rank is named, though rank 0 (whose collectives broke when its peer died) may
+    have exited with an error before the killed rank's death was seen."""
+    from tunelog.daemon.jobs.ray_host import ray_train_outcome
+
+    rc, lost = ray_train_outcome(ends, "\nTrainingFailedError: rank 1: the worker exited with status -9\nmore",
+                                 stop_asked=False)
+    assert lost == ("the Ray Train run lost a worker: rank 1's worker died from SIGKILL; "
+                    "TrainingFailedError: rank 1: the worker exited with status -9")
+    assert rc == ends.get(0, 1)
+
+
+def test_ray_train_ranks_that_exit_with_an_error_fail_the_job_and_a_silent_failure_is_a_lost_node() -> None:
+    from tunelog.daemon.jobs.ray_host import ray_train_outcome
+
+    assert ray_train_outcome({0: 3, 1: 1}, "boom", stop_asked=False) == (3, None)  # rank 0's status
+    assert ray_train_outcome({1: 2}, "boom", stop_asked=False) == (2, None)  # rank 0 was ended by Ray Train
+    assert ray_train_outcome({}, "ActorDiedError: node gone\n", stop_asked=False) == (
+        1, "the Ray Train run lost a worker or its node: ActorDiedError: node gone")
+    assert ray_train_outcome({0: 0}, "x", stop_asked=False) == (1, "the Ray Train run lost a worker or its node: x")
+    assert ray_train_outcome({1: -15, 0: 1}, "stopped", stop_asked=True) == (1, None)  # a stop is not a loss

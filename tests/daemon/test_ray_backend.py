@@ -384,7 +384,7 @@ def test_a_rank_whose_worker_dies_interrupts_the_two_device_job_and_the_run_resu
         assert (first["step"] or 0) < 400, first  # it did not train to the end on rank 0 alone
         reason = [json.loads(p)["reason"] for k, p, _ in events(home, job_id) if k == "job-interrupted"]
         assert len(reason) == 1 and reason[0].startswith(
-            "the Ray Train run lost a worker or its node before rank 0 ended: "), reason
+            "the Ray Train run lost a worker: rank 1's worker died from SIGKILL; "), reason
         node = view["run"]["nodes"]["train"]
         assert node["jobs"][0] == job_id and len(node["jobs"]) == 2, node
         assert view["run"]["state"] == "succeeded", node
