@@ -203,6 +203,14 @@ def test_events_page_by_position_with_the_next_cursor(api: API) -> None:
     assert two["events"][0]["event"] == {"type": "model-added", "name": "paged", "ref": "a", "note": ""}
 
 
+def test_events_without_a_limit_come_a_page_at_a_time(api: API) -> None:
+    client, s = api
+    added = s.store.append("model-paged-default", [ModelAdded(name="p", ref=str(i)) for i in range(PAGE + 1)])
+    page = ok(client.get("/v1/events", params={"stream": "model-paged-default"}))
+    assert [e["position"] for e in page["events"]] == [e.position for e in added[:PAGE]]
+    assert page["next_after"] == added[PAGE - 1].position  # not the head: one event is left
+
+
 def test_events_filter_by_types_given_comma_separated_or_repeated(api: API) -> None:
     client, s = api
     mine = model_events(s, "typed")

@@ -264,3 +264,51 @@ def test_operations_of_loaded_plugins_and_presets_naming_their_plugin(api: API) 
     assert ok(client.get("/v1/presets")) == {"presets": {"fast": {"description": "Quick.", "params": {"lr": 0.5},
                                                                   "plugin": "tuned"}}}
 
+
+
+def tagged(s: Services, command_id: str) -> list[str]:
+    """The types of the events a command id tagged (an empty append with the id looks it up)."""
+    return [e.type for e in s.store.append("command-lookup", [], command_id=command_id)]
+
+
+def test_run_cancel_resume_and_a_workflow_save_tag_their_events_with_the_command_id(api: API) -> None:
+    """A daemon killed between the append and the answer answers the client's retry from the tag."""
+    client, s = api
+    run_id = submit(client, graph=GRAPH)["run"]["run_id"]
+    ok(client.post(f"/v1/runs/{run_id}/cancel", json={"command_id": "tag-cancel"}), 202)
+    assert tagged(s, "tag-cancel") == ["run-cancel-requested"]
+    s.store.append(run_stream(run_id), [NodeFailed(run_id=run_id, node="a", job_id="ja", state="cancelled", error="x"),
+                                        RunFinished(run_id=run_id, state="cancelled")])
+    ok(client.post(f"/v1/runs/{run_id}/resume", json={"command_id": "tag-resume"}), 202)
+    assert tagged(s, "tag-resume") == ["run-resumed"]
+    ok(client.post("/v1/workflows", json={"name": "tagged-flow", "graph": GRAPH, "command_id": "tag-save"}), 201)
+    assert tagged(s, "tag-save") == ["workflow-saved"]
+
+
+def test_a_long_bad_adapter_prefix_is_quoted_to_70_characters(api: API) -> None:
+    client, _ = api
+    err = error(client.get("/v1/adapters", params={"prefix": "g" * 71 + "h"}), 422)
+    assert err["problems"] == [{"where": "prefix",
+                                "message": f"a lowercase hex prefix of an adapter's sha256, got {'g' * 70!r}"}]
+
+
+def test_the_lineage_route_shows_a_runs_resumes_its_nodes_jobs_and_its_adapters(api: API) -> None:
+    client, s = api
+    run_id = submit(client, graph=TWO)["run"]["run_id"]
+    first, second = (ok(client.post("/v1/jobs", json={"plugin": "testops", "operation": "sleep"}), 201)["job"]["job_id"]
+                     for _ in range(2))
+    sha = "d" * 64
+    s.store.append(run_stream(run_id), [
+        NodeQueued(run_id=run_id, node="a", job_id=first, cache_key="ka", inputs={}),
+        NodeQueued(run_id=run_id, node="a", job_id=second, cache_key="ka", inputs={}),
+        NodeCompleted(run_id=run_id, node="a", job_id=second, cache_key="ka", outputs={"adapter": sha},
+                      output_types={"adapter": "adapter"}),
+        NodeFailed(run_id=run_id, node="b", job_id="jb", state="failed", error="x"),
+        RunFinished(run_id=run_id, state="failed")])
+    ok(client.post(f"/v1/runs/{run_id}/resume", json={}), 202)
+    tree = ok(client.get(f"/v1/runs/{run_id}/lineage"))["lineage"]
+    kids = {c["kind"]: c for c in tree["children"]}
+    assert kids["resume"]["label"] == "nodes run again: b"
+    assert [(j["id"], j["state"], j["label"]) for j in kids["node"]["children"]] == [
+        (first, "queued", "no checkpoint"), (second, "queued", "no checkpoint")]  # states from the jobs table
+    assert (kids["adapter"]["id"], kids["adapter"]["label"]) == (sha, "node a")
