@@ -99,7 +99,7 @@ async def read_body(request: Request, kind: type[T]) -> T:
     try:
         decoded = msgspec.convert(raw, type=kind)
     except msgspec.ValidationError as exc:
-        where, _, msg = _split_path(str(exc))
+        where, msg = _split_path(str(exc))
         raise ValidationError.collect("the request body is invalid", [(where, msg)]) from exc
     request.state.body = decoded
     return decoded
@@ -117,9 +117,10 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _split_path(text: str) -> tuple[str, str, str]:
-    # msgspec: "Expected `int`, got `str` - at `$.params.lr`"
+def _split_path(text: str) -> tuple[str, str]:
+    """(where, message) of a msgspec error: "Expected `int`, got `str` - at `$.params.lr`" is at
+    `params.lr`; an error without a path is about the whole body."""
     if " - at `" in text:
         msg, _, rest = text.partition(" - at `")
-        return rest.rstrip("`").replace("$.", "").replace("$", "body"), "", msg
-    return "body", "", text
+        return rest.rstrip("`").replace("$.", "").replace("$", "body"), msg
+    return "body", text

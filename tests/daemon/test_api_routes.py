@@ -336,6 +336,9 @@ def test_state_at_a_position_shows_the_projections_then(api: API) -> None:
     start = ok(client.get("/v1/state", params={"at": "0", "tables": "models"}))
     assert start == {"at": 0, "head": s.store.head(), "time": None, "tables": {"models": []}}
     assert ok(client.get("/v1/state", params={"at": s.store.head()}))["at"] == s.store.head()
+    # the time is that of the event at the position, not of one after it (one append each: times differ)
+    first, *_ = [s.store.append(f"model-timed-{i}", [ModelAdded(name=f"timed{i}", ref="x")])[0] for i in range(3)]
+    assert ok(client.get("/v1/state", params={"at": first.position, "tables": "models"}))["time"] == first.time
 
 
 @pytest.mark.parametrize("at", ["", "x", "-1", "HEAD+1"])
