@@ -141,3 +141,37 @@ def test_events_without_an_adapter_leave_the_adapter_row_as_it_is() -> None:
     for e in (no_adapter, not_a_str, merged("s3", kind="model"), R.ModelAdded(name="a", ref="b")):
         assert evolve_adapter(None, StampedEvent(position=1, time=0.0, event=e)) is None
         assert evolve_adapter(existing, StampedEvent(position=1, time=0.0, event=e)) is existing
+
+
+def test_the_runs_projection_of_a_real_store_follows_every_run_event_after_each_append(tmp_path: Any) -> None:
+    """The runs fold in a real SQLite store, after each append and after a rebuild, equals
+    `evolve_run` over every event of the log touching the run: a type missing from the fold's tags
+    (the store never shows it the event) shows as a difference at the append where it counts."""
+    from tunelog.events import jobs as J
+    from tunelog.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "log.sqlite")
+    submit = R.RunSubmitted(run_id="r1", graph={"nodes": {}}, order=["a", "b", "c", "d"], code={})
+    steps: list[tuple[str, Event]] = [
+        ("run-r1", submit),
+        ("run-r1", R.NodeQueued(run_id="r1", node="a", job_id="j1", cache_key="ka", inputs={})),
+        ("job-j1", J.JobStarted(job_id="j1", pid=7, slot="cpu0", log_path="l", run_id="r1")),
+        ("run-r1", R.TrainingStarted(run_id="r1", job_id="j1", params={"lr": 0.1}, seed=3, libraries={}, device={},
+                                     model={}, dataset={}, determinism={})),
+        ("run-r1", R.NodeCompleted(run_id="r1", node="a", job_id="j1", cache_key="ka", outputs={"x": "1"})),
+        ("run-r1", R.NodeCached(run_id="r1", node="b", cache_key="kb", outputs={"y": "2"}, source_job="j0")),
+        ("run-r1", R.NodeQueued(run_id="r1", node="c", job_id="j2", cache_key="kc", inputs={})),
+        ("run-r1", R.NodeFailed(run_id="r1", node="c", job_id="j2", state="failed", error="boom")),
+        ("run-r1", R.NodeSkipped(run_id="r1", node="d", reason="an input failed")),
+        ("run-r1", R.RunCancelRequested(run_id="r1", reason="stop")),
+        ("run-r1", R.RunFinished(run_id="r1", state="failed")),
+        ("run-r1", R.RunResumed(run_id="r1", nodes=["c", "d"])),
+    ]
+    expected: RunRow | None = None
+    for stream, event in steps:
+        [env] = store.append(stream, [event])
+        expected = evolve_run(expected, StampedEvent(position=env.position, time=env.time, event=env.event))
+        assert store.get("runs", "r1") == expected, event
+    assert expected is not None and expected.training and expected.nodes["d"].state == "pending"
+    assert store.rebuild() > 0
+    assert store.get("runs", "r1") == expected
