@@ -20,8 +20,9 @@ log = logging.getLogger("tunelog.peer")
 def peer_uid(sock: socket.socket) -> int | None:
     """The uid of the process on the other end of a Unix socket, or None if it cannot be told."""
     if hasattr(socket, "SO_PEERCRED"):
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _pid, uid, _gid = struct.unpack("3i", creds)
+        # struct ucred: a signed pid_t, then unsigned uid_t and gid_t (a uid from 2**31 up is positive)
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("iII"))
+        _pid, uid, _gid = struct.unpack("iII", creds)
         return int(uid)
     getpeereid = getattr(os, "getpeereid", None)  # macOS / BSD, when Python exposes it
     if getpeereid is not None:
