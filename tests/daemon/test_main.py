@@ -1,0 +1,166 @@
+"""Daemon start-up and shutdown (`run_daemon`) in this process: the real composition root serving
+the API on its Unix socket, with a test extension (as the web UI is one) that talks to it over the
+socket and then stops it by SIGTERM or over the API. The daemon tests do the same with a daemon
+subprocess, which mutation testing cannot credit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import stat
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from tests.daemon.daemon_proc import FIXTURES
+from tunelog.daemon.lock import InstanceLock
+from tunelog.daemon.main import configure_logging, run_daemon
+from tunelog.daemon.paths import Paths
+from tunelog.daemon.services import Services
+from tunelog.events import jobs as J
+from tunelog.events.errors import ConflictError
+from tunelog.events.streams import DAEMON_STREAM
+from tunelog.events.system import DaemonStarted, DaemonStopped
+from tunelog.store.sqlite import SqliteStore
+
+Probe = Callable[[httpx.AsyncClient, Services], Any]
+
+
+@pytest.fixture
+def daemon_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The daemon's settings from the environment; the process's logging and umask put back after."""
+    monkeypatch.setenv("TUNELOG_PLUGIN_DIRS", f"{os.pathsep}{FIXTURES}{os.pathsep}")  # empty entries are skipped
+    monkeypatch.setenv("TUNELOG_NO_BUILTINS", "1")
+    monkeypatch.setenv("TUNELOG_SLOTS", "cpu0,,gpu0")
+    monkeypatch.setenv("TUNELOG_GRACE_S", "2.5")
+    monkeypatch.setenv("TUNELOG_WARM_WORKERS", "off")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    umask = os.umask(0o022)
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:], root.level = handlers, level
+        os.umask(umask)
+
+
+def serve(paths: Paths, probe: Probe) -> dict[str, Any]:
+    """Run the daemon until `probe` (called once it serves, with a client on its socket) has it stop."""
+    seen: dict[str, Any] = {}
+
+    async def extension(services: Services, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        task_status.started()
+        transport = httpx.AsyncHTTPTransport(uds=str(paths.socket))
+        async with httpx.AsyncClient(transport=transport, base_url="http://tunelog", timeout=30) as client:
+            seen.update(await probe(client, services))
+        await anyio.sleep_forever()
+
+    run_daemon(paths, to_stderr=False, extensions=[extension])
+    return seen
+
+
+def daemon_events(paths: Paths) -> list[Any]:
+    store = SqliteStore(paths.db)
+    try:
+        return [e.event for e in store.read(stream=DAEMON_STREAM)]
+    finally:
+        store.close()
+
+
+def test_the_daemon_serves_its_settings_until_sigterm_and_records_its_start_and_stop(tmp_path: Path,
+                                                                                     daemon_env: None) -> None:
+    paths = Paths.from_env(tmp_path / "home")
+
+    async def probe(client: httpx.AsyncClient, services: Services) -> dict[str, Any]:
+        status = (await client.get("/v1/status")).json()
+        plugins = (await client.get("/v1/plugins")).json()
+        seen = {"status": status, "plugins": plugins, "grace_s": services.jobs.grace_s, "warm": services.jobs.warm,
+                "socket_mode": stat.S_IMODE(paths.socket.stat().st_mode),
+                "lock": InstanceLock(paths.lock, socket=paths.socket)}
+        with pytest.raises(ConflictError):
+            seen["lock"].acquire()  # held while it serves
+        os.kill(os.getpid(), signal.SIGTERM)
+        return seen
+
+    seen = serve(paths, probe)
+    status = seen["status"]
+    assert status["version"] and status["pid"] == os.getpid() and status["data_dir"] == str(paths.home)
+    assert status["slots"] == {"cpu0": None, "gpu0": None} and status["backend"] == {"kind": "local"}
+    assert [p["name"] for p in seen["plugins"]["plugins"]] == ["testops"]  # the fixtures, no built-ins
+    assert seen["grace_s"] == 2.5 and seen["warm"] is None and seen["socket_mode"] == 0o600
+
+    started, stopped = daemon_events(paths)
+    assert started == DaemonStarted(pid=os.getpid(), version=status["version"], data_dir=str(paths.home),
+                                    socket=str(paths.socket))
+    assert stopped == DaemonStopped(pid=os.getpid(), reason="SIGTERM")
+    assert not paths.socket.exists()
+    seen["lock"].acquire()  # released
+    seen["lock"].release()
+    log = paths.log_file.read_text()
+    assert f"INFO tunelog.daemon: tunelog {status['version']} serving on {paths.socket}" in log
+    assert log.index("stopping: SIGTERM") < log.index("INFO tunelog.daemon: stopped")
+    assert stat.S_IMODE(paths.log_file.stat().st_mode) == 0o600  # under the daemon's umask, not 022
+
+
+def test_a_stop_over_the_api_interrupts_running_jobs_before_the_stop_is_recorded(tmp_path: Path,
+                                                                                 daemon_env: None) -> None:
+    paths = Paths.from_env(tmp_path / "home")
+
+    async def probe(client: httpx.AsyncClient, services: Services) -> dict[str, Any]:
+        job = (await client.post("/v1/jobs", json={"plugin": "testops", "operation": "sleep",
+                                                   "params": {"seconds": 120}})).json()["job"]
+        with anyio.fail_after(60):
+            while services.tables.jobs.get(job["job_id"]).state != "running":  # type: ignore[union-attr]
+                await anyio.sleep(0.05)
+        stop = await client.post("/v1/daemon/stop", json={})
+        return {"job_id": job["job_id"], "stop": stop.status_code}
+
+    seen = serve(paths, probe)
+    assert seen["stop"] == 202
+    store = SqliteStore(paths.db)
+    try:
+        interrupted = store.read(stream=f"job-{seen['job_id']}")[-1]
+        stopped = store.read(stream=DAEMON_STREAM)[-1]
+    finally:
+        store.close()
+    assert interrupted.event == J.JobInterrupted(job_id=seen["job_id"], reason="daemon stopped")
+    assert stopped.event == DaemonStopped(pid=os.getpid(), reason="stop requested over the API")
+    assert interrupted.position < stopped.position  # workers stopped first, then the stop recorded
+
+
+def test_a_second_daemon_on_a_data_dir_is_refused_before_it_records_anything(tmp_path: Path,
+                                                                             daemon_env: None) -> None:
+    paths = Paths.from_env(tmp_path / "home")
+    paths.ensure()
+    held = InstanceLock(paths.lock, socket=paths.socket)
+    held.acquire()
+    try:
+        with pytest.raises(ConflictError, match="already running"):
+            run_daemon(paths, to_stderr=False)
+    finally:
+        held.release()
+    assert not paths.db.exists() and not paths.socket.exists()
+
+
+def test_logging_goes_to_the_log_file_and_to_stderr_only_in_the_foreground(tmp_path: Path, daemon_env: None) -> None:
+    paths = Paths.from_env(tmp_path / "home")
+    paths.ensure()
+    root = logging.getLogger()
+    for to_stderr in (False, True):
+        configure_logging(paths, to_stderr=to_stderr)
+        kinds = [(type(h), getattr(h, "stream", None)) for h in root.handlers]
+        assert kinds[0][0] is logging.FileHandler and root.level == logging.INFO
+        assert kinds[1:] == ([(logging.StreamHandler, sys.stderr)] if to_stderr else [])
+        logging.getLogger("tunelog.daemon").info("hello %s", to_stderr)
+    lines = paths.log_file.read_text().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == ["INFO tunelog.daemon: hello False",
+                                                         "INFO tunelog.daemon: hello True"]
