@@ -18,7 +18,9 @@ import anyio
 import httpx
 import pytest
 
+import tunelog.plugins
 from tests.daemon.daemon_proc import FIXTURES
+from tunelog.daemon.jobs.runner import detect_slots
 from tunelog.daemon.lock import InstanceLock
 from tunelog.daemon.main import configure_logging, run_daemon
 from tunelog.daemon.paths import Paths
@@ -164,3 +166,26 @@ def test_logging_goes_to_the_log_file_and_to_stderr_only_in_the_foreground(tmp_p
     lines = paths.log_file.read_text().splitlines()
     assert [line.split(" ", 2)[2] for line in lines] == ["INFO tunelog.daemon: hello False",
                                                          "INFO tunelog.daemon: hello True"]
+
+
+def test_without_settings_the_daemon_uses_its_defaults(tmp_path: Path, daemon_env: None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TUNELOG_PLUGIN_DIRS", "TUNELOG_NO_BUILTINS", "TUNELOG_SLOTS", "TUNELOG_GRACE_S",
+                 "TUNELOG_WARM_WORKERS"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TUNELOG_WARM_MODULES", "")  # the warm host imports nothing up front (a fast start)
+    paths = Paths.from_env(tmp_path / "home")
+
+    async def probe(client: httpx.AsyncClient, services: Services) -> dict[str, Any]:
+        status = (await client.get("/v1/status")).json()
+        services.request_stop("test done")
+        return {"slots": list(status["slots"]), "grace_s": services.jobs.grace_s, "warm": services.jobs.warm,
+                "roots": [root for root, _ in services.plugins.roots],
+                "plugins": {p.name for p in services.tables.plugins.all()}}
+
+    seen = serve(paths, probe)
+    assert seen["slots"] == detect_slots() and seen["grace_s"] == 10.0
+    assert seen["warm"] is not None  # warm workers are on unless turned off
+    assert seen["roots"] == [Path(tunelog.plugins.__file__).parent, paths.user_plugins]
+    assert {"lora_trainer", "evaluate"} <= seen["plugins"]  # the built-in plugins
+    assert daemon_events(paths)[-1] == DaemonStopped(pid=os.getpid(), reason="test done")
