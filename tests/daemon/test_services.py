@@ -5,9 +5,11 @@ scanned and watched, and the wake-ups stop when asked."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 
 from tests.daemon.daemon_proc import FIXTURES
 from tunelog.daemon.paths import Paths
-from tunelog.daemon.services import Notifier, Services, build_services, start_services
+from tunelog.daemon.services import Notifier, Services, _on_loop, build_services, start_services
 from tunelog.events import jobs as J
 from tunelog.events.runs import ModelAdded
 
@@ -63,6 +65,21 @@ async def test_a_notifier_wakes_its_waiters_once_per_commit_and_otherwise_waits_
     assert time.monotonic() - started >= 0.05
 
 
+async def test_a_store_subscriber_runs_in_the_loops_thread_at_once_there_and_soon_from_another() -> None:
+    loop = asyncio.get_running_loop()
+    calls: list[tuple[int, int]] = []
+    call = _on_loop(loop, lambda head: calls.append((head, threading.get_ident())))
+    call(7)  # from the loop's own thread: before `call` returns
+    assert calls == [(7, threading.get_ident())]
+    other = threading.Thread(target=call, args=(8,))
+    other.start()
+    other.join()
+    with anyio.fail_after(10):
+        while len(calls) < 2:
+            await anyio.sleep(0.01)
+    assert calls[1] == (8, threading.get_ident())  # in the loop's thread, not the appender's
+
+
 async def test_start_up_settles_a_dead_daemons_jobs_scans_plugins_and_wakes_on_commits(tmp_path: Path) -> None:
     before = services(tmp_path / "home")  # the daemon that died with a job running
     job = before.jobs.submit(plugin="testops", operation="sleep", params={"seconds": 60}, inputs={},
@@ -80,10 +97,17 @@ async def test_start_up_settles_a_dead_daemons_jobs_scans_plugins_and_wakes_on_c
         assert s.tables.jobs.get(job.job_id).state == "interrupted"  # type: ignore[union-attr]
         assert s.tables.plugins.get("testops").status == "loaded"  # type: ignore[union-attr]
 
-        # a commit wakes the run executor at once (its own timer would take 2 s)
+        # a commit wakes the run executor at once (its own timer would take 2 s): a job's end that
+        # anyone appended advances its run
         run_id = s.runs.submit(ONE_NODE).run_id
         with anyio.fail_after(1.5):
-            while s.runs.find(run_id).nodes["n"].job_id is None:
+            while (job_id := s.runs.find(run_id).nodes["n"].job_id) is None:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.1)  # the executor is back asleep, on its 2 s timer
+        s.store.append(f"job-{job_id}", [J.JobStarted(job_id=job_id, pid=dead_pid(), slot="cpu0", log_path="-"),
+                                         J.JobSucceeded(job_id=job_id, outputs={"text": "woken"}, duration_s=0.1)])
+        with anyio.fail_after(1.5):
+            while s.runs.find(run_id).nodes["n"].state in ("queued", "running"):
                 await anyio.sleep(0.01)
 
         # and the followers, whichever thread appended
