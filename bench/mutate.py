@@ -42,7 +42,8 @@ TESTS = {
                "tests/daemon/test_api.py", "tests/daemon/test_verify.py", "tests/daemon/test_reproduce_api.py",
                "tests/daemon/test_paging.py", "tests/daemon/test_api_guard.py", "tests/daemon/test_plugin_checks.py",
                "tests/daemon/test_jobs_resume_checkpoint.py", "tests/daemon/test_commands.py", "tests/daemon/test_api_limits.py", "tests/daemon/test_snapshots.py", "tests/daemon/test_cache_key.py",
-               "tests/daemon/test_lock.py", "tests/daemon/test_peer.py"],
+               "tests/daemon/test_lock.py", "tests/daemon/test_peer.py", "tests/daemon/test_services.py",
+               "tests/daemon/test_main.py"],
     "trainer": ["tests/plugins/test_checkpoint.py"],
 }
 # A target that is part of a folder: what is mutated (below src/tunelog/; default: the folder itself).
