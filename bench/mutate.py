@@ -42,15 +42,15 @@ TESTS = {
                "tests/daemon/test_api.py", "tests/daemon/test_verify.py", "tests/daemon/test_reproduce_api.py",
                "tests/daemon/test_paging.py", "tests/daemon/test_api_guard.py", "tests/daemon/test_plugin_checks.py",
                "tests/daemon/test_jobs_resume_checkpoint.py", "tests/daemon/test_commands.py", "tests/daemon/test_api_limits.py", "tests/daemon/test_snapshots.py", "tests/daemon/test_cache_key.py",
-               "tests/daemon/test_lock.py", "tests/daemon/test_peer.py"],
+               "tests/daemon/test_lock.py", "tests/daemon/test_peer.py", "tests/daemon/test_services.py",
+               "tests/daemon/test_main.py"],
     "trainer": ["tests/plugins/test_checkpoint.py"],
 }
 # A target that is part of a folder: what is mutated (below src/tunelog/; default: the folder itself).
 SOURCES = {"trainer": "plugins/lora_trainer/checkpoint.py"}
 # Code no test can sensibly exercise in-process, or that only wires parts together.
 DO_NOT_MUTATE = {
-    "daemon": ["src/tunelog/daemon/__main__.py", "src/tunelog/daemon/main.py", "src/tunelog/daemon/worker.py",
-               "src/tunelog/daemon/version.py"],
+    "daemon": ["src/tunelog/daemon/__main__.py", "src/tunelog/daemon/worker.py", "src/tunelog/daemon/version.py"],
 }
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 # mutmut's first pass (MUTANT_UNDER_TEST=stats) records which tests call which function; a
