@@ -113,6 +113,7 @@ async def _serve(paths: Paths, extensions: Sequence[Extension]) -> None:
                 await tg.start(functools.partial(extension, services))
             await stop.wait()
             log.info("stopping: %s", reason[0])
+            services.notifier.close()  # follow streams end now, not cut by the server's grace timeout
             server.should_exit = True
             await services.jobs.shutdown()
             store.append(DAEMON_STREAM, [DaemonStopped(pid=os.getpid(), reason=reason[0])])

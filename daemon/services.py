@@ -31,13 +31,22 @@ class Notifier:
 
     def __init__(self) -> None:
         self._event = anyio.Event()
+        self.closed = False
+        """The daemon is stopping: followers send what is in the log and end."""
 
     def notify(self, head: int) -> None:
         self._event.set()
         self._event = anyio.Event()
 
+    def close(self) -> None:
+        """Wake every follower for the last time (the daemon stops)."""
+        self.closed = True
+        self._event.set()
+
     async def wait(self, timeout: float) -> None:
-        """Return after the next commit or after `timeout` seconds, whichever comes first."""
+        """Return after the next commit, after `timeout` seconds or at once once closed."""
+        if self.closed:
+            return
         with anyio.move_on_after(timeout):
             await self._event.wait()
 

@@ -78,8 +78,10 @@ async def follow(s: Services, query: Query) -> AsyncIterator[bytes]:
         # (reads and appends share one thread, so nothing commits between the two calls).
         position = envs[-1].position if len(envs) == PAGE else max(head, position)
         if len(envs) < PAGE:
+            if s.notifier.closed:  # the daemon stops: all it had is sent; the client resumes from its last id
+                return
             await s.notifier.wait(KEEPALIVE_S)
-            if s.store.head() == position:
+            if s.store.head() == position and not s.notifier.closed:
                 yield b": keepalive\n\n"
 
 

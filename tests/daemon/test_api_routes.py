@@ -293,6 +293,38 @@ def test_following_sends_history_in_pages_then_keepalives(api: API, monkeypatch:
     assert first[2].startswith(b"data: {") and b'"ref":"0"' in first[2]
 
 
+def test_following_ends_after_the_last_events_once_the_daemon_stops(api: API) -> None:
+    """A stopping daemon closes its notifier: a follower waiting for news sends what was appended
+    and ends, with no keepalive (the server then has no stream to cut)."""
+    _, s = api
+    s = following(s)
+    start = model_events(s, "closing")[-1]
+    got: list[bytes] = []
+
+    async def read() -> None:
+        gen = follow(s, Query(after=start, limit=PAGE, stream="model-closing", types=(), follow=True))
+        got.append(await gen.__anext__())  # ": following"
+        async with anyio.create_task_group() as tg:
+            async def stop() -> None:
+                await anyio.sleep(0.05)  # the follower waits for news
+                s.store.append("model-closing", [ModelAdded(name="closing", ref="last")])
+                s.notifier.close()
+
+            tg.start_soon(stop)
+            with anyio.fail_after(10):
+                got.extend([chunk async for chunk in gen])
+
+    anyio.run(read)
+    assert got[0] == b": following\n\n" and len(got) == 2
+    assert positions(got[1:]) == [s.store.head()]
+
+    async def wait_closed() -> None:
+        with anyio.fail_after(5):  # a closed notifier does not wait out its timeout
+            await s.notifier.wait(60)
+
+    anyio.run(wait_closed)
+
+
 def test_following_a_stream_wakes_on_a_commit_and_sends_only_what_is_new(api: API) -> None:
     _, s = api
     s = following(s)
