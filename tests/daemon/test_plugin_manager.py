@@ -276,3 +276,20 @@ def test_params_and_inputs_are_named_by_default_at_params_and_inputs(env: Env) -
     with pytest.raises(ValidationError) as inputs:
         env.manager.validate_inputs(op, {}, where="nodes.a.inputs")
     assert [p["where"] for p in inputs.value.problems] == ["nodes.a.inputs.data"]
+
+
+@pytest.mark.anyio
+async def test_a_folder_that_cannot_be_read_fails_with_the_reason_until_it_is_fixed(env: Env) -> None:
+    alpha = write_plugin(env.user / "alpha")
+    (alpha / "data.txt").symlink_to(alpha / "nowhere.txt")  # listed, but reading it fails
+    await env.manager.scan()
+    row = env.row("alpha")
+    assert (row.status, row.path, row.code_hash, row.failed_hash) == ("failed", str(alpha), "", "")
+    assert row.error.startswith("the plugin folder could not be read: ") and str(alpha / "data.txt") in row.error
+    assert env.types("alpha") == ["plugin-failed"]
+    head = env.store.head()
+    await env.manager.scan()
+    assert env.store.head() == head  # the same failure is not reported twice
+    (alpha / "data.txt").unlink()
+    await env.manager.scan()
+    assert env.row("alpha").status == "loaded" and env.types("alpha") == ["plugin-failed", "plugin-loaded"]
