@@ -293,3 +293,21 @@ async def test_a_folder_that_cannot_be_read_fails_with_the_reason_until_it_is_fi
     (alpha / "data.txt").unlink()
     await env.manager.scan()
     assert env.row("alpha").status == "loaded" and env.types("alpha") == ["plugin-failed", "plugin-loaded"]
+
+
+@pytest.mark.anyio
+async def test_a_plugin_dir_made_after_the_watcher_started_is_watched(env: Env, tmp_path: Path) -> None:
+    later, extra = tmp_path / "later", tmp_path / "extra"  # e.g. TUNELOG_PLUGIN_DIRS entries
+    write_plugin(extra / "zeta")
+    manager = PluginManager(env.store, env.paths, builtin_dir=env.builtin, extra_dirs=[later, extra])
+    await manager.scan()
+    async with watching(manager):
+        write_plugin(later / "theta")
+        await until(lambda: env.store.get("plugins", "theta") is not None)
+        shutil.rmtree(extra)
+        await until(lambda: env.row("zeta").status == "removed")
+        write_plugin(extra / "eta")  # made again
+        await until(lambda: env.store.get("plugins", "eta") is not None)
+        (later / "theta" / "helper.py").write_text("VALUE = 41\n")  # and still watching the first
+        await until(lambda: env.row("theta").code_hash == code_hash(later / "theta"))
+    assert env.row("theta").status == env.row("eta").status == "loaded"
