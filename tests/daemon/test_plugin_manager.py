@@ -110,10 +110,11 @@ async def test_resolve_names_what_is_missing_and_a_reload_snapshots_the_code_aga
 
 @pytest.mark.anyio
 async def test_one_manifest_problem_is_the_error_and_two_say_one_more(env: Env) -> None:
-    broken_manifest(env.user / "one", version=2)
+    folder = broken_manifest(env.user / "one", version=2)
     broken_manifest(env.user / "two", version=2, description=3)
     await env.manager.scan()
     one, two = env.row("one"), env.row("two")
+    assert (one.status, one.path) == ("failed", str(folder))
     assert [p["where"] for p in one.problems] == ["version"]
     assert one.error == f"invalid manifest: version: {one.problems[0]['message']}"
     assert sorted(p["where"] for p in two.problems) == ["description", "version"]
