@@ -132,22 +132,36 @@ class PluginManager:
     async def _watch_forever(self, ready: anyio.Event) -> None:
         """Feed watchfiles' changes to the settle loop; a failing watcher is restarted, never fatal."""
         while True:
-            fresh = True
             try:
-                roots = [r for r, _ in self.roots if r.is_dir()]
-                async for changes in awatch(*roots, step=self.watch_step_ms, debounce=self.watch_debounce_ms,
-                                            rust_timeout=self.watch_timeout_ms, yield_on_timeout=True):
-                    if fresh:  # the watcher is live: look again at whatever changed before it was
-                        fresh, self._everything = False, True
-                        ready.set()
-                    for _, path in changes:
-                        self._mark_dirty(Path(path))
-                    if self._everything and self._wake is not None:
-                        self._wake.set()
+                await self._watch_roots(ready)
+                continue
             except Exception:
                 log.exception("watching the plugin folders failed; restarting the watcher in 1 s")
             ready.set()
             await anyio.sleep(1)
+
+    async def _watch_roots(self, ready: anyio.Event) -> None:
+        """Watch the plugin dirs that exist now; returns when one appears or goes, to watch the new set.
+
+        A dir that did not exist when the watcher started (a `TUNELOG_PLUGIN_DIRS` entry made
+        later) would otherwise never be watched.
+        """
+        fresh = True
+        roots = self._existing_roots()
+        async for changes in awatch(*roots, step=self.watch_step_ms, debounce=self.watch_debounce_ms,
+                                    rust_timeout=self.watch_timeout_ms, yield_on_timeout=True):
+            if fresh:  # the watcher is live: look again at whatever changed before it was
+                fresh, self._everything = False, True
+                ready.set()
+            for _, path in changes:
+                self._mark_dirty(Path(path))
+            if self._everything and self._wake is not None:
+                self._wake.set()
+            if self._existing_roots() != roots:  # the new watcher's first wake-up looks at everything
+                return
+
+    def _existing_roots(self) -> list[Path]:
+        return [r for r, _ in self.roots if r.is_dir()]
 
     def resolve(self, plugin: str, operation: str) -> Resolved:
         """The registered code of `plugin` and its `operation`, or an error naming what exists."""

@@ -5,8 +5,12 @@ byte for byte what was hashed."""
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from tunelog.daemon.plugin_host.snapshots import code_hash, plugin_files, read_files, snapshot
 
@@ -76,3 +80,24 @@ def test_a_snapshot_is_what_was_hashed_written_once_and_private(tmp_path: Path) 
     digest2, path2 = snapshot(folder, store)
     assert digest2 != digest and (path2 / "backend.py").read_text().endswith("{'v': 2}\n")
     assert sorted(p.name for p in store.iterdir()) == sorted([digest, digest2])
+
+
+def test_a_snapshot_is_named_by_the_bytes_it_holds_even_when_a_file_changes_between_reads(tmp_path: Path) -> None:
+    # Every read of this kernel file gives a new value: a file edited while the snapshot is taken.
+    folder = make_plugin(tmp_path / "p")
+    (folder / "nonce.txt").symlink_to("/proc/sys/kernel/random/uuid")
+    digest, path = snapshot(folder, tmp_path / "code")
+    assert code_hash(path) == digest and (path / "nonce.txt").is_file()
+    assert code_hash(folder) != digest
+
+
+def test_a_snapshot_is_made_when_the_temp_dir_is_on_another_filesystem(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # /tmp on tmpfs and the home on disk is common: the copy is made beside the store, where the
+    # final rename cannot cross filesystems.
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        assert os.stat(other).st_dev != os.stat(tmp_path).st_dev, "needs /dev/shm on another filesystem"
+        monkeypatch.setattr(tempfile, "tempdir", other)
+        digest, path = snapshot(make_plugin(tmp_path / "p"), tmp_path / "code")
+        assert read_files(path) == read_files(tmp_path / "p") and path.name == digest
+        assert os.listdir(other) == []
