@@ -128,8 +128,8 @@ class SharedFolder:
         return self.store.exists(sha)
 
     def put(self, local: ArtifactStore, sha: str) -> None:
-        if not self.store.exists(sha):
-            _copy(local, self.store, sha, where=str(self.store.root / artifact_key(sha)))
+        if not self.store.exists(sha):  # a damaged copy is the daemon's: the message names it
+            _copy(local, self.store, sha, where=str(local.path(sha, verify=False)))
 
     def get(self, sha: str, local: ArtifactStore) -> None:
         """Copy an artifact into `local`, re-hashed; JobError naming it if it is missing or damaged."""

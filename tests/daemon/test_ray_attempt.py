@@ -105,8 +105,10 @@ def test_announced_artifacts_are_copied_from_the_storage_and_a_result_s_other_ha
     assert env.artifacts.read_bytes(report) == b"a report" and env.artifacts.read_bytes(ckpt) == b"a checkpoint"
     assert not env.artifacts.exists("f" * 64)
     other = node.put_bytes(b"an output").sha256
-    a._import_artifacts([Message("result", {"outputs": {"out": other}})])  # in the storage: copied
-    assert env.artifacts.read_bytes(other) == b"an output"
+    later = node.put_bytes(b"another output").sha256
+    a._import_artifacts([Message("result", {"outputs": {"out": other, "old": report, "new": later}})])
+    assert env.artifacts.read_bytes(other) == b"an output"  # in the storage: copied
+    assert env.artifacts.read_bytes(later) == b"another output"  # after one the daemon had already
     missing = "e" * 64
     with pytest.raises(JobError, match=f"artifact {missing[:12]} is missing from the shared storage"):
         a._import_artifacts([Message("artifact", {"name": "x", "sha256": missing, "size": 1})])
@@ -155,11 +157,14 @@ async def test_an_event_for_another_stream_splits_the_frames_at_its_id(env: Env,
     note = PluginRemoved(name="x", path="/p")
     event = {"stream": "run-r1", "type": note.tag, "schema_version": note.schema_version,
              "payload": msgspec.json.encode(note).decode()}
+    own = {**event, "stream": a.stream}
     frames = [(5, encode_frame("log", {"line": "before"})), (6, encode_frame("event", event)),
-              (7, encode_frame("log", {"line": "after"}))]
+              (7, encode_frame("log", {"line": "between"})), (8, encode_frame("event", own)),
+              (9, encode_frame("log", {"line": "after"}))]
     await a._apply(frames, ActorHandle())
     mine = [(e.command_id, type(e.event).__name__) for e in env.store.read(stream=a.stream) if e.type != "job-queued"]
-    assert mine == [(f"ray:{jid}:5", "JobLog"), (f"ray:{jid}:7", "JobLog")]
+    assert mine == [(f"ray:{jid}:5", "JobLog"), (f"ray:{jid}:8", "JobLog"), (f"ray:{jid}:8", "PluginRemoved"),
+                    (f"ray:{jid}:9", "JobLog")]  # an event for the job's own stream goes with what is buffered
     run = [e for e in env.store.read(stream="run-r1") if e.type == note.tag]
-    assert [(e.command_id, e.causation_id) for e in run] == [(f"ray:{jid}:6:run-r1", a.stream)]
-    assert a._last_applied() == 7
+    assert [(e.command_id, e.causation_id, e.correlation_id) for e in run] == [(f"ray:{jid}:6:run-r1", a.stream, "r1")]
+    assert a._last_applied() == 9

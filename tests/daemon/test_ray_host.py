@@ -6,6 +6,9 @@ run are covered against a real cluster in test_ray_backend.py."""
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -17,8 +20,8 @@ import pytest
 from tests.daemon.jobs_support import TESTOPS
 from tests.daemon.test_ray_storage import keys
 from tunelog.daemon.jobs.protocol import Message, WorkerSpec, encode_frame
-from tunelog.daemon.jobs.ray_host import JobHost, read_frames
-from tunelog.daemon.jobs.ray_storage import ObjectStore, SharedFolder, open_storage
+from tunelog.daemon.jobs.ray_host import JobHost, ray_train_outcome, read_frames, start_worker
+from tunelog.daemon.jobs.ray_storage import ObjectStore, SharedFolder, open_storage, place_job
 from tunelog.daemon.plugin_host.snapshots import snapshot
 from tunelog.store.artifacts import ArtifactStore
 
@@ -188,3 +191,35 @@ def test_with_s3_the_job_is_downloaded_its_artifact_uploaded_before_its_frame_an
     error = other.run_worker(bucket, tmp_path / "node" / "jobs" / "j2", spec, fetch=[missing])
     assert error is not None and f"{bucket}/artifacts/sha256/ee/{missing} is missing" in error
     assert other.take(0, wait_s=0)["returncode"] is None  # nothing started
+
+
+def test_a_ray_train_outcome_names_rank_0_s_status_and_the_first_line_of_the_error() -> None:
+    assert ray_train_outcome({1: 2, 0: 3}, "boom", stop_asked=False) == (3, None)  # rank 0's, though it ended last
+    assert ray_train_outcome({1: 1}, "boom", stop_asked=False) == (1, None)  # exit status 1 is a failure too
+    for error in ("", " \n\t\n"):  # nothing said: the reason still reads whole
+        assert ray_train_outcome({}, error, stop_asked=False) == (1, "the Ray Train run lost a worker or its node: ")
+    lost = ray_train_outcome({}, "\n  " + "x" * 400 + "\nmore", stop_asked=False)[1]
+    assert lost == "the Ray Train run lost a worker or its node: " + "x" * 300
+
+
+def test_a_rank_s_worker_started_to_die_with_its_parent_is_killed_when_the_starting_thread_ends(
+        tmp_path: Path) -> None:
+    """Linux sends the parent-death signal when the thread that started the process ends: here a
+    thread of this test stands for a Ray Train worker that dies."""
+    shared = tmp_path / "shared"
+    storage = SharedFolder(shared)
+    storage.prepare()
+    job = shared / "jobs" / "j1"
+    place_job(str(shared), job, place(storage, tmp_path, "hang", {"seconds": 60}), fetch=[])
+    started: list[subprocess.Popen[bytes]] = []
+    with open(job / "worker.log", "ab") as log:
+        thread = threading.Thread(target=lambda: started.append(
+            start_worker(job, "j1", stdout=subprocess.DEVNULL, stderr=log, die_with_parent=True)))
+        thread.start()
+        thread.join()
+    try:
+        assert started[0].wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if started[0].poll() is None:
+            os.killpg(started[0].pid, signal.SIGKILL)
+            started[0].wait()

@@ -177,6 +177,16 @@ def test_artifacts_go_through_a_shared_folder_verified_and_a_damaged_or_missing_
                                      f"{hashlib.sha256(b'tampered').hexdigest()[:12]}")
     assert refused.value.hint == "re-run the job that produced it"
 
+    ours = daemon.put_bytes(b"the daemon's copy").sha256  # damaged in the daemon's store: named there
+    ours_path = daemon.path(ours)
+    ours_path.chmod(0o600)
+    ours_path.write_bytes(b"rotten")
+    with pytest.raises(JobError) as refused:
+        folder.put(daemon, ours)
+    assert refused.value.message == (f"artifact {ours[:12]} at {ours_path} is damaged: its content hashes to "
+                                     f"{hashlib.sha256(b'rotten').hexdigest()[:12]}")
+    assert not folder.has(ours)
+
 
 # --- an object store (S3) --------------------------------------------------------------------------
 
@@ -294,7 +304,14 @@ def test_a_worker_log_is_kept_in_s3_and_brought_back_and_a_missing_one_is_no_err
     storage.put_log("j1", tmp_path / "no-such.log")  # best effort
     assert keys(s3_server, bucket) == ["jobs/j1/worker-rank1.log", "jobs/j1/worker.log"]
     back = tmp_path / "daemon" / "jobs" / "j1" / "worker.log"
-    storage.get_log("j1", back)
+    old = os.umask(0)
+    try:
+        storage.get_log("j1", back)
+    finally:
+        os.umask(old)
+    assert back.read_text() == "line 1\n" and back.parent.stat().st_mode & 0o777 == 0o700
+    back.unlink()
+    storage.get_log("j1", back)  # into a folder that is there already
     assert back.read_text() == "line 1\n"
     storage.get_log("j2", tmp_path / "daemon" / "jobs" / "j2" / "worker.log")  # none there: no error
     assert not (tmp_path / "daemon" / "jobs" / "j2" / "worker.log").exists()
