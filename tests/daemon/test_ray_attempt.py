@@ -5,6 +5,7 @@ run against a real cluster in test_ray_backend.py.)"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -78,6 +79,11 @@ def test_a_job_whose_code_snapshot_is_gone_is_refused_naming_it(env: Env, tmp_pa
     with pytest.raises(JobError) as refused:
         a._spec()
     assert refused.value.message == f"the code snapshot {env.code_hash[:12]} of plugin 'testops' is missing"
+    (tmp_path / "moved").rename(env.paths.plugin_code / env.code_hash)
+    a.row = msgspec.structs.replace(a.row, uses={"helper": "d" * 64})  # another plugin the job calls
+    with pytest.raises(JobError) as refused:
+        a._spec()
+    assert refused.value.message == f"the code snapshot {'d' * 12} of plugin 'helper' is missing"
 
 
 def test_with_s3_the_spec_leaves_the_folders_to_the_node_and_the_inputs_are_uploaded(
@@ -168,3 +174,28 @@ async def test_an_event_for_another_stream_splits_the_frames_at_its_id(env: Env,
     run = [e for e in env.store.read(stream="run-r1") if e.type == note.tag]
     assert [(e.command_id, e.causation_id, e.correlation_id) for e in run] == [(f"ray:{jid}:6:run-r1", a.stream, "r1")]
     assert a._last_applied() == 9
+
+
+def test_an_attempt_keeps_its_slot_and_settings_and_ships_a_resumed_job_s_checkpoint_and_other_plugins(
+        env: Env, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    b = backend(env, str(shared))
+    b.storage.prepare()
+    row = env.submit(env.runner(), "outputs", run_id="r1")
+    a = b.attempt(row, "ray1", store=env.store, grace_s=3.0, flush_s=0.5)
+    assert (a.slot, a.grace_s, a.flush_s, a.reattach, a.backend) == ("ray1", 3.0, 0.5, False, b)
+    assert b.attempt(row, "ray1", store=env.store, grace_s=3.0, flush_s=0.5, reattach=True).reattach
+    ckpt = env.artifacts.put_bytes(b"a checkpoint").sha256
+    resumed = msgspec.structs.replace(row, resume_of="0000-earlier", resume_checkpoint=ckpt,
+                                      uses={"helper": env.code_hash})
+    a = b.attempt(resumed, "ray1", store=env.store, grace_s=3.0, flush_s=0.5)
+    old = os.umask(0)
+    try:
+        spec, fetch = a._spec()
+        assert a._spec() == (spec, fetch)  # again (a daemon that restarts before the actor started)
+    finally:
+        os.umask(old)
+    assert fetch == [ckpt] and ArtifactStore(shared / "artifacts").read_bytes(ckpt) == b"a checkpoint"
+    assert (spec.resume_sha256, spec.run_id) == (ckpt, "r1")
+    assert spec.uses == {"helper": str(shared / "plugin-code" / env.code_hash)}
+    assert a.folder.stat().st_mode & 0o777 == 0o700

@@ -70,7 +70,7 @@ def test_a_location_is_normalised_paths_and_protocols_alike(tmp_path: Path) -> N
     assert check_location("/srv/tunelog") == "/srv/tunelog"
     assert check_location(f"file://{tmp_path}/shared/") == f"{tmp_path}/shared"
     assert check_location(f"LOCAL://{tmp_path}") == str(tmp_path)
-    assert check_location("  S3://Bucket/prefix// ") == "s3://Bucket/prefix"
+    assert check_location("  S3://Bucket/prefiX// ") == "s3://Bucket/prefiX"
     for value, said in (("relative/dir", "'relative/dir': give an absolute path or an fsspec URI such as "
                                          "s3://bucket/prefix"),
                         ("file://relative", "'relative': give an absolute path"),
@@ -89,6 +89,7 @@ def test_an_unknown_protocol_is_refused_naming_those_fsspec_knows_and_a_register
 
     with pytest.raises(ValidationError) as refused:
         check_location("nosuch://bucket/x")
+    assert refused.value.message == "cannot set the shared storage"
     assert refused.value.problems[0]["message"] == (
         "nosuch:// is not a protocol fsspec knows (it knows s3, gs, abfs, az, hdfs, sftp, ...; a third-party one "
         "must be installed and registered with fsspec)")
@@ -99,6 +100,7 @@ def test_an_unknown_protocol_is_refused_naming_those_fsspec_knows_and_a_register
 def test_a_missing_package_is_refused_with_its_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError) as refused:
         check_location("gs://bucket/x")
+    assert refused.value.message == "cannot set the shared storage"
     assert refused.value.problems[0]["message"] == "gs:// needs the `gcsfs` package, which is not installed"
     assert refused.value.hint == "install it here and on every Ray node: pip install gcsfs"
     monkeypatch.setitem(sys.modules, "fsspec", None)  # what `import fsspec` meets where it is not installed
@@ -106,6 +108,7 @@ def test_a_missing_package_is_refused_with_its_install_command(monkeypatch: pyte
         with pytest.raises(ValidationError) as refused:
             check_location(uri)
         protocol = uri.split(":")[0]
+        assert refused.value.message == "cannot set the shared storage"
         assert refused.value.problems[0]["message"] == f"{protocol}:// needs the `fsspec` package, which is not installed"
         assert refused.value.hint == f"install it: {install}"
 
