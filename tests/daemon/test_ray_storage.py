@@ -56,6 +56,13 @@ def put_body(s3: Any, uri: str, key: str, data: bytes, storage: ObjectStore) -> 
     storage.fs.invalidate_cache()
 
 
+def assert_damaged(error: JobError, sha: str, where: object, content: bytes) -> None:
+    """The JobError of an artifact whose bytes no longer hash to its name, naming where it is."""
+    assert error.message == (f"artifact {sha[:12]} at {where} is damaged: its content hashes to "
+                             f"{hashlib.sha256(content).hexdigest()[:12]}")
+    assert error.hint == "re-run the job that produced it"
+
+
 def a_tree(root: Path) -> Path:
     (root / "sub").mkdir(parents=True)
     (root / "weights.bin").write_bytes(b"\x00\x01weights")
@@ -176,9 +183,7 @@ def test_artifacts_go_through_a_shared_folder_verified_and_a_damaged_or_missing_
     other = ArtifactStore(tmp_path / "other")
     with pytest.raises(JobError) as refused:
         folder.get(file_sha, other)
-    assert refused.value.message == (f"artifact {file_sha[:12]} at {damaged} is damaged: its content hashes to "
-                                     f"{hashlib.sha256(b'tampered').hexdigest()[:12]}")
-    assert refused.value.hint == "re-run the job that produced it"
+    assert_damaged(refused.value, file_sha, damaged, b"tampered")
 
     ours = daemon.put_bytes(b"the daemon's copy").sha256  # damaged in the daemon's store: named there
     ours_path = daemon.path(ours)
@@ -186,8 +191,7 @@ def test_artifacts_go_through_a_shared_folder_verified_and_a_damaged_or_missing_
     ours_path.write_bytes(b"rotten")
     with pytest.raises(JobError) as refused:
         folder.put(daemon, ours)
-    assert refused.value.message == (f"artifact {ours[:12]} at {ours_path} is damaged: its content hashes to "
-                                     f"{hashlib.sha256(b'rotten').hexdigest()[:12]}")
+    assert_damaged(refused.value, ours, ours_path, b"rotten")
     assert not folder.has(ours)
 
 
@@ -250,9 +254,7 @@ def test_a_missing_or_damaged_object_in_s3_is_a_job_error_naming_it(tmp_path: Pa
     node = ArtifactStore(tmp_path / "n2")
     with pytest.raises(JobError) as refused:
         storage.get(file_sha, node)
-    assert refused.value.message == (f"artifact {file_sha[:12]} at {bucket}/{key} is damaged: its content hashes "
-                                     f"to {hashlib.sha256(b'tampered').hexdigest()[:12]}")
-    assert refused.value.hint == "re-run the job that produced it"
+    assert_damaged(refused.value, file_sha, f"{bucket}/{key}", b"tampered")
     assert not node.exists(file_sha)
 
     bucket_name, prefix = bucket.removeprefix("s3://").split("/", 1)
