@@ -105,11 +105,19 @@ def test_an_unknown_protocol_is_refused_naming_those_fsspec_knows_and_a_register
 
 
 def test_a_missing_package_is_refused_with_its_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = importlib.import_module("fsspec.registry")._registry
+    for module, protocol in (("gcsfs", "gs"), ("paramiko", "sftp")):
+        monkeypatch.setitem(sys.modules, module, None)  # what `import` meets where it is not installed
+        monkeypatch.delitem(registry, protocol, raising=False)  # nor loaded
     with pytest.raises(ValidationError) as refused:
         check_location("gs://bucket/x")
     assert refused.value.message == "cannot set the shared storage"
     assert refused.value.problems[0]["message"] == "gs:// needs the `gcsfs` package, which is not installed"
     assert refused.value.hint == "install it here and on every Ray node: pip install gcsfs"
+    with pytest.raises(ValidationError) as refused:  # fsspec's own sftp:// needs paramiko
+        check_location("sftp://host/x")
+    assert refused.value.problems[0]["message"] == "sftp:// needs the `paramiko` package, which is not installed"
+    assert refused.value.hint == "install it here and on every Ray node: pip install paramiko"
     monkeypatch.setitem(sys.modules, "fsspec", None)  # what `import fsspec` meets where it is not installed
     for uri, install in (("s3://b/x", "pip install 'tunelog[s3]'"), ("gs://b/x", "pip install fsspec")):
         with pytest.raises(ValidationError) as refused:
