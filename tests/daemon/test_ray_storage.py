@@ -139,7 +139,19 @@ def test_which_storage_a_location_opens() -> None:
 # --- a shared folder -------------------------------------------------------------------------------
 
 
-def test_a_shared_folder_is_made_private_and_used_in_place(tmp_path: Path) -> None:
+def system_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty folder as the system's temp dir: a copy must be made beside its final place, not
+    there (a rename into a shared mount from another filesystem fails)."""
+    import tempfile
+
+    folder = tmp_path / "system-temp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_a_shared_folder_is_made_private_and_used_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    temp = system_temp(tmp_path, monkeypatch)
     root = tmp_path / "shared"
     folder = SharedFolder(root)
     old = os.umask(0)  # the folders' mode must not depend on the caller's umask
@@ -162,6 +174,7 @@ def test_a_shared_folder_is_made_private_and_used_in_place(tmp_path: Path) -> No
     assert folder.ship_code("c" * 64, tmp_path / "snapshot") == code  # a snapshot is copied once
     assert (Path(code) / "weights.bin").read_bytes() == b"\x00\x01weights"
     assert os.listdir(root / "plugin-code") == ["c" * 64]  # no half-copied folder left
+    assert os.listdir(temp) == []
 
 
 def test_artifacts_go_through_a_shared_folder_verified_and_a_damaged_or_missing_one_is_named(tmp_path: Path) -> None:
@@ -284,9 +297,10 @@ def test_a_missing_or_damaged_object_in_s3_is_a_job_error_naming_it(tmp_path: Pa
     assert not (tmp_path / "escape").exists()
 
 
-def test_a_plugin_snapshot_goes_to_s3_once_and_each_node_downloads_it_once(tmp_path: Path, s3_server: Any,
-                                                                           bucket: str) -> None:
+def test_a_plugin_snapshot_goes_to_s3_once_and_each_node_downloads_it_once(
+        tmp_path: Path, s3_server: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     storage = ObjectStore(bucket)
+    temp = system_temp(tmp_path, monkeypatch)
     source = a_tree(tmp_path / "snapshot")
     key = storage.ship_code("c" * 64, source)
     assert key == f"plugin-code/{'c' * 64}"
@@ -305,6 +319,7 @@ def test_a_plugin_snapshot_goes_to_s3_once_and_each_node_downloads_it_once(tmp_p
     assert (dest / "sub" / "config.json").read_text() == '{"r": 8}'
     assert (dest.parent.stat().st_mode & 0o777, (dest / "sub").stat().st_mode & 0o777) == (0o700, 0o700)
     assert os.listdir(dest.parent) == [dest.name]  # the download's scratch folder became the snapshot
+    assert os.listdir(temp) == []
     (dest / "weights.bin").write_bytes(b"local")
     storage.get_code(key, dest)  # there already: snapshots never change
     assert (dest / "weights.bin").read_bytes() == b"local"
