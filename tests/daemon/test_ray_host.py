@@ -223,3 +223,21 @@ def test_a_rank_s_worker_started_to_die_with_its_parent_is_killed_when_the_start
         if started[0].poll() is None:
             os.killpg(started[0].pid, signal.SIGKILL)
             started[0].wait()
+
+
+def test_with_s3_a_worker_whose_artifact_cannot_be_uploaded_is_stopped_and_its_frame_never_goes_on(
+        tmp_path: Path, s3_server: Any, bucket: str) -> None:
+    storage = open_storage(bucket)
+    assert isinstance(storage, ObjectStore)
+    job = tmp_path / "node" / "jobs" / "j1"
+    host = JobHost("j1")
+    assert host.run_worker(bucket, job, place(storage, tmp_path, "outputs", {"text": "hello", "delay": 3}),
+                           fetch=[]) is None  # placed: the bucket is not read again before the upload
+    name = bucket.removeprefix("s3://").split("/", 1)[0]
+    for key in s3_server.list_objects_v2(Bucket=name).get("Contents", []):
+        s3_server.delete_object(Bucket=name, Key=key["Key"])
+    s3_server.delete_bucket(Bucket=name)
+    storage.fs.invalidate_cache()
+    messages, reply = run(host)
+    assert [m.kind for m in messages if m.kind in ("artifact", "result")] == []  # nothing announced went on
+    assert reply["tail"][-1].startswith("tunelog: ") and "bucket does not exist" in reply["tail"][-1], reply
