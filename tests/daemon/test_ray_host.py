@@ -116,17 +116,25 @@ def run(host: JobHost, *, timeout: float = 60) -> tuple[list[Message], dict[str,
     raise AssertionError(f"the worker did not end within {timeout} s: {messages}")
 
 
-def test_a_worker_runs_in_the_shared_folder_in_its_own_group_and_its_end_carries_the_log_tail(tmp_path: Path) -> None:
+def test_a_worker_runs_in_the_shared_folder_in_its_own_group_and_its_end_carries_the_log_tail(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shared = tmp_path / "shared"
     storage = SharedFolder(shared)
     storage.prepare()
     job = shared / "jobs" / "j1"
     host = JobHost("j1")
-    assert host.run_worker(str(shared), job, place(storage, tmp_path, "env", {}), fetch=[]) is None
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # the worker's own setting, not inherited
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")  # the node's environment is passed on
+    spec = place(storage, tmp_path, "env", {})
+    # started from a thread that ends at once, as a Ray actor's call runs in a pool: the worker lives on
+    thread = threading.Thread(target=host.run_worker, args=(str(shared), job, spec), kwargs={"fetch": []})
+    thread.start()
+    thread.join()
     messages, reply = run(host)
     assert messages[-1].kind == "result"
     seen = messages[-1].body["outputs"]["seen"]
     assert (seen["job_id"], seen["cwd"], seen["pgid_is_pid"], seen["no_bytecode"]) == ("j1", str(job), True, True)
+    assert seen["cuda"] == "7"
     assert (reply["returncode"], reply["forced"], reply["lost"]) == (0, False, None)
     assert reply["tail"] == (job / "worker.log").read_text().splitlines()[-20:]
 
