@@ -148,11 +148,14 @@ def test_the_end_carries_the_last_20_lines_of_at_most_32_kib_of_the_log(tmp_path
     (job / "worker.log").write_bytes(b"x" * 40_000 + b"\n" + b"".join(b"line %d\n" % i for i in range(30)))
     host = JobHost("j1")
     assert host.run_worker(str(shared), job, place(storage, tmp_path, "fail", {}), fetch=[]) is None
+    assert host.take(0, wait_s=0)["tail"] == []  # not ended yet (the worker is still starting Python)
     messages, reply = run(host)
     assert messages[-1].kind == "error" and reply["returncode"] != 0
     assert len(reply["tail"]) == 20 and "about to fail" in "\n".join(reply["tail"])
     (job / "worker.log").write_bytes(b"y" * 40_000 + b"\nlast\n")
     assert host.take(0, wait_s=0)["tail"] == ["y" * (32_768 - 6), "last"]  # the start of the long line cut
+    (job / "worker.log").write_bytes(b"first\n\xff not utf-8\n")
+    assert host.take(0, wait_s=0)["tail"] == ["first", "\ufffd not utf-8"]  # a short log whole, bad bytes replaced
 
 
 def test_stop_terms_the_worker_and_kills_one_that_ignores_it_after_the_grace_period(tmp_path: Path) -> None:

@@ -381,8 +381,13 @@ def spec(code_dir: str, **kw: Any) -> WorkerSpec:
 def test_placing_a_job_in_a_shared_folder_writes_its_spec_as_given(tmp_path: Path) -> None:
     folder = tmp_path / "shared" / "jobs" / "j1"
     raw = msgspec.json.encode(spec("/srv/code"))
-    place_job(str(tmp_path / "shared"), folder, raw, fetch=[SHA_A])
-    assert (folder / "job.json").read_bytes() == raw and (folder / "work").is_dir()
+    old = os.umask(0)
+    try:
+        place_job(str(tmp_path / "shared"), folder, raw, fetch=[SHA_A])
+        place_job(str(tmp_path / "shared"), folder, raw, fetch=[SHA_A])  # again: the folder is there
+    finally:
+        os.umask(old)
+    assert (folder / "job.json").read_bytes() == raw and (folder / "work").stat().st_mode & 0o777 == 0o700
     finish_job(str(tmp_path / "shared"), folder, "j1")  # used in place: nothing to upload or free
     assert sorted(os.listdir(folder)) == ["job.json", "work"]
 
@@ -410,6 +415,7 @@ def test_placing_a_job_from_s3_downloads_what_it_reads_and_points_its_spec_at_th
     finish_job(bucket, folder, "j1", log_name="worker-rank1.log")
     assert body(s3_server, bucket, "jobs/j1/worker-rank1.log") == b"done\n"
     assert sorted(os.listdir(folder)) == ["job.json", "worker.log"]  # the node's copies are freed
+    finish_job(bucket, folder, "j1")  # again, with nothing left to free
 
 
 def test_a_frame_that_announces_an_artifact_goes_on_only_once_it_is_in_s3(tmp_path: Path, s3_server: Any,
