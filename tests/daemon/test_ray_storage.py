@@ -140,8 +140,7 @@ def test_which_storage_a_location_opens() -> None:
 
 
 def system_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty folder as the system's temp dir: a copy must be made beside its final place, not
-    there (a rename into a shared mount from another filesystem fails)."""
+    """An empty folder as the system's temp dir, to see that nothing is left there."""
     import tempfile
 
     folder = tmp_path / "system-temp"
