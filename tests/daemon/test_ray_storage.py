@@ -64,8 +64,9 @@ def assert_damaged(error: JobError, sha: str, where: object, content: bytes) -> 
 
 
 def a_tree(root: Path) -> Path:
-    (root / "sub" / "deeper").mkdir(parents=True)
-    (root / "sub" / "deeper" / "notes.txt").write_text("two levels down")
+    (root / "nested" / "deeper").mkdir(parents=True)  # the first file listed is two folders down
+    (root / "sub").mkdir()
+    (root / "nested" / "deeper" / "notes.txt").write_text("two levels down")
     (root / "weights.bin").write_bytes(b"\x00\x01weights")
     (root / "sub" / "config.json").write_text('{"r": 8}')
     return root
@@ -236,11 +237,11 @@ def test_artifacts_go_through_s3_whole_and_verified(tmp_path: Path, s3_server: A
     key = artifact_key(file_sha)
     tree = artifact_key(dir_sha)
     assert keys(s3_server, bucket) == sorted([key, f"{key}.json", f"{tree}.json", f"{tree}/sub/config.json",
-                                              f"{tree}/sub/deeper/notes.txt",
+                                              f"{tree}/nested/deeper/notes.txt",
                                               f"{tree}/weights.bin"])
     assert body(s3_server, bucket, f"{key}.json") == b'{"kind": "file"}'
     assert json.loads(body(s3_server, bucket, f"{tree}.json")) == {"kind": "dir",
-                                                                   "files": ["sub/config.json", "sub/deeper/notes.txt",
+                                                                   "files": ["nested/deeper/notes.txt", "sub/config.json",
                                                                              "weights.bin"]}
     assert body(s3_server, bucket, f"{tree}.json").startswith(b'{"files": [')  # written with sorted keys
     put_body(s3_server, bucket, key, b"replaced", storage)
@@ -252,7 +253,7 @@ def test_artifacts_go_through_s3_whole_and_verified(tmp_path: Path, s3_server: A
         storage.get(sha, node)
         node.path(sha)  # re-hashed
     assert (node.path(dir_sha) / "sub" / "config.json").read_text() == '{"r": 8}'
-    assert (node.path(dir_sha) / "sub" / "deeper" / "notes.txt").read_text() == "two levels down"
+    assert (node.path(dir_sha) / "nested" / "deeper" / "notes.txt").read_text() == "two levels down"
     assert os.listdir(node.root / "tmp") == []  # the downloads' scratch folders are gone
     put_body(s3_server, bucket, f"{key}.json", b"not json", storage)
     storage.get(file_sha, node)  # the node has it: the store is not asked
@@ -303,7 +304,7 @@ def test_a_plugin_snapshot_goes_to_s3_once_and_each_node_downloads_it_once(
     source = a_tree(tmp_path / "snapshot")
     key = storage.ship_code("c" * 64, source)
     assert key == f"plugin-code/{'c' * 64}"
-    assert keys(s3_server, bucket) == [f"{key}.json", f"{key}/sub/config.json", f"{key}/sub/deeper/notes.txt",
+    assert keys(s3_server, bucket) == [f"{key}.json", f"{key}/nested/deeper/notes.txt", f"{key}/sub/config.json",
                                       f"{key}/weights.bin"]
     (source / "weights.bin").write_bytes(b"changed")
     assert storage.ship_code("c" * 64, source) == key  # a snapshot is uploaded once
