@@ -59,7 +59,7 @@ class JobHost:
         returns where it runs."""
         import ray
 
-        from tunelog.daemon.jobs.ray_storage import job_folder, place_job
+        from tunelog.daemon.jobs.ray_storage import job_folder
 
         if self._proc is not None or self._started:
             return self.where()
@@ -71,14 +71,24 @@ class JobHost:
             threading.Thread(target=self._train, args=(job, spec, fetch or [], train, grace_s), daemon=True,
                              name=f"ray train {self.job_id}").start()
             return self.where()
+        error = self.run_worker(location, job, spec, fetch=fetch or [])
+        return self.where() if error is None else {**self.where(), "error": error}
+
+    def run_worker(self, location: str, job: Path, spec: bytes, *, fetch: list[str]) -> str | None:
+        """Place the job in its folder `job` and start its worker, whose frames a thread numbers
+        until it ends; the reason it could not be placed (nothing runs then), else None. Needs no
+        Ray: `start` calls it on the node the actor was placed on."""
+        from tunelog.daemon.jobs.ray_storage import place_job
+
+        self._location, self._log = location, job / "worker.log"
         try:
-            place_job(location, job, spec, fetch=fetch or [])
+            place_job(location, job, spec, fetch=fetch)
         except Exception as exc:  # noqa: BLE001 - e.g. an input missing or damaged in the storage
-            return {**self.where(), "error": str(exc)}
+            return str(exc)
         with open(self._log, "ab") as log:
             self._proc = start_worker(job, self.job_id, stdout=subprocess.PIPE, stderr=log)
         threading.Thread(target=self._read, args=(job,), daemon=True, name=f"frames {self.job_id}").start()
-        return self.where()
+        return None
 
     def where(self) -> dict[str, Any]:
         import ray
@@ -93,7 +103,8 @@ class JobHost:
 
         assert self._proc is not None and self._proc.stdout is not None
         try:
-            read_frames(self._proc.stdout, uploading(self._location, job, self.push))
+            with self._proc.stdout as pipe:  # closed once read: the actor lives on after its worker
+                read_frames(pipe, uploading(self._location, job, self.push))
         except Exception as exc:  # noqa: BLE001 - an upload failed: the worker must not go on unseen
             with open(self._log, "a") as log:
                 log.write(f"tunelog: {exc}\n")

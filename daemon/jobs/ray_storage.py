@@ -69,8 +69,10 @@ def check_location(value: str) -> str:
                     "...; a third-party one must be installed and registered with fsspec)")])
     try:
         fsspec.get_filesystem_class(protocol)
-    except ImportError:
-        package = str((known or {}).get("class", protocol)).split(".", 1)[0]
+    except ImportError as exc:  # fsspec re-raises the import's error with a text of its own
+        cause = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
+        # the module that is missing: for fsspec's own sftp:// it is paramiko, not fsspec
+        package = (cause.name or str((known or {}).get("class", protocol))).split(".", 1)[0]
         raise ValidationError.collect("cannot set the shared storage", [
             (FIELD, f"{protocol}:// needs the `{package}` package, which is not installed")],
             hint=f"install it here and on every Ray node: {INSTALL.get(protocol, f'pip install {package}')}") from None
@@ -128,8 +130,8 @@ class SharedFolder:
         return self.store.exists(sha)
 
     def put(self, local: ArtifactStore, sha: str) -> None:
-        if not self.store.exists(sha):
-            _copy(local, self.store, sha, where=str(self.store.root / artifact_key(sha)))
+        if not self.store.exists(sha):  # a damaged copy is the daemon's: the message names it
+            _copy(local, self.store, sha, where=str(local.path(sha, verify=False)))
 
     def get(self, sha: str, local: ArtifactStore) -> None:
         """Copy an artifact into `local`, re-hashed; JobError naming it if it is missing or damaged."""
