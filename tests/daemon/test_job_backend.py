@@ -109,6 +109,7 @@ def test_without_ray_the_backend_is_refused_with_the_install_command(tmp_path: P
     code, out = tunectl(home, "daemon", "config", "set", "backend", "ray://head:10001")
     assert code != 0 and "pip install 'tunelog[ray]'" in out, out
     assert not config_path(Paths.from_env(home)).exists()
+    assert tunectl(home, "daemon", "config", "set", "backend", "local")[0] == 0  # going back needs no ray
     with pytest.raises(Exception, match=r"the Ray backend needs the `ray` package") as refused:
         choose_backend(Paths.from_env(home), env={"TUNELOG_RAY_ADDRESS": "ray://head:10001"})
     assert "pip install 'tunelog[ray]'" in str(getattr(refused.value, "hint", ""))

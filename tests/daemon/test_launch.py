@@ -52,6 +52,7 @@ def test_gpus_run_under_accelerate_on_one_machine_with_the_jobs_precision() -> N
     assert (args.num_machines, args.num_processes, args.mixed_precision, args.main_process_port) == (1, 4, "no", 29613)
     assert args.multi_gpu and not args.use_fsdp and not args.use_deepspeed and args.config_file is None
     assert [gpu({"precision": p}).mixed_precision for p in ("fp32", "bf16", "fp16")] == ["no", "bf16", "fp16"]
+    assert gpu({}, gpus=2).multi_gpu  # two GPUs are already several
     single = gpu({"distributed": "ddp"}, gpus=1)
     assert not single.multi_gpu and single.num_processes == 1 and single.main_process_port is None
 

@@ -88,6 +88,9 @@ async def test_the_host_starts_with_its_settings_and_says_what_it_imported(env: 
         assert (host / "cmdline").read_bytes().split(b"\0")[:4] == [sys.executable.encode(), b"-P", b"-m",
                                                                      b"tunelog.daemon.jobs.zygote"]
         assert os.getpgid(warm.host_pid) == warm.host_pid and Path(os.readlink(host / "cwd")) == env.paths.home
+        assert [os.readlink(host / "fd" / str(fd)) for fd in (0, 1, 2)] == ["/dev/null", "/dev/null",
+                                                                            str(env.paths.log_file)]
+        assert "Umask:\t0077" in (host / "status").read_text()
         with anyio.fail_after(30):
             while warm.warm != ["json", "csv"]:
                 await anyio.sleep(0.01)
@@ -206,3 +209,31 @@ async def test_a_stopping_daemon_waits_for_its_workers_then_closes_the_host(env:
     # torn down: the status still came, and the host has exited and been reaped
     assert await ended(proc) == -signal.SIGKILL and proc.lost is None
     assert not Path(f"/proc/{host}").exists()
+
+
+async def test_a_request_waiting_when_the_host_dies_is_answered(env: Env) -> None:
+    async with hosted(env) as warm:
+        assert warm.host_pid is not None and warm._sock is not None
+        with anyio.fail_after(30):
+            await warm._up.wait()
+        os.kill(warm.host_pid, signal.SIGSTOP)
+        async with anyio.create_task_group() as tg:
+            async def refused() -> None:
+                with pytest.raises(WarmUnavailable, match="^the warm worker host exited$"):
+                    await spawn(warm, job_folder(env, "waiting", "hang", seconds=60))
+
+            tg.start_soon(refused)
+            with anyio.fail_after(30):
+                while not queued(warm._sock):
+                    await anyio.sleep(0.01)
+            os.kill(warm.host_pid, signal.SIGKILL)
+
+
+async def test_a_host_that_does_not_exit_when_the_daemon_stops_is_killed(env: Env) -> None:
+    async with hosted(env) as warm:
+        host = warm.host_pid
+        assert host is not None
+        with anyio.fail_after(30):
+            await warm._up.wait()
+        os.kill(host, signal.SIGSTOP)  # cannot read that its socket closed
+    assert not Path(f"/proc/{host}").exists()  # killed after a grace period, and reaped
