@@ -18,9 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import numpy  # noqa: F401 - imported before the fork, as the host imports it: a child must reseed it
 import pytest
 
+from tests.daemon.jobs_support import make_env
 from tunelog.daemon.jobs import zygote
+from tunelog.daemon.jobs.protocol import Message, WorkerSpec
 from tunelog.daemon.jobs.zygote import WARM_MODULES, Host, warm_modules
 
 WORKER = ["tunelog.daemon.jobs.worker", "job.json"]
@@ -183,3 +187,52 @@ def test_the_host_says_hello_imports_its_modules_between_requests_and_ends_with_
         ours.close()
         host.join(timeout=30)
     assert result == [0]
+
+
+def messages(channel: socket.socket) -> list[Message]:
+    """Every frame a worker sent on its channel (4-byte big-endian length, then msgpack)."""
+    channel.settimeout(60)
+    data = b""
+    while chunk := channel.recv(1 << 16):
+        data += chunk
+    found = []
+    while data:
+        size = int.from_bytes(data[:4], "big")
+        found.append(msgspec.msgpack.decode(data[4:4 + size], type=Message))
+        data = data[4 + size:]
+    return found
+
+
+def test_a_forked_child_becomes_the_jobs_worker_in_its_folder_session_and_environment(
+        pair: tuple[socket.socket, Host], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr_is_fd_2(monkeypatch)
+    ours, host = pair
+    env = make_env(tmp_path)
+    folder = env.paths.jobs / "j1"
+    folder.mkdir(parents=True)
+    spec = WorkerSpec(job_id="j1", plugin="testops", operation="process", params={}, inputs={},
+                      code_dir=str(env.paths.plugin_code / env.code_hash), artifacts=str(env.paths.artifacts),
+                      workdir=str(folder / "work"))
+    (folder / "job.json").write_bytes(msgspec.json.encode(spec))
+    seen = []
+    for req_id in (1, 2):
+        channel, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with open(folder / "worker.log", "ab") as stderr:
+            ask(ours, request(req_id, folder, env={"TUNELOG_JOB_ID": "j1", "PATH": os.environ["PATH"]}),
+                [child_end.fileno(), stderr.fileno()])
+            child_end.close()
+        assert host.serve(timeout=5)
+        pid = answer(ours)["pid"]
+        sent = messages(channel)
+        channel.close()
+        deadline = time.monotonic() + 30
+        while host.serve(timeout=1) and not select.select([ours], [], [], 0)[0] and time.monotonic() < deadline:
+            pass
+        assert answer(ours) == {"exited": pid, "status": 0}
+        result = [m.body for m in sent if m.kind == "result"]
+        assert result, (sent, (folder / "worker.log").read_text())
+        seen.append(result[0]["outputs"]["seen"])
+    for one in seen:
+        assert (one["ppid"], one["job_id"], one["cwd"], one["pgid_is_pid"]) == (os.getpid(), "j1", str(folder), True)
+    assert seen[0]["numpy_draw"] != seen[1]["numpy_draw"]  # reseeded in each child
+    assert (folder / "worker.log").read_text().count(f"worker forked from the warm worker host {os.getpid()}") == 2
