@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy  # noqa: F401 - imported before the fork, as the host imports it: a child must reseed it
+import numpy
 import pytest
 
 from tests.daemon.jobs_support import make_env
@@ -214,11 +214,12 @@ def test_a_forked_child_becomes_the_jobs_worker_in_its_folder_session_and_enviro
                       code_dir=str(env.paths.plugin_code / env.code_hash), artifacts=str(env.paths.artifacts),
                       workdir=str(folder / "work"))
     (folder / "job.json").write_bytes(msgspec.json.encode(spec))
+    numpy.random.randint(2)  # numpy seeds its global generator at first use: the host's is in use
     seen = []
     for req_id in (1, 2):
         channel, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with open(folder / "worker.log", "ab") as stderr:
-            ask(ours, request(req_id, folder, env={"TUNELOG_JOB_ID": "j1", "PATH": os.environ["PATH"]}),
+            ask(ours, request(req_id, folder, env={**os.environ, "TUNELOG_JOB_ID": "j1"}),  # as a job's
                 [child_end.fileno(), stderr.fileno()])
             child_end.close()
         assert host.serve(timeout=5)
