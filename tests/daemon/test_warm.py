@@ -151,6 +151,9 @@ async def test_a_worker_that_outlives_its_host_ends_with_an_unknown_status(env: 
         assert proc.host_gone
         with pytest.raises(WarmUnavailable, match="^the warm worker host is not running$"):
             await spawn(warm, job_folder(env, "later"))
+        with anyio.move_on_after(0.5) as still:  # it runs on: not taken for ended
+            await proc.wait()
+        assert still.cancelled_caught and proc.returncode is None and proc.lost is None
         os.killpg(proc.pid, signal.SIGKILL)
         with anyio.fail_after(30):
             assert await ended(proc) is None
