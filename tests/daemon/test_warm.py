@@ -127,6 +127,7 @@ async def test_a_request_the_host_refuses_or_cannot_take_is_warm_unavailable_wit
         with pytest.raises(WarmUnavailable) as err:
             await warm.spawn(argv=WORKER, cwd=folder, env={}, stderr=-1)
         assert err.value.message == "the warm worker host did not take the request: [Errno 9] Bad file descriptor"
+        assert not warm._pending  # nothing left waiting for an answer that will not come
         proc = await spawn(warm, folder)  # the host serves the next one
         assert await ended(proc) == 70
 
