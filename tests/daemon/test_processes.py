@@ -50,8 +50,15 @@ def process(*argv: str, session: bool = True, job_id: str | None = None) -> Iter
     env = {k: v for k, v in os.environ.items() if k != "TUNELOG_JOB_ID"}
     if job_id is not None:
         env["TUNELOG_JOB_ID"] = job_id
-    proc = subprocess.Popen(list(argv or ("sleep", "60")), start_new_session=session, env=env)
+    args = list(argv or ("sleep", "60"))
+    proc = subprocess.Popen(args, start_new_session=session, env=env)
     try:
+        # Popen returns once the exec has begun; /proc shows the new command line, name and
+        # environment a moment later
+        expected = "\0".join(args).encode() + b"\0"
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{proc.pid}/cmdline").read_bytes() != expected and time.monotonic() < deadline:
+            time.sleep(0.001)
         yield proc
     finally:
         proc.kill()

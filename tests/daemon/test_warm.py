@@ -197,11 +197,12 @@ async def test_a_worker_forked_for_a_job_that_stopped_waiting_is_killed(env: Env
                 tg.cancel_scope.cancel()  # the job is torn down while the host has its request
         finally:
             os.kill(warm.host_pid, signal.SIGCONT)
+        children = Path(f"/proc/{warm.host_pid}/task/{warm.host_pid}/children")
         with anyio.fail_after(30):
-            while not warm._live:
+            while warm._pending:  # answered: the worker was forked
                 await anyio.sleep(0.01)
-        proc = next(iter(warm._live.values()))
-        assert await ended(proc) == -signal.SIGKILL  # killed as soon as it was forked
+            while children.read_text().split():  # killed at once (it would hang 60 s), and reaped
+                await anyio.sleep(0.01)
 
 
 async def test_a_stopping_daemon_waits_for_its_workers_then_closes_the_host(env: Env) -> None:
