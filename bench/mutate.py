@@ -9,7 +9,9 @@ mutate and the fast tests that cover it. `PYTHONPATH` points worker and daemon s
 the same mutated copy.
 
 `trainer` is the trainer's checkpoint/resume code (plugins/lora_trainer/checkpoint.py), run on
-its own: `python bench/mutate.py trainer`.
+its own: `python bench/mutate.py trainer`. `jobs` is daemon/jobs/ alone (the job runner, its
+workers and the warm worker host): the same mutant names as in `daemon`, a few minutes less
+generating them.
 
 Prints, per module, the mutants killed out of those with a verdict (the kill rate), and writes
 the survivors to `.cache/mutate/<module>/survivors.txt` (`mutmut show NAME` in that tree's
@@ -45,9 +47,12 @@ TESTS = {
                "tests/daemon/test_lock.py", "tests/daemon/test_peer.py", "tests/daemon/test_services.py",
                "tests/daemon/test_main.py"],
     "trainer": ["tests/plugins/test_checkpoint.py"],
+    "jobs": ["tests/daemon/test_attempt.py", "tests/daemon/test_runner.py", "tests/daemon/test_protocol.py",
+             "tests/daemon/test_processes.py", "tests/daemon/test_launch.py", "tests/daemon/test_job_backend.py",
+             "tests/daemon/test_zygote.py", "tests/daemon/test_warm.py"],
 }
 # A target that is part of a folder: what is mutated (below src/tunelog/; default: the folder itself).
-SOURCES = {"trainer": "plugins/lora_trainer/checkpoint.py"}
+SOURCES = {"trainer": "plugins/lora_trainer/checkpoint.py", "jobs": "daemon/jobs"}
 # Code no test can sensibly exercise in-process, or that only wires parts together.
 DO_NOT_MUTATE = {
     "daemon": ["src/tunelog/daemon/__main__.py", "src/tunelog/daemon/worker.py", "src/tunelog/daemon/version.py"],
@@ -56,10 +61,14 @@ KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 # mutmut's first pass (MUTANT_UNDER_TEST=stats) records which tests call which function; a
 # subprocess started by a test (a job's worker, in its job folder) inherits the variable, and there
 # mutmut cannot find its configuration and the process fails. Such calls are never credited anyway,
-# so a new interpreter started during that pass runs the original code.
+# so a new interpreter started during that pass runs the original code. A process forked from it
+# may be handed the variable back (a warm worker takes its job's environment, the test process's):
+# recording a hit is switched off for it too.
 SUBPROCESS_STATS_OFF = """import os
 if os.environ.get("MUTANT_UNDER_TEST") == "stats":
     os.environ["MUTANT_UNDER_TEST"] = ""
+    import mutmut.mutation.trampoline
+    mutmut.mutation.trampoline.record_trampoline_hit = lambda *args, **kwargs: None
 """
 
 
@@ -130,6 +139,7 @@ def run(module: str, *, children: int, names: list[str], again: bool, tests: lis
     env = {**os.environ, "PYTHONPATH": str(tree / "mutants" / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
     if again:  # the same mutants against today's tests: only those not killed last time run
         copy_tests(tree)
+        (tree / "mutants" / "src" / "sitecustomize.py").write_text(SUBPROCESS_STATS_OFF)
         write_config(tree, module, tests)
         names = names or [n for n, status in statuses(tree, env).items() if status in ("survived", "no tests")]
     else:

@@ -39,11 +39,14 @@ def tail_lines(path: Path, n: int = LAST_LINES) -> list[str]:
     return data.decode("utf-8", "replace").splitlines()[-n:]
 
 
-def oom_kills() -> int:
-    """How many processes the kernel's OOM killer has ended in our cgroup (v2); 0 if unknown."""
+def oom_kills(*, cgroup: Path = Path("/proc/self/cgroup"), mount: Path = Path("/sys/fs/cgroup")) -> int:
+    """How many processes the kernel's OOM killer has ended in our cgroup (v2); 0 if unknown.
+
+    `cgroup` lists the process's cgroups (`0::/PATH` is the v2 one) and `mount` is where the v2
+    hierarchy is mounted; tests point them at files of their own."""
     try:
-        line = next(x for x in Path("/proc/self/cgroup").read_text().splitlines() if x.startswith("0::"))
-        events = Path("/sys/fs/cgroup", line[3:].strip().lstrip("/"), "memory.events").read_text()
+        line = next(x for x in cgroup.read_text().splitlines() if x.startswith("0::"))
+        events = Path(mount, line[3:].strip().lstrip("/"), "memory.events").read_text()
     except (OSError, StopIteration):
         return 0
     for row in events.splitlines():

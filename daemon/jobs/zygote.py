@@ -112,13 +112,26 @@ class Host:
         cwd, env, umask, argv = str(req["cwd"]), dict(req["env"]), int(req["umask"]), list(req["argv"])
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        leader, led = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(leader)
+            os.close(led)
+            raise
         if pid:
+            # "started" only once the child leads its own process group: a signal the daemon sends
+            # to the group at once (a job cancelled as it starts) would find no such group before.
+            os.close(led)
+            os.read(leader, 1)  # end of file when the child has called setsid (or died)
+            os.close(leader)
             return pid
         code = 70  # EX_SOFTWARE: the child failed before the worker ran
         try:
+            os.close(leader)
             self._leave()
-            code = become_worker(cwd=cwd, env=env, umask=umask, argv=argv, stdout=stdout, stderr=stderr)
+            code = become_worker(cwd=cwd, env=env, umask=umask, argv=argv, stdout=stdout, stderr=stderr,
+                                 leading=led)
         except BaseException:  # noqa: BLE001 - the child must never return into the host's loop
             traceback.print_exc()
         finally:
@@ -138,9 +151,14 @@ class Host:
         self.control.close()
 
 
-def become_worker(*, cwd: str, env: dict[str, str], umask: int, argv: list[str], stdout: int, stderr: int) -> int:
-    """Turn the freshly forked child into a job's worker and run it; returns its exit status."""
+def become_worker(*, cwd: str, env: dict[str, str], umask: int, argv: list[str], stdout: int, stderr: int,
+                  leading: int | None = None) -> int:
+    """Turn the freshly forked child into a job's worker and run it; returns its exit status.
+
+    `leading`, if given, is closed once the child leads its own session and process group."""
     os.setsid()
+    if leading is not None:
+        os.close(leading)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(stdout, 1)
@@ -187,8 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     if os.getppid() != parent:
         return 0
-    control = socket.socket(fileno=int(args[0]))
-    host = Host(control)
+    with socket.socket(fileno=int(args[0])) as control:
+        return _serve(Host(control))
+
+
+def _serve(host: Host) -> int:
+    """Say hello, import the warm modules between requests, then serve until the daemon's end closes."""
     if not hasattr(os, "pidfd_open"):
         host.send({"unsupported": "os.pidfd_open is missing (Linux 5.3 and Python 3.9 or newer needed)"})
         return 0

@@ -8,14 +8,23 @@ import importlib
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from tunelog.daemon.jobs.backend import choose_backend, config_path, read_config
+from tunelog.daemon.jobs.backend import (
+    BackendChoice,
+    check_setting,
+    choose_backend,
+    config_path,
+    read_config,
+    require_ray,
+    write_setting,
+)
 from tunelog.daemon.paths import Paths
-from tunelog.events.errors import ValidationError
+from tunelog.events.errors import JobError, ValidationError
 from tunelog.frontends.cli.app import cli
 
 
@@ -100,6 +109,7 @@ def test_without_ray_the_backend_is_refused_with_the_install_command(tmp_path: P
     code, out = tunectl(home, "daemon", "config", "set", "backend", "ray://head:10001")
     assert code != 0 and "pip install 'tunelog[ray]'" in out, out
     assert not config_path(Paths.from_env(home)).exists()
+    assert tunectl(home, "daemon", "config", "set", "backend", "local")[0] == 0  # going back needs no ray
     with pytest.raises(Exception, match=r"the Ray backend needs the `ray` package") as refused:
         choose_backend(Paths.from_env(home), env={"TUNELOG_RAY_ADDRESS": "ray://head:10001"})
     assert "pip install 'tunelog[ray]'" in str(getattr(refused.value, "hint", ""))
@@ -196,3 +206,104 @@ def test_ray_train_ranks_that_exit_with_an_error_fail_the_job_and_a_silent_failu
         1, "the Ray Train run lost a worker or its node: ActorDiedError: node gone")
     assert ray_train_outcome({0: 0}, "x", stop_asked=False) == (1, "the Ray Train run lost a worker or its node: x")
     assert ray_train_outcome({1: -15, 0: 1}, "stopped", stop_asked=True) == (1, None)  # a stop is not a loss
+
+
+def refusal(err: pytest.ExceptionInfo[ValidationError]) -> tuple[str, list[tuple[str, str]]]:
+    return err.value.message, [(p["where"], p["message"]) for p in err.value.problems]
+
+
+def test_a_damaged_config_file_is_refused_naming_it(tmp_path: Path) -> None:
+    paths = Paths.from_env(tmp_path / "home")
+    assert read_config(paths) == {}  # never saved
+    path = config_path(paths)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"ray_max_jobs": 3, "backend": "local"}')
+    assert read_config(paths) == {"ray_max_jobs": "3", "backend": "local"}  # a hand-written number
+    for text, said in (("{not json", f"cannot read {path}: "), ("[1, 2]", f"{path} must hold a JSON object")):
+        path.write_text(text)
+        with pytest.raises(ValidationError) as err:
+            read_config(paths)
+        assert err.value.message.startswith(said) and err.value.hint == "fix or remove the file"
+    path.unlink()
+    path.mkdir()  # not a file
+    with pytest.raises(ValidationError, match=f"^cannot read {path}: .*Is a directory"):
+        choose_backend(paths, env={})
+
+
+def test_each_setting_is_checked_and_normalised() -> None:
+    assert check_setting("backend", "local") == "local"
+    assert check_setting("backend", "ray://head.example:10001") == "ray://head.example:10001"
+    assert check_setting("backend", "ray://[::1]:10001") == "ray://[::1]:10001"
+    assert [check_setting("ray_max_jobs", v) for v in ("1", "12")] == ["1", "12"]
+    assert check_setting("ray_local_ops", "datasets.*,, evaluate.run ,x-y.z?") == "datasets.*,evaluate.run,x-y.z?"
+    assert check_setting("ray_local_ops", " , ") == ""
+    with pytest.raises(ValidationError) as err:
+        check_setting("colour", "blue")
+    assert refusal(err) == ("unknown setting", [("colour", "settings are backend, ray_shared, ray_max_jobs, "
+                                                           "ray_local_ops")])
+    for bad in ("ray://head", "ray://:10001", "ray://head:port", "head:10001", "ray:/head:1", "LOCAL"):
+        with pytest.raises(ValidationError) as err:
+            check_setting("backend", bad)
+        assert refusal(err) == ("cannot set the backend",
+                                [("backend", f"{bad!r} is neither `local` nor `ray://HOST:PORT`")]), bad
+    for bad in ("0", "-1", "two", "", "1.5"):
+        with pytest.raises(ValidationError) as err:
+            check_setting("ray_max_jobs", bad)
+        assert refusal(err) == ("cannot set the job limit", [("ray_max_jobs", "a whole number >= 1")]), bad
+    with pytest.raises(ValidationError) as err:
+        check_setting("ray_local_ops", "datasets, evaluate.run, a.b.c")
+    assert refusal(err) == ("cannot set the operations that stay local", [
+        ("ray_local_ops", f"{p!r} is not a PLUGIN.OPERATION pattern such as datasets.* or evaluate.run")
+        for p in ("datasets", "a.b.c")])
+
+
+def test_a_saved_setting_is_kept_with_the_others_in_a_private_file(tmp_path: Path) -> None:
+    paths = Paths.from_env(tmp_path / "data" / "home")
+    assert write_setting(paths, "ray_max_jobs", "2") == {"ray_max_jobs": "2"}  # the home is made too
+    assert config_path(paths) == paths.home / "config.json" and paths.home.stat().st_mode & 0o777 == 0o700
+    assert write_setting(paths, "ray_local_ops", "evaluate.* ,datasets.*") == {
+        "ray_max_jobs": "2", "ray_local_ops": "evaluate.*,datasets.*"}
+    assert config_path(paths).read_text() == '{\n  "ray_local_ops": "evaluate.*,datasets.*",\n  "ray_max_jobs": "2"\n}\n'
+    assert config_path(paths).stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in config_path(paths).parent.iterdir()] == ["config.json"]  # no temporary file left
+    assert write_setting(paths, "ray_max_jobs", "5")["ray_max_jobs"] == "5"
+
+
+def test_the_environment_wins_over_each_saved_setting(tmp_path: Path) -> None:
+    paths = Paths.from_env(tmp_path / "home")
+    write_setting(paths, "backend", "ray://saved:10001")
+    write_setting(paths, "ray_shared", str(tmp_path / "saved"))
+    write_setting(paths, "ray_max_jobs", "7")
+    saved = choose_backend(paths, env={"TUNELOG_RAY_ADDRESS": "  "})  # blank: not set
+    assert saved == BackendChoice("ray", address="ray://saved:10001", shared=str(tmp_path / "saved"), max_jobs=7,
+                                  local_ops=("datasets.*",))
+    chosen = choose_backend(paths, env={"TUNELOG_RAY_ADDRESS": " 10.0.0.5:6379 ",
+                                        "TUNELOG_RAY_SHARED": str(tmp_path / "env")})
+    assert (chosen.address, chosen.shared) == ("10.0.0.5:6379", str(tmp_path / "env"))
+    assert choose_backend(paths, env={"TUNELOG_RAY_ADDRESS": "local"}) == BackendChoice("local")
+    fresh = Paths.from_env(tmp_path / "fresh")
+    default = choose_backend(fresh, env={"TUNELOG_RAY_ADDRESS": "head:6379"})
+    assert (default.shared, default.max_jobs, default.local_ops) == (str(fresh.home / "ray-shared"), 4,
+                                                                    ("datasets.*",))
+    assert choose_backend(fresh, env={}) == BackendChoice("local")
+
+
+def test_operations_stay_local_by_the_first_pattern_that_matches_case_and_all() -> None:
+    choice = BackendChoice("ray", address="head:6379", local_ops=("datasets.*", "*.prepare", "evaluate.run"))
+    assert choice.runs_locally("datasets", "prepare") == "datasets.*"
+    assert choice.runs_locally("other", "prepare") == "*.prepare"
+    assert choice.runs_locally("evaluate", "run") == "evaluate.run"
+    assert choice.runs_locally("Datasets", "split") is None and choice.runs_locally("evaluate", "runs") is None
+    assert BackendChoice("local").runs_locally("datasets", "prepare") is None
+
+
+def test_ray_that_cannot_be_looked_up_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_ray()  # installed here
+    broken = types.ModuleType("ray")
+    broken.__spec__ = None  # find_spec raises ValueError for such a module
+    monkeypatch.setitem(sys.modules, "ray", broken)
+    with pytest.raises(JobError) as err:
+        require_ray()
+    assert err.value.message == "the Ray backend needs the `ray` package, which is not installed"
+    assert err.value.hint == ("install it: pip install 'tunelog[ray]' (or set the backend back: "
+                              "tunectl daemon config set backend local)")
