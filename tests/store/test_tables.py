@@ -42,3 +42,25 @@ def test_get_and_all_read_the_rows_the_store_holds(store: EventStore) -> None:
     assert [r.job_id for r in tables.jobs.select(order="queued_position", where={"state": "queued"})] == ["b"]
     assert tables.jobs.count_by("state") == {"queued": 1, "running": 1}
     assert tables.models.all() == []
+
+
+def test_every_table_reads_its_own_store(store: EventStore) -> None:
+    tables = Tables(store)
+    for fold in all_folds():
+        assert getattr(tables, fold.table).store is store, fold.table
+
+
+def test_select_pages_by_after_and_limit_in_either_order_and_prefixes_match_keys(store: EventStore) -> None:
+    for job_id in ("c", "a", "b", "ab"):
+        store.append(f"job-{job_id}", [JobQueued(job_id=job_id, plugin="p", operation="op", params={},
+                                                 code_hash="h", plugin_version="1")])
+    jobs = Tables(store).jobs
+    order = [r.job_id for r in jobs.select(order="queued_position")]
+    assert order == ["c", "a", "b", "ab"]  # ascending unless asked
+    first = jobs.select(order="queued_position", limit=2)
+    assert [r.job_id for r in first] == ["c", "a"]
+    after = jobs.select(order="queued_position", after=first[-1].queued_position, limit=1)
+    assert [r.job_id for r in after] == ["b"]
+    assert [r.job_id for r in jobs.select(order="queued_position", descending=True, limit=1)] == ["ab"]
+    assert [r.job_id for r in jobs.with_prefix("a", limit=5)] == ["a", "ab"]
+    assert [r.job_id for r in jobs.with_prefix("a", limit=1)] == ["a"]
