@@ -39,14 +39,13 @@ class Notifier:
         self._event = anyio.Event()
 
     def close(self) -> None:
-        """Wake every follower for the last time (the daemon stops)."""
+        """Mark the daemon as stopping and wake whoever waits now. Later waits wait as before: a
+        loop that does not look at `closed` must not spin."""
         self.closed = True
-        self._event.set()
+        self.notify(0)
 
     async def wait(self, timeout: float) -> None:
-        """Return after the next commit, after `timeout` seconds or at once once closed."""
-        if self.closed:
-            return
+        """Return after the next commit or after `timeout` seconds, whichever comes first."""
         with anyio.move_on_after(timeout):
             await self._event.wait()
 
