@@ -75,3 +75,8 @@ def ok(resp: Any, status: int = 200) -> Any:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"] == "application/json"
     return resp.json()
+
+
+def tagged(services: Services, command_id: str) -> list[str]:
+    """The types of the events a command id tagged (an empty append with the id looks it up)."""
+    return [e.type for e in services.store.append("command-lookup", [], command_id=command_id)]

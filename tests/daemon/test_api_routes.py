@@ -15,7 +15,7 @@ import anyio
 import pytest
 from starlette.testclient import TestClient
 
-from tests.daemon.api_support import app, error, ok
+from tests.daemon.api_support import app, error, ok, tagged
 from tunelog.daemon.api import events as events_api
 from tunelog.daemon.api.events import PAGE, Query, follow
 from tunelog.daemon.services import Notifier, Services
@@ -399,6 +399,15 @@ def finished_replay(client: TestClient, s: Services) -> tuple[str, str]:
     for r in (run_id, replay_id):
         s.store.append(run_stream(r), [RunFinished(run_id=r, state="succeeded")])
     return run_id, replay_id
+
+
+def test_a_replay_and_a_fork_tag_their_events_with_the_command_id(api: API) -> None:
+    client, s = api
+    run_id, _ = finished_replay(client, s)
+    ok(client.post(f"/v1/runs/{run_id}/replay", json={"command_id": "tag-replay"}), 201)
+    assert tagged(s, "tag-replay") == ["run-submitted"]
+    ok(client.post(f"/v1/runs/{run_id}/fork", json={"node": "a", "set": {"seconds": 1}, "command_id": "tag-fork"}), 201)
+    assert tagged(s, "tag-fork") == ["run-submitted"]
 
 
 def test_a_replay_is_verified_against_its_original_with_the_tolerance_asked_for(api: API) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.daemon.api_support import app, error, ok
+from tests.daemon.api_support import app, error, ok, tagged
 from tunelog.daemon.services import Services
 from tunelog.events.runs import NodeCompleted, NodeFailed, NodeQueued, RunFinished
 from tunelog.events.streams import run_stream
@@ -266,11 +266,6 @@ def test_operations_of_loaded_plugins_and_presets_naming_their_plugin(api: API) 
 
 
 
-def tagged(s: Services, command_id: str) -> list[str]:
-    """The types of the events a command id tagged (an empty append with the id looks it up)."""
-    return [e.type for e in s.store.append("command-lookup", [], command_id=command_id)]
-
-
 def test_run_cancel_resume_and_a_workflow_save_tag_their_events_with_the_command_id(api: API) -> None:
     """A daemon killed between the append and the answer answers the client's retry from the tag."""
     client, s = api
@@ -312,3 +307,24 @@ def test_the_lineage_route_shows_a_runs_resumes_its_nodes_jobs_and_its_adapters(
     assert [(j["id"], j["state"], j["label"]) for j in kids["node"]["children"]] == [
         (first, "queued", "no checkpoint"), (second, "queued", "no checkpoint")]  # states from the jobs table
     assert (kids["adapter"]["id"], kids["adapter"]["label"]) == (sha, "node a")
+
+
+def test_removing_a_model_tags_its_event_in_the_models_stream(api: API) -> None:
+    client, s = api
+    ok(client.post("/v1/models", json={"name": "tagged-model", "ref": "org/base"}), 201)
+    ok(client.post("/v1/models/tagged-model/remove", json={"command_id": "tag-remove"}))
+    assert tagged(s, "tag-remove") == ["model-removed"]
+    assert [e.type for e in s.store.read(stream="model-tagged-model")] == ["model-added", "model-removed"]
+
+
+def test_an_adapter_prefix_refuses_capitals_and_says_more_only_past_the_limit(api: API) -> None:
+    client, s = api
+    assert error(client.get("/v1/adapters", params={"prefix": "abX"}), 422)["problems"][0]["where"] == "prefix"
+    shas = ["c1" + "0" * 62, "c1" + "1" * 62]
+    s.store.append("run-prefixed", [NodeCompleted(run_id="prefixed", node=f"n{i}", job_id=f"jp{i}", cache_key=f"kp{i}",
+                                                  outputs={"adapter": sha}, output_types={"adapter": "adapter"})
+                                    for i, sha in enumerate(shas)])
+    exact = ok(client.get("/v1/adapters", params={"prefix": "c1", "limit": 2}))
+    assert [a["sha256"] for a in exact["adapters"]] == shas and exact["more"] is False
+    cut = ok(client.get("/v1/adapters", params={"prefix": "c1", "limit": 1}))
+    assert [a["sha256"] for a in cut["adapters"]] == shas[:1] and cut["more"] is True
