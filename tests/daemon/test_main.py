@@ -52,6 +52,12 @@ def daemon_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("TUNELOG_WARM_WORKERS", "off")
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    # As in a fresh daemon process: uvicorn's loggers untouched (a test that ran uvicorn with its own
+    # logging config stops them at "uvicorn"), and this test's own httpx client not logging requests.
+    others = {name: logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx")}
+    saved = {name: (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for name, lg in others.items()}
+    for name, lg in others.items():
+        lg.handlers[:], lg.level, lg.propagate, lg.disabled = [], logging.WARNING if name == "httpx" else 0, True, False
     umask = os.umask(0o022)
     try:
         yield
@@ -60,6 +66,8 @@ def daemon_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             if handler not in handlers:
                 handler.close()
         root.handlers[:], root.level = handlers, level
+        for name, lg in others.items():
+            lg.handlers[:], lg.level, lg.propagate, lg.disabled = saved[name]
         os.umask(umask)
 
 
