@@ -77,6 +77,8 @@ class RunExecutor:
         self.store, self.plugins, self.jobs = store, plugins, jobs
         self.tables = Tables(store)
         self.max_resumes = max_resumes
+        self.idle_s = 2.0
+        """How long a pass waits for a wake-up (a commit) before it looks again anyway."""
         self._wake = anyio.Event()
 
     # -- commands ----------------------------------------------------------------------------
@@ -201,7 +203,7 @@ class RunExecutor:
                 self.advance()
             except Exception:  # one broken run must not stop the others or the daemon
                 log.exception("run executor pass failed")
-            with anyio.move_on_after(2.0):
+            with anyio.move_on_after(self.idle_s):
                 await self._wake.wait()
 
     def advance(self) -> None:

@@ -97,16 +97,18 @@ async def test_start_up_settles_a_dead_daemons_jobs_scans_plugins_and_wakes_on_c
         assert s.tables.jobs.get(job.job_id).state == "interrupted"  # type: ignore[union-attr]
         assert s.tables.plugins.get("testops").status == "loaded"  # type: ignore[union-attr]
 
-        # a commit wakes the run executor at once (its own timer would take 2 s): a job's end that
-        # anyone appended advances its run
+        # a commit wakes the run executor at once (its own timer is set to a minute here, so only a
+        # wake-up can advance the run within the bound): a job's end that anyone appended advances its run
+        s.runs.idle_s = 60.0
+        s.runs.wake()  # the pass now waiting started with the 2 s timer
         run_id = s.runs.submit(ONE_NODE).run_id
-        with anyio.fail_after(1.5):
+        with anyio.fail_after(30):
             while (job_id := s.runs.find(run_id).nodes["n"].job_id) is None:
                 await anyio.sleep(0.01)
-        await anyio.sleep(0.1)  # the executor is back asleep, on its 2 s timer
+        await anyio.sleep(0.1)  # the executor is back asleep, on its minute-long timer
         s.store.append(f"job-{job_id}", [J.JobStarted(job_id=job_id, pid=dead_pid(), slot="cpu0", log_path="-"),
                                          J.JobSucceeded(job_id=job_id, outputs={"text": "woken"}, duration_s=0.1)])
-        with anyio.fail_after(1.5):
+        with anyio.fail_after(30):
             while s.runs.find(run_id).nodes["n"].state in ("queued", "running"):
                 await anyio.sleep(0.01)
 
