@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from tunelog.daemon.jobs.processes import signal_name
+from tunelog.daemon.jobs.processes import killpg, signal_name
 
 _HEADER = struct.Struct(">I")
 _TAIL_BYTES = 32_768
@@ -108,7 +108,7 @@ class JobHost:
         except Exception as exc:  # noqa: BLE001 - an upload failed: the worker must not go on unseen
             with open(self._log, "a") as log:
                 log.write(f"tunelog: {exc}\n")
-            _killpg(self._proc.pid, signal.SIGKILL)
+            killpg(self._proc.pid, signal.SIGKILL)
         returncode = self._proc.wait()
         finish_job(self._location, job, self.job_id)
         self.finish(returncode)
@@ -205,12 +205,12 @@ class JobHost:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
-        _killpg(proc.pid, signal.SIGTERM)
+        killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(grace_s)
         except subprocess.TimeoutExpired:
             self._forced = True
-            _killpg(proc.pid, signal.SIGKILL)
+            killpg(proc.pid, signal.SIGKILL)
 
     def _tail(self) -> list[str]:
         try:
@@ -298,18 +298,18 @@ def train_ddp_worker(config: dict[str, Any]) -> None:
         except Exception as exc:  # noqa: BLE001 - an upload failed: the worker must not go on unseen
             with open(job / "worker.log", "a") as log:
                 log.write(f"tunelog: {exc}\n")
-            _killpg(proc.pid, signal.SIGKILL)
+            killpg(proc.pid, signal.SIGKILL)
 
     reader = threading.Thread(target=forward, daemon=True) if rank == 0 else None
     if reader is not None:
         reader.start()
     while proc.poll() is None:
         if ray.get(host.stopping.remote()):
-            _killpg(proc.pid, signal.SIGTERM)
+            killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(float(config["grace_s"]))
             except subprocess.TimeoutExpired:
-                _killpg(proc.pid, signal.SIGKILL)
+                killpg(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.5)
     rc = proc.wait()
@@ -349,10 +349,3 @@ def ray_train_outcome(ends: dict[int, int], error: str, *, stop_asked: bool) -> 
     if not failed:
         return returncode, f"the Ray Train run lost a worker or its node: {first}"
     return returncode, None
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
